@@ -1,0 +1,62 @@
+"""
+### Promote — one DAG per model in `config/models/`
+
+Runs when a new `@challenger` is registered (asset event) or manually with a `version`.
+
+Gates, each recorded as a tag on the version (`gate.<name>`, `gates.result`, `gates.detail`):
+- **min_metric**: the primary metric reaches the configured minimum;
+- **no_regression**: not worse than the current `@champion` by more than the allowed regression;
+- **compliance**: the required compliance tags are present.
+
+Then, when the model's config asks for it, a **human approval** in the Airflow UI. On success
+`@champion` moves to the version in one registry call and the replaced champion becomes
+`@previous_champion`. A failing gate leaves the champion untouched. Runs never overlap
+(`max_active_runs=1`): alias moves are last-writer-wins.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Param, dag
+
+from include.config import model_configs
+from modelops.assets import challenger_asset, champion_asset
+from modelops.tasks import promotion as t
+
+
+def build(config):
+    @dag(
+        dag_id=f"promote_{config.name}",
+        description=f"Gate and promote {config.name} @challenger to @champion",
+        doc_md=__doc__,
+        schedule=[challenger_asset(config.name)],
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        tags=["modelops", "promotion", config.name],
+        default_args={"owner": config.owner, "retries": 2, "retry_delay": timedelta(minutes=1)},
+        params={"version": Param(None, type=["null", "string"], description="Version to promote; empty = the @challenger")},
+    )
+    def promotion():
+        candidate = t.resolve_candidate(config.name, "{{ params.version or '' }}")
+        gates = t.check_gates(config.name, candidate)
+        promoted = t.promote.override(outlets=[champion_asset(config.name)])(config.name, candidate, gates)
+
+        if config.approval.required:
+            approval = ApprovalOperator(
+                task_id="approve",
+                subject=f"Promote {config.name} to champion?",
+                body="Version {{ ti.xcom_pull(task_ids='resolve_candidate') }} passed the gates:\n\n"
+                "{{ ti.xcom_pull(task_ids='check_gates') }}",
+                response_timeout=timedelta(hours=config.approval.timeout_hours),
+                retries=0,
+            )
+            gates >> approval >> promoted
+
+    return promotion()
+
+
+for _config in model_configs().values():
+    globals()[f"{__name__.rpartition('.')[2]}_{_config.name}"] = build(_config)

@@ -1,0 +1,67 @@
+"""
+### Train — one DAG per model in `config/models/`
+
+Validated, fingerprinted data → a trained model in MLflow → a new version with alias `@challenger`.
+
+1. **validate** the batch at `dataset_uri` with the model's Great Expectations suite. A failing batch
+   is quarantined (its MLflow run is tagged `quarantine=rejected` with its fingerprint) and nothing
+   downstream runs.
+2. **fingerprint** every row (a full-content SHA-256, unlike MLflow's 10,000-row digest) and the schema.
+3. **needs_training** skips the rest when a version was already trained from the same data, code and params.
+4. **train** with the configured backend: a local process, or a Kubernetes pod.
+5. **evaluate** on the held-out split; metrics and plots go to the MLflow run.
+6. **register** the version with its lineage tags, alias `@challenger`; the asset event starts promotion.
+
+Trigger with a `dataset_uri` from the UI, the REST API or a drift webhook.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param, dag
+
+from include.config import model_configs
+from modelops.assets import challenger_asset
+from modelops.operators.training import training_operator
+from modelops.tasks import training as t
+
+
+def build(config):
+    @dag(
+        dag_id=f"train_{config.name}",
+        description=f"Train {config.name}: validate, fingerprint, train, evaluate, register",
+        doc_md=__doc__,
+        schedule=config.training.schedule,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        tags=["modelops", "training", config.name],
+        default_args={"owner": config.owner, "retries": 2, "retry_delay": timedelta(minutes=1)},
+        params={
+            "dataset_uri": Param(config.dataset.uri, type="string", minLength=1, description="Dataset to train on (file, parquet folder, or URI)"),
+            "force": Param(False, type="boolean", description="Retrain even if a version exists for the same data, code and params"),
+        },
+    )
+    def training():
+        batch = t.validate(config.name, "{{ params.dataset_uri }}")
+        fingerprinted = t.fingerprint(config.name, batch)
+        trained = training_operator(
+            config,
+            task_id="train",
+            dataset_uri=fingerprinted["dataset_uri"],
+            mlflow_run_id=fingerprinted["mlflow_run_id"],
+            expected_fingerprint=fingerprinted["data_fingerprint"],
+            execution_timeout=timedelta(minutes=config.training.timeout_minutes),
+        )
+        metrics = t.evaluate(config.name, fingerprinted)
+        registered = t.register.override(outlets=[challenger_asset(config.name)])(config.name, fingerprinted, metrics)
+
+        # main flow
+        t.needs_training(config.name, fingerprinted) >> trained >> metrics >> registered
+
+    return training()
+
+
+for _config in model_configs().values():
+    globals()[f"{__name__.rpartition('.')[2]}_{_config.name}"] = build(_config)

@@ -1,0 +1,1 @@
+"""Plain-Python building blocks of the Model Ops project (no Airflow imports)."""

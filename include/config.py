@@ -1,0 +1,259 @@
+"""Model configuration: one YAML file per model under ``config/models/``, validated into typed objects.
+
+A wrong key, a wrong type or a missing field fails with :class:`ConfigError`, whose message names
+the file and the dotted key (``credit_approval.yaml: gates.minimum: Input should be a valid number``).
+Strings may reference environment variables as ``${VAR}`` or ``${VAR:-default}``; relative paths
+are resolved against the project root, so the same file works on a laptop and in a pod.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = Path(os.environ.get("MODELOPS_CONFIG_DIR", PROJECT_ROOT / "config"))
+
+ColumnType = Literal["int", "float", "category", "string", "bool", "timestamp"]
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """A model configuration file is invalid; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Column(_Strict):
+    name: str
+    type: ColumnType
+
+
+class DatasetConfig(_Strict):
+    uri: str = Field(description="Default dataset location (file, directory of parquet, or URI).")
+    id_column: str
+    timestamp_column: str
+    target: Column
+    outcome: Column | None = Field(None, description="Business outcome that arrives after prediction.")
+    features: list[Column] = Field(min_length=1)
+    expectation_suite: str = Field(description="GX suite JSON, relative to config/.")
+
+    @model_validator(mode="after")
+    def _distinct_columns(self) -> DatasetConfig:
+        names = [c.name for c in self.all_columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"columns declared twice: {', '.join(dupes)}")
+        return self
+
+    @property
+    def all_columns(self) -> list[Column]:
+        extra = [Column(name=self.id_column, type="string"), Column(name=self.timestamp_column, type="timestamp")]
+        return [*extra, *self.features, self.target, *([self.outcome] if self.outcome else [])]
+
+    @property
+    def column_types(self) -> dict[str, str]:
+        return {c.name: c.type for c in self.all_columns}
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [c.name for c in self.features]
+
+
+class ModelSpec(_Strict):
+    flavor: Literal["sklearn"] = "sklearn"
+    estimator: str = Field(pattern=r"^sklearn\.[A-Za-z0-9_.]+\.[A-Za-z0-9_]+$")
+    params: dict[str, int | float | str | bool | None] = Field(default_factory=dict)
+    holdout_fraction: float = Field(0.2, gt=0, lt=0.5)
+    random_state: int = 42
+
+
+class Resources(_Strict):
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+    gpu: int = Field(0, ge=0, description="nvidia.com/gpu count")
+
+
+class KubernetesTraining(_Strict):
+    image: str = "modelops:latest"
+    namespace: str = "default"
+    service_account: str | None = None
+    kubernetes_conn_id: str = "kubernetes_default"
+    requests: Resources = Resources(cpu="1", memory="2Gi")
+    limits: Resources = Resources(cpu="2", memory="4Gi")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    startup_timeout_seconds: int = Field(600, gt=0)
+
+
+class TrainingConfig(_Strict):
+    backend: Literal["local", "kubernetes"] = "local"
+    schedule: str | None = Field(None, description="Cron or preset for scheduled retraining; none = on demand")
+    timeout_minutes: int = Field(60, gt=0)
+    kubernetes: KubernetesTraining = KubernetesTraining()
+
+
+class GatesConfig(_Strict):
+    primary_metric: Literal["roc_auc", "accuracy", "f1", "precision", "recall", "log_loss"] = "roc_auc"
+    minimum: float
+    max_regression: float = Field(0.0, ge=0, description="Allowed drop vs the champion, in metric units.")
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.primary_metric != "log_loss"
+
+
+class ComplianceConfig(_Strict):
+    labels: dict[str, str] = Field(default_factory=dict, description="Tags set on every new version.")
+    required: list[str] = Field(default_factory=list, description="Tags a version must carry to be promoted.")
+
+
+class ApprovalConfig(_Strict):
+    required: bool = False
+    timeout_hours: float = Field(72, gt=0)
+
+
+class ModelConfig(_Strict):
+    name: Identifier
+    description: str = ""
+    owner: str
+    dataset: DatasetConfig
+    model: ModelSpec
+    training: TrainingConfig = TrainingConfig()
+    gates: GatesConfig
+    compliance: ComplianceConfig = ComplianceConfig()
+    approval: ApprovalConfig = ApprovalConfig()
+
+    source: Path | None = Field(None, exclude=True)
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.name
+
+    @property
+    def experiment_name(self) -> str:
+        return f"modelops/{self.name}"
+
+    @property
+    def suite_path(self) -> Path:
+        """The expectation suite, relative to the config folder this file lives in."""
+        base = self.source.parent.parent if self.source else CONFIG_DIR
+        return resolve_path(self.dataset.expectation_suite, base=base)
+
+
+def expand_env(value: str) -> str:
+    """Replace ``${VAR}`` / ``${VAR:-default}``; an unset variable without default is an error."""
+
+    def _sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise KeyError(name)
+
+    return _ENV_REF.sub(_sub, value)
+
+
+def resolve_path(value: str, *, base: Path = PROJECT_ROOT) -> Path:
+    path = Path(value.removeprefix("file://")).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def resolve_uri(value: str) -> str:
+    """A dataset URI with env references expanded; relative local paths become absolute."""
+    value = expand_env(value)
+    if "://" in value and not value.startswith("file://"):
+        return value
+    return str(resolve_path(value))
+
+
+def _expand_tree(node: object, key: str, source: Path) -> object:
+    if isinstance(node, dict):
+        return {k: _expand_tree(v, f"{key}.{k}" if key else str(k), source) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_tree(v, f"{key}.{i}", source) for i, v in enumerate(node)]
+    if isinstance(node, str):
+        try:
+            return expand_env(node)
+        except KeyError as exc:
+            raise ConfigError(f"{source.name}: {key}: environment variable {exc.args[0]} is not set") from None
+    return node
+
+
+def _format_errors(source: Path, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{source.name}: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_model_config(path: Path | str) -> ModelConfig:
+    source = Path(path)
+    try:
+        raw = yaml.safe_load(source.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source.name}: invalid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source.name}: expected a mapping at the top level")
+    raw = _expand_tree(raw, "", source)
+    try:
+        config = ModelConfig.model_validate({**raw, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from None
+    if config.name != source.stem:
+        raise ConfigError(f"{source.name}: name: must equal the file name stem {source.stem!r}")
+    if not config.suite_path.is_file():
+        raise ConfigError(f"{source.name}: dataset.expectation_suite: file not found: {config.suite_path}")
+    return config
+
+
+def load_model_configs(config_dir: Path | str | None = None) -> dict[str, ModelConfig]:
+    """Every ``*.yaml`` under ``<config_dir>/models``; all files' errors are reported together."""
+    models_dir = Path(config_dir or CONFIG_DIR) / "models"
+    configs: dict[str, ModelConfig] = {}
+    errors: list[str] = []
+    for path in sorted(models_dir.glob("*.yaml")):
+        try:
+            cfg = load_model_config(path)
+        except ConfigError as exc:
+            errors.append(str(exc))
+        else:
+            configs[cfg.name] = cfg
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return configs
+
+
+@cache
+def _cached_configs(config_dir: str, _mtimes: tuple[tuple[str, float], ...]) -> dict[str, ModelConfig]:
+    return load_model_configs(config_dir)
+
+
+def model_configs(config_dir: Path | str | None = None) -> dict[str, ModelConfig]:
+    """Like :func:`load_model_configs`, cached until a file changes (for DAG parsing)."""
+    directory = Path(config_dir or CONFIG_DIR)
+    mtimes = tuple((str(p), p.stat().st_mtime) for p in sorted((directory / "models").glob("*.yaml")))
+    return _cached_configs(str(directory), mtimes)
+
+
+def get_model_config(name: str, config_dir: Path | str | None = None) -> ModelConfig:
+    configs = model_configs(config_dir)
+    if name not in configs:
+        known = ", ".join(sorted(configs)) or "none"
+        raise ConfigError(f"unknown model {name!r}; configured models: {known}")
+    return configs[name]

@@ -1,0 +1,135 @@
+"""The MLflow model registry as the system of record: versions, tags and the aliases that decide what is live.
+
+Aliases: ``challenger`` (the newest candidate), ``champion`` (live), ``previous_champion`` (what
+rollback returns to). Stages are deprecated in MLflow and not used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.tracking import MlflowClient
+
+from include import audit
+from include.gates import GateReport
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous_champion"
+
+
+def _not_found(exc: MlflowException) -> bool:
+    return exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+
+
+def ensure_registered_model(client: MlflowClient, name: str, description: str = "") -> None:
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if not _not_found(exc):
+            raise
+        client.create_registered_model(name, description=description or None)
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version ``alias`` points at, or None when the alias (or the model) does not exist."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if _not_found(exc) or "alias" in str(exc).lower():
+            return None
+        raise
+
+
+def find_version_by_tag(client: MlflowClient, name: str, key: str, value: str) -> ModelVersion | None:
+    versions = client.search_model_versions(f"name = '{name}' and tags.`{key}` = '{value}'")
+    return max(versions, key=lambda v: int(v.version), default=None)
+
+
+def version_for_run(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
+    versions = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    return max(versions, key=lambda v: int(v.version), default=None)
+
+
+def run_metrics(client: MlflowClient, version: ModelVersion | None) -> dict[str, float] | None:
+    if version is None or not version.run_id:
+        return None
+    return dict(client.get_run(version.run_id).data.metrics)
+
+
+def register_challenger(
+    client: MlflowClient,
+    *,
+    name: str,
+    description: str,
+    model_uri: str,
+    run_id: str,
+    tags: dict[str, str],
+    actor: str,
+    dag_id: str | None = None,
+    airflow_run_id: str | None = None,
+) -> ModelVersion:
+    """Register the run's model as a new version (once per run) and point ``challenger`` at it."""
+    ensure_registered_model(client, name, description)
+    version = version_for_run(client, name, run_id)
+    if version is None:
+        version = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags)
+        log.info("Registered %s version %s from run %s", name, version.version, run_id)
+    else:
+        log.info("Run %s is already registered as %s version %s; reusing it", run_id, name, version.version)
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version.version, key, value)
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    audit.write(
+        client,
+        audit.AuditRecord(
+            action="register", model=name, version=str(version.version), actor=actor,
+            reason=f"new candidate from run {run_id}", dag_id=dag_id, run_id=airflow_run_id,
+            details={"alias": CHALLENGER, "model_uri": model_uri},
+        ),
+    )
+    return client.get_model_version(name, version.version)
+
+
+def record_gates(client: MlflowClient, name: str, version: str, report: GateReport) -> None:
+    """Gate outcomes as version tags: ``gate.<name>`` = passed/failed, plus the values as JSON."""
+    for result in report.results:
+        client.set_model_version_tag(name, version, f"gate.{result.gate}", "passed" if result.passed else "failed")
+    client.set_model_version_tag(name, version, "gates.result", "passed" if report.passed else "failed")
+    client.set_model_version_tag(name, version, "gates.detail", json.dumps(report.as_dicts(), default=str)[:5000])
+
+
+def promote(
+    client: MlflowClient, name: str, version: str, *, actor: str, reason: str, dag_id: str | None = None,
+    run_id: str | None = None, details: dict | None = None,
+) -> str | None:
+    """Move ``champion`` to ``version``; the champion it replaces becomes ``previous_champion``.
+
+    Safe to retry: promoting the version that already is champion changes nothing. Callers must
+    serialise promotions per model (alias moves are last-writer-wins).
+    """
+    current = alias_version(client, name, CHAMPION)
+    previous = str(current.version) if current else None
+    if previous == version:
+        log.info("%s version %s already is the champion", name, version)
+        return previous
+    if previous is not None:
+        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, previous)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    challenger = alias_version(client, name, CHALLENGER)
+    if challenger is not None and str(challenger.version) == version:
+        client.delete_registered_model_alias(name, CHALLENGER)
+    audit.write(
+        client,
+        audit.AuditRecord(
+            action="promote", model=name, version=version, actor=actor, reason=reason, dag_id=dag_id,
+            run_id=run_id, details={"previous_champion": previous, **(details or {})},
+        ),
+    )
+    return previous

@@ -1,0 +1,1 @@
+"""Thin operators that call ``include/``."""

@@ -1,0 +1,89 @@
+"""Every DAG imports cleanly, follows the house rules, and parses fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+ROOT = Path(__file__).resolve().parents[2]
+DAG_FILES = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> DagBag:
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+
+
+def test_every_configured_model_has_its_dags(dagbag):
+    from include.config import load_model_configs
+
+    for name in load_model_configs():
+        assert {f"train_{name}", f"promote_{name}"} <= set(dagbag.dag_ids)
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
+def test_dag_ids_start_with_the_file_stem(dagbag, dag_file):
+    ids = [d.dag_id for d in dagbag.dags.values() if Path(d.fileloc).name == dag_file.name]
+    assert ids, f"{dag_file.name} defines no DAG"
+    assert all(i == dag_file.stem or i.startswith(f"{dag_file.stem}_") for i in ids)
+
+
+def test_tags_retries_docs_and_no_catchup(dagbag):
+    for dag in dagbag.dags.values():
+        assert dag.tags, f"{dag.dag_id} has no tags"
+        assert dag.doc_md, f"{dag.dag_id} has no doc_md"
+        assert not dag.catchup, f"{dag.dag_id} catches up"
+        for task in dag.tasks:
+            if task.task_type == "ApprovalOperator":
+                continue  # a human answers once; retrying would ask again
+            assert task.retries >= 1, f"{dag.dag_id}.{task.task_id} has no retries"
+
+
+def test_promotions_never_overlap(dagbag):
+    for dag in dagbag.dags.values():
+        if dag.dag_id.startswith("promote_"):
+            assert dag.max_active_runs == 1
+
+
+PARSE_TIMER = """
+import json, runpy, sys, time
+import airflow, airflow.sdk  # the parser has Airflow loaded already
+start = time.perf_counter()
+runpy.run_path(sys.argv[1])
+print(json.dumps(time.perf_counter() - start))
+"""
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
+def test_dag_file_parses_in_under_a_second(dag_file):
+    out = subprocess.run(
+        [sys.executable, "-c", PARSE_TIMER, str(dag_file)],
+        capture_output=True, text=True, check=True, env={**os.environ}, cwd=ROOT,
+    )
+    seconds = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seconds < 1.0, f"{dag_file.name} took {seconds:.2f}s to parse"
+
+
+def test_a_bad_config_is_an_import_error_naming_file_and_key(tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    bad = tmp_path / "config" / "models" / "credit_approval.yaml"
+    bad.write_text(bad.read_text().replace("minimum: 0.70", "minimum: high"))
+    monkeypatch.setenv("MODELOPS_CONFIG_DIR", str(tmp_path / "config"))
+    out = subprocess.run(
+        [sys.executable, "-c", "import runpy, sys; runpy.run_path(sys.argv[1])", str(ROOT / "dags" / "train.py")],
+        capture_output=True, text=True, env={**os.environ}, cwd=ROOT,
+    )
+    assert out.returncode != 0
+    assert "credit_approval.yaml: gates.minimum: Input should be a valid number" in out.stderr

@@ -1,0 +1,167 @@
+"""End to end: the training and promotion DAGs run with ``dag.test()`` against a real MLflow store.
+
+One registry for the module, used as a scenario: the first champion, a redundant retrain that is
+skipped, bad batches that are rejected, and a worse challenger that is not promoted.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from include.datagen import CORRUPTED_COLUMN, CORRUPTIONS, generate_batch
+from include.dataset import write_dataset
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "credit_approval"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, airflow_db):
+    """A fresh MLflow store and an editable copy of the config for this module."""
+    tmp = tmp_path_factory.mktemp("lifecycle")
+    shutil.copytree(ROOT / "config", tmp / "config")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+    mp.setenv("MODELOPS_CONFIG_DIR", str(tmp / "config"))
+    import include.config
+
+    mp.setattr(include.config, "CONFIG_DIR", tmp / "config")
+    from include import tracking
+
+    client = tracking.configure()
+    yield {"tmp": tmp, "client": client}
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def dags(env):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    return {"train": bag.get_dag(f"train_{MODEL}"), "promote": bag.get_dag(f"promote_{MODEL}")}
+
+
+def _batch(env, name: str, **kwargs) -> str:
+    path = env["tmp"] / "data" / f"{name}.parquet"
+    write_dataset(generate_batch(kwargs.pop("rows", 4000), **kwargs), str(path))
+    return str(path)
+
+
+def _alias(client, alias):
+    from include.registry import alias_version
+
+    found = alias_version(client, MODEL, alias)
+    return str(found.version) if found else None
+
+
+def _versions(client):
+    return sorted(int(v.version) for v in client.search_model_versions(f"name = '{MODEL}'"))
+
+
+def _states(dag_run):
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+@pytest.fixture(scope="module")
+def first_champion(env, dags):
+    """Train on a clean batch and promote it: version 1 becomes the champion."""
+    uri = _batch(env, "clean", seed=1)
+    trained = dags["train"].test(run_conf={"dataset_uri": uri})
+    assert str(trained.state) == "success", _states(trained)
+    promoted = dags["promote"].test()
+    assert str(promoted.state) == "success", _states(promoted)
+    return uri
+
+
+def test_clean_batch_becomes_champion_with_lineage_tags(env, first_champion):
+    from include.datagen import COLUMN_TYPES
+    from include.dataset import read_dataset
+    from include.fingerprint import dataset_fingerprint, schema_hash
+
+    client = env["client"]
+    assert _versions(client) == [1]
+    assert _alias(client, "champion") == "1"
+    assert _alias(client, "challenger") is None  # consumed by the promotion
+    version = client.get_model_version(MODEL, "1")
+    df = read_dataset(first_champion)
+    assert version.tags["data_fingerprint"] == dataset_fingerprint(df, COLUMN_TYPES)
+    assert version.tags["schema_hash"] == schema_hash(df, COLUMN_TYPES)
+    for tag in ("code_commit", "dependency_hash", "training_backend", "params", "training_key"):
+        assert version.tags[tag] and version.tags[tag] != "unknown", tag
+    assert version.tags["training_backend"] == "local"
+    assert version.tags["gates.result"] == "passed"
+    assert version.tags["compliance.pii_reviewed"] == "true"
+    audit_actions = [v for k, v in version.tags.items() if k.startswith("audit.")]
+    assert any('"action": "register"' in a for a in audit_actions)
+    assert any('"action": "promote"' in a for a in audit_actions)
+
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["roc_auc"] > 0.7
+    assert run.data.tags["data_fingerprint"] == version.tags["data_fingerprint"]
+    assert run.inputs.dataset_inputs[0].dataset.source  # logged with mlflow.log_input
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert artifacts == {"plots/roc_curve.png", "plots/confusion_matrix.png"}
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "validation")} >= {"validation/validation_result.json"}
+
+
+def test_same_data_code_and_params_skips_retraining(env, dags, first_champion):
+    client = env["client"]
+    dag_run = dags["train"].test(run_conf={"dataset_uri": first_champion})
+    states = _states(dag_run)
+    assert str(dag_run.state) == "success"
+    assert states["needs_training"] == "success"
+    assert {states[t] for t in ("train", "evaluate", "register")} == {"skipped"}
+    assert _versions(client) == [1]
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_bad_batch_is_rejected_and_nothing_changes(env, dags, first_champion, corruption):
+    client = env["client"]
+    uri = _batch(env, f"bad-{corruption}", seed=7, corruption=corruption)
+    dag_run = dags["train"].test(run_conf={"dataset_uri": uri})
+    states = _states(dag_run)
+    assert str(dag_run.state) == "failed"
+    assert states["validate"] == "failed"
+    assert states["train"] != "success" and states["register"] != "success"
+    assert _versions(client) == [1]
+    assert _alias(client, "champion") == "1"
+
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name(f"modelops/{MODEL}").experiment_id],
+        filter_string=f"tags.`airflow.run_id` = '{dag_run.run_id}'",
+    )
+    assert run.info.status == "FAILED"
+    assert run.data.tags["quarantine"] == "rejected"
+    assert run.data.tags["data_fingerprint"].startswith("sha256:")
+    assert CORRUPTED_COLUMN[corruption] in run.data.tags["validation.summary"]
+
+
+def test_worse_challenger_is_not_promoted(env, dags, first_champion):
+    client = env["client"]
+    path = env["tmp"] / "config" / "models" / f"{MODEL}.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["model"] = {"estimator": "sklearn.dummy.DummyClassifier", "params": {"strategy": "prior"}}
+    path.write_text(yaml.safe_dump(raw))
+
+    trained = dags["train"].test(run_conf={"dataset_uri": first_champion})
+    assert str(trained.state) == "success", _states(trained)
+    assert _versions(client) == [1, 2]
+    assert _alias(client, "challenger") == "2"
+
+    promoted = dags["promote"].test()
+    assert str(promoted.state) == "failed"
+    assert _states(promoted)["promote"] != "success"
+    assert _alias(client, "champion") == "1"
+    tags = client.get_model_version(MODEL, "2").tags
+    assert tags["gates.result"] == "failed"
+    assert tags["gate.min_metric"] == "failed"
+    assert tags["gate.no_regression"] == "failed"
+    assert tags["gate.compliance"] == "passed"
+    assert "roc_auc" in tags["gates.detail"]
+    assert any('"action": "reject"' in v for k, v in tags.items() if k.startswith("audit."))

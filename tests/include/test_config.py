@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from include.config import ConfigError, expand_env, load_model_config, load_model_configs
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "config" / "models" / "credit_approval.yaml"
+
+
+@pytest.fixture()
+def config_dir(tmp_path: Path) -> Path:
+    """A copy of the project's config folder that a test may edit."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    return tmp_path / "config"
+
+
+def _edit(config_dir: Path, change) -> Path:
+    path = config_dir / "models" / "credit_approval.yaml"
+    raw = yaml.safe_load(path.read_text())
+    change(raw)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_shipped_config_is_valid():
+    cfg = load_model_config(SAMPLE)
+    assert cfg.name == "credit_approval"
+    assert cfg.dataset.target.name == "defaulted"
+    assert cfg.suite_path.is_file()
+    assert cfg.dataset.column_types["applied_at"] == "timestamp"
+    assert cfg.training.backend in {"local", "kubernetes"}
+
+
+def test_every_shipped_config_loads():
+    assert "credit_approval" in load_model_configs(ROOT / "config")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda r: r["gates"].update(minimum="high"), "credit_approval.yaml: gates.minimum: Input should be a valid number"),
+        (lambda r: r["gates"].pop("minimum"), "credit_approval.yaml: gates.minimum: Field required"),
+        (lambda r: r["training"].update(backend="slurm"), "credit_approval.yaml: training.backend: Input should be 'local' or 'kubernetes'"),
+        (lambda r: r["model"].update(learning_rate=0.1), "credit_approval.yaml: model.learning_rate: unknown key"),
+        (lambda r: r["dataset"]["features"][1].update(type="decimal"), "credit_approval.yaml: dataset.features.1.type"),
+        (lambda r: r["training"]["kubernetes"]["limits"].update(memory="lots"), "training.kubernetes.limits.memory"),
+        (lambda r: r.update(name="other_name"), "credit_approval.yaml: name: must equal the file name stem"),
+        (lambda r: r["dataset"].update(expectation_suite="expectations/nope.json"), "dataset.expectation_suite: file not found"),
+        (lambda r: r["dataset"]["features"].append({"name": "age", "type": "int"}), "columns declared twice: age"),
+    ],
+)
+def test_errors_name_the_file_and_key(config_dir, change, expected):
+    path = _edit(config_dir, change)
+    with pytest.raises(ConfigError) as err:
+        load_model_config(path)
+    assert expected in str(err.value)
+    with pytest.raises(ConfigError, match="credit_approval.yaml"):
+        load_model_configs(config_dir)
+
+
+def test_invalid_yaml_names_the_file(config_dir):
+    (config_dir / "models" / "broken.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml: invalid YAML"):
+        load_model_configs(config_dir)
+
+
+def test_env_references(monkeypatch, config_dir):
+    monkeypatch.setenv("MODELOPS_TRAINING_BACKEND", "kubernetes")
+    monkeypatch.setenv("MODELOPS_DATA_DIR", "/data/lake")
+    cfg = load_model_config(config_dir / "models" / "credit_approval.yaml")
+    assert cfg.training.backend == "kubernetes"
+    assert cfg.dataset.uri == "/data/lake/credit_approval/train.parquet"
+    assert expand_env("${UNSET_FOR_TEST:-fallback}") == "fallback"
+
+
+def test_unset_env_without_default_names_the_key(config_dir):
+    path = _edit(config_dir, lambda r: r["training"]["kubernetes"].update(image="${UNSET_IMAGE_FOR_TEST}"))
+    with pytest.raises(ConfigError, match="training.kubernetes.image: environment variable UNSET_IMAGE_FOR_TEST is not set"):
+        load_model_config(path)
+
+
+def test_adding_a_yaml_file_adds_a_model(config_dir):
+    raw = yaml.safe_load((config_dir / "models" / "credit_approval.yaml").read_text())
+    raw["name"] = "credit_approval_v2"
+    (config_dir / "models" / "credit_approval_v2.yaml").write_text(yaml.safe_dump(raw))
+    assert set(load_model_configs(config_dir)) == {"credit_approval", "credit_approval_v2"}
