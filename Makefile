@@ -22,6 +22,7 @@ export MLFLOW_TRACKING_URI ?= sqlite:///$(STATE)/mlflow/mlflow.db
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --upgrade >/dev/null
 	$(PY) -m pip install --quiet --upgrade pip uv
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.txt -r requirements-dev.txt
 	touch $@
