@@ -10,6 +10,7 @@ PY := $(VENV)/bin/python
 STATE := $(CURDIR)/.modelops
 
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export AIRFLOW_HOME ?= $(STATE)/airflow
 export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER ?= $(CURDIR)/plugins

@@ -87,3 +87,34 @@ def test_a_bad_config_is_an_import_error_naming_file_and_key(tmp_path, monkeypat
     )
     assert out.returncode != 0
     assert "credit_approval.yaml: gates.minimum: Input should be a valid number" in out.stderr
+
+
+def test_plugin_loader_does_not_import_the_modelops_package():
+    """Airflow imports every .py file under plugins/ as a top-level module named after the file;
+    modelops/hooks/mlflow.py would shadow the real mlflow. plugins/.airflowignore prevents it."""
+    from airflow._shared.module_loading import find_path_from_directory
+
+    loaded = [Path(p) for p in find_path_from_directory(str(ROOT / "plugins"), ".airflowignore", "glob")]
+    assert not [p for p in loaded if "modelops" in p.parts]
+
+
+def test_approval_sits_between_gates_and_promotion_when_configured(tmp_path, monkeypatch):
+    import shutil
+
+    import yaml
+
+    from dags import promote as promote_module  # noqa: F401 - imported for its build() factory
+    from include.config import load_model_config
+
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    path = tmp_path / "config" / "models" / "credit_approval.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["approval"] = {"required": True, "timeout_hours": 4}
+    path.write_text(yaml.safe_dump(raw))
+    dag = promote_module.build(load_model_config(path))
+
+    approve = dag.get_task("approve")
+    assert approve.task_type == "ApprovalOperator"
+    assert approve.upstream_task_ids == {"check_gates"}
+    assert "approve" in dag.get_task("promote").upstream_task_ids
+    assert approve.response_timeout.total_seconds() == 4 * 3600
