@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 log = logging.getLogger(__name__)
 
 AUDIT_PREFIX = "audit."
-MAX_TAG_VALUE = 5000  # MLflow's limit on model-version tag values
+MAX_TAG_VALUE = 5000  # conservative: older MLflow servers cap tag values at 5,000 characters
 
 
 @dataclass(frozen=True)

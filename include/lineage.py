@@ -31,7 +31,7 @@ def code_commit() -> str:
             ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", "include", "dags", "plugins"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "include", "dags", "plugins", "config"],
             cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):

@@ -42,7 +42,7 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion |
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        if _not_found(exc) or "alias" in str(exc).lower():
+        if _not_found(exc) or f"alias {alias} not found" in str(exc):
             return None
         raise
 
@@ -102,7 +102,7 @@ def record_gates(client: MlflowClient, name: str, version: str, report: GateRepo
     for result in report.results:
         client.set_model_version_tag(name, version, f"gate.{result.gate}", "passed" if result.passed else "failed")
     client.set_model_version_tag(name, version, "gates.result", "passed" if report.passed else "failed")
-    client.set_model_version_tag(name, version, "gates.detail", json.dumps(report.as_dicts(), default=str)[:5000])
+    client.set_model_version_tag(name, version, "gates.detail", json.dumps(report.as_dicts(), default=str))
 
 
 def promote(
@@ -111,25 +111,32 @@ def promote(
 ) -> str | None:
     """Move ``champion`` to ``version``; the champion it replaces becomes ``previous_champion``.
 
-    Safe to retry: promoting the version that already is champion changes nothing. Callers must
-    serialise promotions per model (alias moves are last-writer-wins).
+    Returns the version now at ``previous_champion``. Safe to retry, also after a crash half-way:
+    the aliases are moved in an order that a retry completes, and the audit record is written once
+    per Airflow run. Callers must serialise promotions per model (alias moves are last-writer-wins).
     """
     current = alias_version(client, name, CHAMPION)
-    previous = str(current.version) if current else None
-    if previous == version:
+    moved = current is None or str(current.version) != version
+    if moved:
+        if current is not None:
+            client.set_registered_model_alias(name, PREVIOUS_CHAMPION, str(current.version))
+        client.set_registered_model_alias(name, CHAMPION, version)
+    else:
         log.info("%s version %s already is the champion", name, version)
-        return previous
-    if previous is not None:
-        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, previous)
-    client.set_registered_model_alias(name, CHAMPION, version)
     challenger = alias_version(client, name, CHALLENGER)
     if challenger is not None and str(challenger.version) == version:
         client.delete_registered_model_alias(name, CHALLENGER)
-    audit.write(
-        client,
-        audit.AuditRecord(
-            action="promote", model=name, version=version, actor=actor, reason=reason, dag_id=dag_id,
-            run_id=run_id, details={"previous_champion": previous, **(details or {})},
-        ),
+    previous = alias_version(client, name, PREVIOUS_CHAMPION)
+    previous_version = str(previous.version) if previous else None
+    audited = run_id is not None and any(
+        r["action"] == "promote" and r.get("run_id") == run_id for r in audit.read(client, name, version)
     )
-    return previous
+    if not audited:  # a retry of a run that crashed after moving the aliases still gets its record
+        audit.write(
+            client,
+            audit.AuditRecord(
+                action="promote", model=name, version=version, actor=actor, reason=reason, dag_id=dag_id,
+                run_id=run_id, details={"previous_champion": previous_version, "changed": moved, **(details or {})},
+            ),
+        )
+    return previous_version

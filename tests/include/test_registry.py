@@ -130,7 +130,7 @@ def test_first_promotion_makes_a_champion_and_clears_the_challenger(client, runs
     assert record["action"] == "promote"
     assert (record["actor"], record["reason"]) == (ACTOR, "gates passed")
     assert (record["dag_id"], record["run_id"]) == ("promote_dag", "manual__2")
-    assert record["details"] == {"previous_champion": None, "gates": "ok"}
+    assert record["details"] == {"previous_champion": None, "changed": True, "gates": "ok"}
 
 
 def test_promotion_keeps_the_replaced_champion_as_previous(client, runs, name) -> None:
@@ -175,15 +175,13 @@ def test_repromoting_the_champion_changes_nothing(client, runs, name) -> None:
     _promote(client, name, v2)
 
     assert _aliases(client, name) == {CHAMPION: v2, PREVIOUS_CHAMPION: v1}
-    assert {v: audit.read(client, name, v) for v in (v1, v2)} == before  # no audit record for a no-op
+    after = {v: audit.read(client, name, v) for v in (v1, v2)}
+    assert after[v1] == before[v1]
+    # the new run is on record, saying that nothing changed
+    assert after[v2][:-1] == before[v2]
+    assert after[v2][-1]["action"] == "promote" and after[v2][-1]["details"]["changed"] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: on a no-op re-promotion promote() returns the champion itself as the replaced version "
-    "(the promote task then reports previous_champion == champion); it should report the real previous "
-    "champion (or None)",
-)
 def test_repromoting_reports_the_actual_previous_champion(client, runs, name) -> None:
     v1 = _register(client, name, runs[0])
     _promote(client, name, v1)
@@ -193,12 +191,6 @@ def test_repromoting_reports_the_actual_previous_champion(client, runs, name) ->
     assert _promote(client, name, v2) in (v1, None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: promote() is not safe to retry after a partial failure: when champion was already moved "
-    "but the challenger alias was not yet deleted (and no audit record written), the retry returns early, "
-    "so challenger keeps pointing at the champion and the promotion is never audited",
-)
 def test_retry_after_an_interrupted_promotion_completes_it(client, runs, name) -> None:
     v1 = _register(client, name, runs[0])
     _promote(client, name, v1)

@@ -143,13 +143,6 @@ def test_timestamp_features_are_rejected() -> None:
         build_estimator(CFG.model_copy(update={"dataset": dataset}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: build_estimator only turns errors of the final estimator_cls(**params) call into ConfigError; "
-    "a class that needs constructor arguments or a function raises a bare TypeError from estimator_cls(), and "
-    "a non-classifier (no predict_proba) is accepted and fails later in train() with AttributeError; all of "
-    "these escape main() as a traceback (exit 1) instead of exit 2 naming model.estimator",
-)
 @pytest.mark.parametrize(
     "estimator", ["sklearn.pipeline.Pipeline", "sklearn.metrics.roc_auc_score", "sklearn.linear_model.LinearRegression"]
 )
@@ -158,12 +151,6 @@ def test_unusable_estimator_is_a_config_error(estimator: str) -> None:
         build_estimator(_with_model(estimator=estimator, params={}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP: parameter values are not validated when the estimator is built: max_iter='lots' passes "
-    "build_estimator and only fails in fit() (after reading the data) with sklearn's InvalidParameterError, "
-    "not a ConfigError naming model.params.max_iter",
-)
 def test_bad_param_value_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="model.params"):
         build_estimator(_with_model(params={"max_iter": "lots"}))

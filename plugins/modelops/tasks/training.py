@@ -57,7 +57,9 @@ def fingerprint(model: str, batch: dict[str, str]) -> dict[str, str]:
         data_fingerprint=result["data_fingerprint"],
         commit=lineage.code_commit(),
         estimator=config.model.estimator,
-        params=config.model.params,
+        # everything in the config that changes the fitted model, not just the estimator's params
+        params={"model": config.model.model_dump(), "columns": config.dataset.column_types,
+                "target": config.dataset.target.name},
     )
     return {**batch, **result, "training_key": key}
 
