@@ -19,7 +19,7 @@ export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 export GX_ANALYTICS_ENABLED ?= false
 export MLFLOW_TRACKING_URI ?= sqlite:///$(STATE)/mlflow/mlflow.db
 
-.PHONY: install demo test lint lock up down clean
+.PHONY: install triton demo test lint lock up down clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed
 
+# Triton Inference Server (CPU, python backend) in its own virtualenv: nvidia-pytriton pins numpy<2.
+triton: $(VENV)/.installed
+	bash scripts/setup_triton.sh
+
 $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
 	mkdir -p $(AIRFLOW_HOME)
 	$(VENV)/bin/airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/migrate.log; exit 1)
@@ -37,7 +41,7 @@ $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
 demo: $(AIRFLOW_HOME)/airflow.db
 	$(PY) scripts/demo.py
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed triton
 	$(VENV)/bin/pytest
 
 lint: $(VENV)/.installed
@@ -47,18 +51,20 @@ lock: $(VENV)/.installed
 	$(VENV)/bin/uv pip compile requirements.in --python-version 3.11 -o requirements.txt
 	$(VENV)/bin/uv pip compile requirements-dev.in --python-version 3.11 -o requirements-dev.txt
 
-up: $(AIRFLOW_HOME)/airflow.db
-	mkdir -p $(STATE)/logs
+up: $(AIRFLOW_HOME)/airflow.db triton
+	mkdir -p $(STATE)/logs $(STATE)/triton/models
 	$(PY) -m include.datagen $(STATE)/data/credit_approval/train.parquet --rows 20000 --seed 1
 	setsid nohup $(VENV)/bin/airflow standalone > $(STATE)/logs/airflow.log 2>&1 & echo $$! > $(STATE)/airflow.pid
 	setsid nohup $(VENV)/bin/mlflow server --backend-store-uri $(MLFLOW_TRACKING_URI) \
 	  --default-artifact-root $(STATE)/mlflow/artifacts --host 127.0.0.1 --port 5000 \
 	  > $(STATE)/logs/mlflow.log 2>&1 & echo $$! > $(STATE)/mlflow.pid
+	setsid nohup $(PY) -m include.triton.server --repository $(STATE)/triton/models --http-port 8000 \
+	  > $(STATE)/logs/triton.log 2>&1 & echo $$! > $(STATE)/triton.pid
 	@echo "Airflow UI: http://localhost:8080 (admin password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
-	@echo "MLflow UI:  http://localhost:5000   logs: $(STATE)/logs/"
+	@echo "MLflow UI:  http://localhost:5000   Triton: http://localhost:8000   logs: $(STATE)/logs/"
 
 down:
-	@for f in $(STATE)/airflow.pid $(STATE)/mlflow.pid; do \
+	@for f in $(STATE)/airflow.pid $(STATE)/mlflow.pid $(STATE)/triton.pid; do \
 	  if [ -f $$f ]; then kill -- -$$(cat $$f) 2>/dev/null || true; rm -f $$f; fi; done
 
 clean: down

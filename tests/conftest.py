@@ -6,10 +6,12 @@ Set before anything imports Airflow or MLflow, so no test touches the developer'
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -44,3 +46,34 @@ def airflow_db(state_dir: Path) -> Path:
     airflow = Path(sys.executable).parent / "airflow"
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ)
     return state_dir / "airflow" / "airflow.db"
+
+
+SETUP_TIMEOUT_S = 900
+
+
+def _index_reachable() -> bool:
+    """Whether the package index setup_triton.sh installs from answers (PyPI unless configured)."""
+    url = os.environ.get("UV_INDEX_URL") or os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple"
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return True
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or 443), timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def triton_venv() -> Path:
+    """``.venv-triton``, made (or found up to date) by ``scripts/setup_triton.sh``."""
+    venv = Path(os.environ.get("MODELOPS_TRITON_VENV", ROOT / ".venv-triton"))
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "setup_triton.sh")], capture_output=True, text=True,
+                            timeout=SETUP_TIMEOUT_S, env={**os.environ, "MODELOPS_TRITON_VENV": str(venv)})
+    if result.returncode != 0:
+        if not _index_reachable():
+            pytest.skip(f"cannot create {venv} offline: the package index is unreachable ({result.stderr.strip()})")
+        log = venv / "setup.log"
+        tail = "\n".join(log.read_text().splitlines()[-30:]) if log.is_file() else ""
+        pytest.fail(f"scripts/setup_triton.sh failed ({result.returncode}): {result.stderr}\n{tail}")
+    return venv

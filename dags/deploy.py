@@ -1,0 +1,61 @@
+"""
+### Deploy — one DAG per model in `config/models/`
+
+Puts `@champion` live on NVIDIA Triton, verified, whenever the champion changes (asset event from
+promotion) or on demand (optionally for a given `version`).
+
+1. **plan**: the version to deploy and its fallback (`@previous_champion`).
+2. **export** the version to the Triton model repository (ONNX + python backend, dynamic batching),
+   keeping the fallback's files so both stay loaded: a switch back is instant. A no-op if present.
+3. **load** through Triton's repository API, then **wait_ready** in the triggerer (deferrable).
+4. **verify**: a smoke inference and a parity check of Triton's outputs against the MLflow model's
+   on held-out rows.
+5. **mark_live**: version tag `serving.triton=live` and an audit record.
+
+If export, load, readiness or verification fails, **roll_back_failed_deployment** moves `@champion` back to
+the fallback, Triton serves it alone, and an audit record and a critical alert say why.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param, dag
+
+from include.config import model_configs
+from modelops.assets import champion_asset
+from modelops.operators.triton import TritonModelReadyOperator
+from modelops.tasks import deployment as t
+
+
+def build(config):
+    @dag(
+        dag_id=f"deploy_{config.name}",
+        description=f"Deploy {config.name} @champion to Triton, verified, with automatic rollback",
+        doc_md=__doc__,
+        schedule=[champion_asset(config.name)],
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        tags=["modelops", "deployment", "triton", config.name],
+        default_args={"owner": config.owner, "retries": 2, "retry_delay": timedelta(seconds=30)},
+        params={"version": Param(None, type=["null", "string"], description="Version to deploy; empty = @champion")},
+    )
+    def deployment():
+        planned = t.plan(config.name, "{{ params.version or '' }}")
+        exported = t.export(config.name, planned)
+        loaded = t.load(config.name, planned)
+        ready = TritonModelReadyOperator(task_id="wait_ready", model=config.name, version=planned["version"], timeout=300)
+        verified = t.verify(config.name, planned)
+        live = t.mark_live(config.name, planned, verified)
+        recovered = t.roll_back_failed_deployment(config.name, planned)
+
+        # main flow
+        exported >> loaded >> ready >> verified >> live
+        [exported, loaded, ready, verified] >> recovered
+
+    return deployment()
+
+
+for _config in model_configs().values():
+    globals()[f"{__name__.rpartition('.')[2]}_{_config.name}"] = build(_config)

@@ -1,0 +1,201 @@
+"""A small client for Triton's HTTP endpoint (KServe v2 protocol): health, repository API, inference.
+
+Transport only: no retries, no logging of predictions (the inference log wraps :meth:`infer`).
+Tensors travel with Triton's binary-data extension, so float columns may carry NaN and large
+frames are not inflated into JSON numbers. Each feature column is one input of shape ``[N, 1]``
+whose datatype the model's metadata declares (``FP64``, ``INT64``, ``BOOL`` or ``BYTES``).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import httpx
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+DEFAULT_MAX_BATCH = 1024
+_NUMPY_TYPES = {"FP64": "<f8", "FP32": "<f4", "INT64": "<i8", "INT32": "<i4", "BOOL": "?"}
+
+
+class TritonError(RuntimeError):
+    """Triton refused a request; the message carries the server's own error text."""
+
+
+def _model_path(name: str, version: str | int | None) -> str:
+    path = f"/v2/models/{quote(name, safe='')}"
+    return f"{path}/versions/{version}" if version is not None else path
+
+
+def _encode_column(values: pd.Series, datatype: str) -> bytes:
+    import numpy as np
+
+    if datatype == "BYTES":
+        items = ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values]
+        return b"".join(struct.pack("<I", len(b)) + b for b in (s.encode("utf-8") for s in items))
+    if datatype not in _NUMPY_TYPES:
+        raise ValueError(f"input {values.name!r}: unsupported datatype {datatype}")
+    if datatype in ("INT64", "INT32", "BOOL") and values.isna().any():
+        raise ValueError(f"input {values.name!r}: {int(values.isna().sum())} missing values cannot be sent as {datatype}")
+    if datatype in ("INT64", "INT32") and values.dtype.kind == "f" and not (values == values.round()).all():
+        raise ValueError(f"input {values.name!r}: non-integer values cannot be sent as {datatype}")
+    return np.ascontiguousarray(values.to_numpy().astype(_NUMPY_TYPES[datatype])).tobytes()
+
+
+def _decode_output(output: dict, data: bytes) -> np.ndarray:
+    import numpy as np
+
+    datatype = output["datatype"]
+    if datatype not in _NUMPY_TYPES:
+        raise TritonError(f"output {output['name']!r}: unsupported datatype {datatype}")
+    return np.frombuffer(data, dtype=_NUMPY_TYPES[datatype]).reshape(output["shape"])
+
+
+class TritonClient:
+    """``TritonClient("http://127.0.0.1:8000")``; a context manager that closes its connection pool."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0, load_timeout: float = 300.0) -> None:
+        self.url = url.rstrip("/")
+        self.load_timeout = load_timeout
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self._metadata: dict[tuple[str, str | None], tuple[list[dict], int]] = {}
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> TritonClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise TritonError(f"{method} {self.url}{path}: {exc}") from exc
+        if response.status_code >= 400:
+            raise TritonError(f"{method} {path}: HTTP {response.status_code}: {self._error_text(response)}")
+        return response
+
+    @staticmethod
+    def _error_text(response: httpx.Response) -> str:
+        try:
+            return response.json().get("error") or response.text
+        except ValueError:
+            return response.text
+
+    def _ok(self, path: str) -> bool:
+        try:
+            return self._http.get(path).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    # --- health and repository -------------------------------------------------------------
+
+    def is_live(self) -> bool:
+        return self._ok("/v2/health/live")
+
+    def is_ready(self) -> bool:
+        return self._ok("/v2/health/ready")
+
+    def model_ready(self, name: str, version: str | int | None = None) -> bool:
+        return self._ok(f"{_model_path(name, version)}/ready")
+
+    def repository_index(self) -> list[dict]:
+        """Every model in the repository with its versions' state (``READY``, ``UNAVAILABLE``) and reason."""
+        return self._request("POST", "/v2/repository/index", json={}).json()
+
+    def load(self, name: str) -> None:
+        """Load (or reload) ``name`` from the repository: the versions config.pbtxt lists load, others unload.
+
+        Triton answers when the load finished; on failure the versions that served before keep serving.
+        """
+        self._metadata = {k: v for k, v in self._metadata.items() if k[0] != name}
+        self._request("POST", f"/v2/repository/models/{quote(name, safe='')}/load", json={}, timeout=self.load_timeout)
+
+    def unload(self, name: str, *, unload_dependents: bool = False) -> None:
+        self._metadata = {k: v for k, v in self._metadata.items() if k[0] != name}
+        body = {"parameters": {"unload_dependents": unload_dependents}}
+        self._request("POST", f"/v2/repository/models/{quote(name, safe='')}/unload", json=body,
+                      timeout=self.load_timeout)
+
+    def wait_ready(self, name: str, version: str | int | None = None, timeout: float = 60.0) -> None:
+        """Block until the model (version) is ready; a timeout names the state Triton reports for it."""
+        deadline = time.monotonic() + timeout
+        while not self.model_ready(name, version):
+            if time.monotonic() >= deadline:
+                states = [m for m in self.repository_index() if m.get("name") == name]
+                raise TritonError(f"model {name} version {version or 'any'} not ready after {timeout:.0f}s: {states}")
+            time.sleep(0.2)
+
+    def metadata(self, name: str, version: str | int | None = None) -> dict:
+        return self._request("GET", _model_path(name, version)).json()
+
+    def config(self, name: str, version: str | int | None = None) -> dict:
+        return self._request("GET", f"{_model_path(name, version)}/config").json()
+
+    # --- inference ---------------------------------------------------------------------------
+
+    def _inputs(self, name: str, version: str | int | None) -> tuple[list[dict], int]:
+        key = (name, None if version is None else str(version))
+        if key not in self._metadata:
+            inputs = self.metadata(name, version)["inputs"]
+            max_batch = int(self.config(name, version).get("max_batch_size") or DEFAULT_MAX_BATCH)
+            self._metadata[key] = (inputs, max_batch)
+        return self._metadata[key]
+
+    def infer(self, name: str, frame: pd.DataFrame, version: str | int | None = None) -> np.ndarray:
+        """Score every row of ``frame`` (one column per model input); returns the first output, one value per row."""
+        import numpy as np
+
+        inputs, max_batch = self._inputs(name, version)
+        missing = [i["name"] for i in inputs if i["name"] not in frame.columns]
+        if missing:
+            raise ValueError(f"frame is missing input column(s) of model {name}: {', '.join(missing)}")
+        if frame.empty:
+            return np.empty(0, dtype=np.float64)
+        chunks = [self._infer_chunk(name, frame.iloc[i : i + max_batch], inputs, version)
+                  for i in range(0, len(frame), max_batch)]
+        return np.concatenate(chunks)
+
+    def _infer_chunk(self, name: str, frame: pd.DataFrame, inputs: list[dict], version: str | int | None) -> np.ndarray:
+        header: dict[str, Any] = {"inputs": [], "parameters": {"binary_data_output": True}}
+        payloads = []
+        for spec in inputs:
+            data = _encode_column(frame[spec["name"]], spec["datatype"])
+            payloads.append(data)
+            header["inputs"].append({"name": spec["name"], "shape": [len(frame), 1], "datatype": spec["datatype"],
+                                     "parameters": {"binary_data_size": len(data)}})
+        head = json.dumps(header).encode()
+        response = self._request(
+            "POST", f"{_model_path(name, version)}/infer", content=b"".join([head, *payloads]),
+            headers={HEADER_LENGTH: str(len(head)), "Content-Type": "application/octet-stream"},
+        )
+        return self._parse_response(response)[0].reshape(-1)
+
+    @staticmethod
+    def _parse_response(response: httpx.Response) -> list[np.ndarray]:
+        body = response.content
+        length = int(response.headers.get(HEADER_LENGTH, len(body)))
+        result = json.loads(body[:length])
+        arrays, offset = [], length
+        for output in result["outputs"]:
+            size = output.get("parameters", {}).get("binary_data_size")
+            if size is None:
+                import numpy as np
+
+                arrays.append(np.asarray(output["data"]).reshape(output["shape"]))
+                continue
+            arrays.append(_decode_output(output, body[offset : offset + size]))
+            offset += size
+        return arrays
