@@ -38,7 +38,7 @@ $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
 	mkdir -p $(AIRFLOW_HOME)
 	$(VENV)/bin/airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/migrate.log; exit 1)
 
-demo: $(AIRFLOW_HOME)/airflow.db
+demo: $(AIRFLOW_HOME)/airflow.db triton
 	$(PY) scripts/demo.py
 
 test: $(VENV)/.installed triton

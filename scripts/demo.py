@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,37 @@ def _logs_to(path: Path):
 
 def say(text: str = "") -> None:
     print(text, flush=True)
+
+
+def serve(config, run, log_file: Path, bag) -> bool:
+    """Deploy @champion to a real Triton server (started for the demo) and send it demo traffic."""
+    from include import inference_log
+    from include.datagen import generate_batch
+    from include.online import predict
+    from include.triton.client import TritonClient
+    from include.triton.server import TritonServer, default_repository, free_port
+
+    say("6. Deployment DAG: export @champion to Triton (ONNX), load, wait until READY, smoke + parity check")
+    repository = default_repository()
+    repository.mkdir(parents=True, exist_ok=True)
+    port = int(os.environ.get("MODELOPS_TRITON_PORT") or free_port())
+    with TritonServer(log_path=log_file.parent / "triton-demo.log").start(repository, http_port=port) as server:
+        server.wait_ready(120)
+        os.environ["MODELOPS_TRITON_URL"] = server.url
+        states = run(bag.get_dag(f"deploy_{MODEL}"), f"deploy_{MODEL}")
+        if states.get("mark_live") != "success":
+            say("   -> deployment failed; see the log")
+            return False
+        triton = TritonClient(server.url)
+        traffic = generate_batch(500, seed=3, start="2026-11-22T09:00:00Z", hours=1)
+        scores = predict(MODEL, traffic[config.dataset.feature_names], client=triton,
+                         request_ids=traffic[config.dataset.id_column].tolist())
+        say(f"7. Sent {len(traffic)} applications to Triton at {server.url}: mean default probability "
+            f"{scores.mean():.3f}; {int((scores >= 0.5).sum())} would be declined")
+        logged = inference_log.read_hour(MODEL, datetime.now(UTC), source="online")  # logged at request time
+        say(f"   inference log: {len(logged)} online predictions under {inference_log.log_root()}")
+        say("   query Triton yourself with curl: see README, 'Online serving'")
+    return True
 
 
 def main() -> int:
@@ -114,6 +146,8 @@ def main() -> int:
     say()
     if champion is None:
         say("No champion: the demo failed; see the log.")
+        return 1
+    if not serve(config, run, log_file, bag):
         return 1
     previous = alias_version(client, MODEL, PREVIOUS_CHAMPION)
     run_data = client.get_run(champion.run_id).data

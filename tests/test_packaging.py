@@ -54,3 +54,9 @@ def test_compose_points_airflow_at_the_compose_mlflow_server(monkeypatch):
             host = mount.split(":")[0]
             if host.startswith("./") and not host.startswith("./data"):
                 assert (ROOT / host).exists(), f"{name} mounts {host}, which does not exist"
+
+
+def test_compose_triton_uses_the_pinned_onnxruntime():
+    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+    pinned = re.search(r"^onnxruntime==(\S+)$", (ROOT / "requirements-triton.txt").read_text(), re.M).group(1)
+    assert f"onnxruntime=={pinned}" in " ".join(compose["services"]["triton"]["entrypoint"])

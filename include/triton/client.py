@@ -156,6 +156,12 @@ class TritonClient:
 
     def infer(self, name: str, frame: pd.DataFrame, version: str | int | None = None) -> np.ndarray:
         """Score every row of ``frame`` (one column per model input); returns the first output, one value per row."""
+        return self.infer_with_version(name, frame, version)[0]
+
+    def infer_with_version(
+        self, name: str, frame: pd.DataFrame, version: str | int | None = None
+    ) -> tuple[np.ndarray, str | None]:
+        """Like :meth:`infer`, plus the model version that answered (Triton's ``model_version``)."""
         import numpy as np
 
         inputs, max_batch = self._inputs(name, version)
@@ -163,12 +169,17 @@ class TritonClient:
         if missing:
             raise ValueError(f"frame is missing input column(s) of model {name}: {', '.join(missing)}")
         if frame.empty:
-            return np.empty(0, dtype=np.float64)
+            return np.empty(0, dtype=np.float64), None if version is None else str(version)
         chunks = [self._infer_chunk(name, frame.iloc[i : i + max_batch], inputs, version)
                   for i in range(0, len(frame), max_batch)]
-        return np.concatenate(chunks)
+        versions = {v for _, v in chunks}
+        if len(versions) > 1:  # a switch between chunks: the caller must not log one version for all rows
+            raise TritonError(f"model {name} changed version during one request: {sorted(versions)}")
+        return np.concatenate([a for a, _ in chunks]), versions.pop()
 
-    def _infer_chunk(self, name: str, frame: pd.DataFrame, inputs: list[dict], version: str | int | None) -> np.ndarray:
+    def _infer_chunk(
+        self, name: str, frame: pd.DataFrame, inputs: list[dict], version: str | int | None
+    ) -> tuple[np.ndarray, str | None]:
         header: dict[str, Any] = {"inputs": [], "parameters": {"binary_data_output": True}}
         payloads = []
         for spec in inputs:
@@ -181,10 +192,11 @@ class TritonClient:
             "POST", f"{_model_path(name, version)}/infer", content=b"".join([head, *payloads]),
             headers={HEADER_LENGTH: str(len(head)), "Content-Type": "application/octet-stream"},
         )
-        return self._parse_response(response)[0].reshape(-1)
+        arrays, answered_by = self._parse_response(response)
+        return arrays[0].reshape(-1), answered_by
 
     @staticmethod
-    def _parse_response(response: httpx.Response) -> list[np.ndarray]:
+    def _parse_response(response: httpx.Response) -> tuple[list[np.ndarray], str | None]:
         body = response.content
         length = int(response.headers.get(HEADER_LENGTH, len(body)))
         result = json.loads(body[:length])
@@ -198,4 +210,4 @@ class TritonClient:
                 continue
             arrays.append(_decode_output(output, body[offset : offset + size]))
             offset += size
-        return arrays
+        return arrays, result.get("model_version")

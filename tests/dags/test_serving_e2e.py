@@ -160,3 +160,24 @@ def test_rollback_to_a_missing_or_retired_version_changes_nothing(env, dags, two
     states = _run(dags["rollback"], {"target_version": target, "reason": "bad target"}, expect="failed")
     assert states["roll_back"] == "failed"
     assert _champion(env) == before
+
+
+def test_online_predictions_are_logged_with_the_serving_version(env, two_deployed):
+    from datetime import UTC, datetime, timedelta
+
+    from include import inference_log
+    from include.dataset import read_dataset
+    from include.online import predict
+
+    frame = read_dataset(env["data"]).head(20)
+    features = frame[[c for c in frame.columns if c not in ("application_id", "applied_at", "defaulted", "repaid_amount")]]
+    ids = frame["application_id"].tolist()
+    scores = predict(MODEL, features, client=env["triton"], request_ids=ids, log_root=str(env["tmp"] / "log"))
+    assert scores.shape == (20,) and ((scores >= 0) & (scores <= 1)).all()
+
+    now = datetime.now(UTC)
+    logged = inference_log.read_range(MODEL, now - timedelta(hours=1), now + timedelta(minutes=1), root=str(env["tmp"] / "log"))
+    assert sorted(logged["request_id"]) == sorted(ids)
+    assert set(logged["model_version"]) == {_champion(env)}
+    assert set(logged["source"]) == {"online"}
+    assert logged.set_index("request_id").loc[ids, "prediction"].to_numpy() == pytest.approx(scores)

@@ -1,0 +1,303 @@
+"""The inference log: every prediction, online or batch, as Parquet partitioned by model, source and hour.
+
+Layout (hive-style, so Spark, pyarrow and DuckDB read it as one dataset)::
+
+    <root>/model=<name>/source=<online|batch>/date=YYYY-MM-DD/hour=HH/<file>.parquet
+
+One row per prediction: ``request_id`` (string), ``ts`` (UTC timestamp of the request; for batch
+rows the row's own event time, so a re-run lands in the same partitions), ``model_name``,
+``model_version`` (string), one typed column per feature (so drift is computed per feature) and
+``prediction`` (float64, the probability of the positive class).
+
+Online serving appends with :func:`log_predictions`: one new file per call and hour partition,
+written to a dot-file first and renamed into place, so readers never see half a file and
+concurrent writers never collide. Batch scoring (:mod:`include.batch_scoring`) writes the
+``source=batch`` partitions with Spark and replaces them on a re-run. Hourly monitoring reads an
+hour or a range with :func:`read_hour` / :func:`read_range`, which open only the partition folders
+of the hours asked for (no scan of the whole log).
+
+The root is a local folder or ``file://`` URI: the ``root`` argument, else ``MODELOPS_INFERENCE_LOG``,
+else ``<MODELOPS_HOME or <project>/.modelops>/inference_log``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from include.config import PROJECT_ROOT
+from include.dataset import local_path
+
+log = logging.getLogger(__name__)
+
+ENV_ROOT = "MODELOPS_INFERENCE_LOG"
+SOURCES = ("online", "batch")
+BASE_COLUMNS = ("request_id", "ts", "model_name", "model_version")
+PREDICTION = "prediction"
+SOURCE_COLUMN = "source"
+RESERVED = frozenset({*BASE_COLUMNS, PREDICTION, SOURCE_COLUMN})
+
+_HOUR = timedelta(hours=1)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "category": pa.string(),
+    "string": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+_TS_TYPE = pa.timestamp("us", tz="UTC")
+
+
+# --- locations -------------------------------------------------------------------------------
+
+
+def default_root() -> Path:
+    """Where the log lives when nothing is configured: ``<MODELOPS_HOME>/inference_log``."""
+    home = os.environ.get("MODELOPS_HOME")
+    return (Path(home) if home else PROJECT_ROOT / ".modelops") / "inference_log"
+
+
+def log_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The log's root folder: ``root``, else ``$MODELOPS_INFERENCE_LOG``, else :func:`default_root`."""
+    value = root if root is not None else os.environ.get(ENV_ROOT)
+    return local_path(str(value)).expanduser().resolve() if value else default_root()
+
+
+def hour_floor(when: datetime | pd.Timestamp | str) -> pd.Timestamp:
+    """``when`` as a UTC timestamp truncated to its hour; a naive value is taken as UTC."""
+    return _utc(when).floor("h")
+
+
+def source_path(model_name: str, source: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """``<root>/model=<name>/source=<source>``: the folder batch scoring writes into."""
+    _check_name(model_name)
+    _check_source(source)
+    return log_root(root) / f"model={model_name}" / f"source={source}"
+
+
+def partition_path(
+    model_name: str, source: str, hour: datetime | pd.Timestamp | str, root: str | os.PathLike[str] | None = None
+) -> Path:
+    """The folder that holds ``model_name``'s ``source`` predictions for the hour containing ``hour``."""
+    start = hour_floor(hour)
+    return source_path(model_name, source, root) / f"date={start:%Y-%m-%d}" / f"hour={start:%H}"
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def log_predictions(
+    model_name: str,
+    version: str | int,
+    source: str,
+    features: pd.DataFrame,
+    predictions: Sequence[float] | np.ndarray | pd.Series,
+    *,
+    request_ids: Sequence[str] | None = None,
+    ts: datetime | pd.Timestamp | str | Sequence | pd.Series | None = None,
+    root: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """Append one prediction per row of ``features`` and return the files written.
+
+    ``predictions`` is the positive-class probability per row; a two-column probability array
+    (what the project's pyfunc models return) is accepted and its second column taken.
+    ``request_ids`` default to fresh uuid4 strings; ``ts`` (one value for all rows, or one per
+    row) defaults to now, UTC. Rows are split by the hour of their ``ts``: one new file per hour
+    partition, never an edit of an existing file.
+    """
+    _check_name(model_name)
+    _check_source(source)
+    n = len(features)
+    clash = sorted(RESERVED & set(map(str, features.columns)))
+    if clash:
+        raise ValueError(f"feature column(s) {clash} clash with the inference log's own columns")
+    scores = _positive_class(predictions, n)
+    ids = [str(uuid.uuid4()) for _ in range(n)] if request_ids is None else [str(r) for r in request_ids]
+    if len(ids) != n:
+        raise ValueError(f"request_ids: got {len(ids)} ids for {n} rows")
+    stamps = _timestamps(ts, n)
+
+    frame = pd.DataFrame({"request_id": ids, "ts": stamps, "model_name": model_name, "model_version": str(version)})
+    frame = pd.concat([frame, features.reset_index(drop=True)], axis=1)
+    frame[PREDICTION] = scores
+    table = _to_table(frame)
+
+    written = []
+    hours = stamps.dt.floor("h")
+    for hour in hours.unique():
+        rows = np.flatnonzero((hours == hour).to_numpy())
+        written.append(_write_file(table.take(rows), partition_path(model_name, source, hour, root)))
+    log.debug("logged %d %s predictions of %s v%s into %d file(s)", n, source, model_name, version, len(written))
+    return written
+
+
+def _positive_class(predictions, n: int) -> np.ndarray:
+    values = np.asarray(predictions, dtype=np.float64)
+    if values.ndim == 2 and values.shape[1] == 2:
+        values = values[:, 1]
+    if values.ndim != 1:
+        raise ValueError(f"predictions: expected one probability per row, got an array of shape {values.shape}")
+    if len(values) != n:
+        raise ValueError(f"predictions: got {len(values)} values for {n} rows")
+    return values
+
+
+def _timestamps(ts, n: int) -> pd.Series:
+    """One UTC timestamp per row; naive values are taken as UTC."""
+    if ts is None or isinstance(ts, (str, datetime, pd.Timestamp)):
+        values = [pd.Timestamp.now(tz="UTC") if ts is None else ts] * n
+    else:
+        values = list(ts)
+        if len(values) != n:
+            raise ValueError(f"ts: got {len(values)} timestamps for {n} rows")
+    return pd.Series(pd.to_datetime(values, utc=True, format="ISO8601"), dtype="datetime64[us, UTC]")
+
+
+def _to_table(frame: pd.DataFrame) -> pa.Table:
+    """The frame as Arrow with the log's canonical types (int64, float64, string, UTC micros)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    fields = []
+    for field in table.schema:
+        if pa.types.is_dictionary(field.type):
+            field = field.with_type(field.type.value_type)
+        if pa.types.is_integer(field.type):
+            field = field.with_type(pa.int64())
+        elif pa.types.is_floating(field.type):
+            field = field.with_type(pa.float64())
+        elif pa.types.is_large_string(field.type):
+            field = field.with_type(pa.string())
+        elif pa.types.is_timestamp(field.type):
+            field = field.with_type(_TS_TYPE)
+        fields.append(field.remove_metadata())
+    return table.cast(pa.schema(fields))
+
+
+def _write_file(table: pa.Table, folder: Path) -> Path:
+    """Write ``table`` as a new, uniquely named file in ``folder``: temp dot-file, then rename."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"part-{time.time_ns()}-{uuid.uuid4().hex}.parquet"
+    target, temp = folder / name, folder / f".{name}.tmp"
+    try:
+        pq.write_table(table, temp)
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+    return target
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def read_hour(
+    model_name: str,
+    hour_start: datetime | pd.Timestamp | str,
+    root: str | os.PathLike[str] | None = None,
+    source: str | None = None,
+    *,
+    features: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Every prediction of ``model_name`` in the hour containing ``hour_start`` (both sources unless given)."""
+    start = hour_floor(hour_start)
+    return read_range(model_name, start, start + _HOUR, root=root, source=source, features=features)
+
+
+def read_range(
+    model_name: str,
+    start: datetime | pd.Timestamp | str,
+    end: datetime | pd.Timestamp | str,
+    root: str | os.PathLike[str] | None = None,
+    source: str | None = None,
+    *,
+    features: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Predictions of ``model_name`` with ``start <= ts < end``, read from those hours' partitions only.
+
+    Columns: ``request_id, ts, model_name, model_version``, the features, ``prediction`` and
+    ``source``. ``features`` (name -> type keyword, e.g. a model config's feature types) selects
+    and orders the feature columns and types them when no data exists; without it every feature
+    column found in the files is returned. No data gives an empty frame with those columns.
+    """
+    _check_name(model_name)
+    sources = SOURCES if source is None else (_check_source(source),)
+    lo, hi = _utc(start), _utc(end)
+    if hi < lo:
+        raise ValueError(f"end {hi} is before start {lo}")
+
+    tables = []
+    for src in sources:
+        for folder in _hour_folders(model_name, src, lo, hi, root):
+            files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_")))
+            if files:
+                table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+                tables.append(table.append_column(SOURCE_COLUMN, pa.array([src] * table.num_rows, pa.string())))
+    if not tables:
+        return _empty_frame(features)
+    table = pa.concat_tables(tables, promote_options="permissive")
+    table = _select_columns(table, features)
+    frame = table.to_pandas()
+    in_range = (frame["ts"] >= lo) & (frame["ts"] < hi)
+    return frame[in_range].reset_index(drop=True)
+
+
+def _hour_folders(model_name: str, source: str, lo: pd.Timestamp, hi: pd.Timestamp, root) -> Iterator[Path]:
+    hour = lo.floor("h")
+    while hour < hi:
+        folder = partition_path(model_name, source, hour, root)
+        if folder.is_dir():
+            yield folder
+        hour += _HOUR
+
+
+def _select_columns(table: pa.Table, features: Mapping[str, str] | None) -> pa.Table:
+    if features is None:
+        names = [n for n in table.column_names if n not in RESERVED]
+    else:
+        missing = [n for n in features if n not in table.column_names]
+        if missing:
+            raise ValueError(f"feature column(s) {missing} are not in the inference log")
+        names = list(features)
+    table = table.select([*BASE_COLUMNS, *names, PREDICTION, SOURCE_COLUMN])
+    return table.set_column(1, "ts", table.column("ts").cast(_TS_TYPE))
+
+
+def _empty_frame(features: Mapping[str, str] | None) -> pd.DataFrame:
+    fields = [("request_id", pa.string()), ("ts", _TS_TYPE), ("model_name", pa.string()), ("model_version", pa.string())]
+    for name, kind in (features or {}).items():
+        if kind not in _ARROW_TYPES:
+            raise ValueError(f"feature {name!r}: unknown type {kind!r}; expected one of {sorted(_ARROW_TYPES)}")
+        fields.append((name, _ARROW_TYPES[kind]))
+    fields += [(PREDICTION, pa.float64()), (SOURCE_COLUMN, pa.string())]
+    return pa.schema(fields).empty_table().to_pandas()
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+
+def _utc(value: datetime | pd.Timestamp | str) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _check_name(model_name: str) -> str:
+    if not _NAME.match(model_name or ""):
+        raise ValueError(f"model_name {model_name!r} is not a valid name (letters, digits, '_', '.', '-')")
+    return model_name
+
+
+def _check_source(source: str) -> str:
+    if source not in SOURCES:
+        raise ValueError(f"source {source!r} is not one of {SOURCES}")
+    return source

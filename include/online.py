@@ -1,0 +1,40 @@
+"""Online predictions through Triton, each request and response written to the inference log.
+
+    from include.online import predict
+    probabilities = predict("credit_approval", applications)   # a DataFrame of feature columns
+
+The model is addressed by name: Triton answers with the version it serves (the champion), and that
+version is what the log records.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from include import inference_log
+from include.triton.client import TritonClient
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def predict(
+    model: str,
+    frame: pd.DataFrame,
+    *,
+    client: TritonClient | None = None,
+    request_ids: Sequence[str] | None = None,
+    log_root: str | None = None,
+) -> np.ndarray:
+    """Positive-class probability per row of ``frame``; the rows, outputs and version go to the inference log."""
+    client = client or TritonClient(os.environ.get("MODELOPS_TRITON_URL", DEFAULT_URL))
+    features = frame.reset_index(drop=True)
+    scores, version = client.infer_with_version(model, features)
+    if len(features):
+        inference_log.log_predictions(
+            model, version or "unknown", "online", features, scores, request_ids=request_ids, root=log_root
+        )
+    return scores
