@@ -123,6 +123,14 @@ class ApprovalConfig(_Strict):
     timeout_hours: float = Field(72, gt=0)
 
 
+class BatchConfig(_Strict):
+    input_uri: str = Field(description="New data (file or parquet folder); the rows dated on the run's day are scored.")
+    output_uri: str = Field(description="Predictions, partitioned by date=YYYY-MM-DD.")
+    schedule: str | None = "@daily"
+    spark_master: str = Field("local[*]", pattern=r"^(local(\[[0-9*]+\])?|spark://.+|k8s://.+|yarn)$")
+    spark_conf: dict[str, str] = Field(default_factory=dict)
+
+
 class ModelConfig(_Strict):
     name: Identifier
     description: str = ""
@@ -133,6 +141,7 @@ class ModelConfig(_Strict):
     gates: GatesConfig
     compliance: ComplianceConfig = ComplianceConfig()
     approval: ApprovalConfig = ApprovalConfig()
+    batch: BatchConfig | None = Field(None, description="Daily batch scoring with Spark; none = online only.")
 
     source: Path | None = Field(None, exclude=True)
 

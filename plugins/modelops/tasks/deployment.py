@@ -7,6 +7,7 @@ dict ``{"model", "version", "fallback"}`` passed between them.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import task
@@ -52,13 +53,13 @@ def export(model: str, plan: dict) -> str:
     return str(path)
 
 
-@task(retries=0)
+@task(retries=1, retry_delay=timedelta(seconds=10))
 def load(model: str, plan: dict) -> None:
     """Ask Triton to (re)load the model from the repository: the listed versions load, others unload."""
     TritonHook().client.load(model)
 
 
-@task(retries=0)
+@task(retries=1, retry_delay=timedelta(seconds=10))
 def verify(model: str, plan: dict) -> dict:
     """Smoke inference, then parity: Triton's outputs vs the MLflow model's on held-out rows."""
     import mlflow.pyfunc

@@ -1,0 +1,47 @@
+"""
+### Batch score — one DAG per model in `config/models/` with a `batch:` section
+
+Every day (and on demand), scores that day's new rows with Spark and `mlflow.pyfunc.spark_udf`.
+
+1. **pin_champion** resolves `@champion` to a fixed version once, at the start of the run, so a
+   promotion during the run cannot mix two models.
+2. **score** reads `batch.input_uri`, keeps the rows dated on the run's day (its data interval,
+   UTC), writes predictions with the model version to `batch.output_uri/date=YYYY-MM-DD/`, and the
+   same predictions with their features to the inference log (`source=batch`).
+
+Idempotent: re-running a day overwrites that day's partitions, never appends duplicates. Spark runs
+`local[*]` by default; `batch.spark_master` and `batch.spark_conf` point the same DAG at a cluster.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag
+
+from include.config import model_configs
+from modelops.tasks import batch as t
+
+
+def build(config):
+    @dag(
+        dag_id=f"batch_score_{config.name}",
+        description=f"Daily Spark batch scoring of {config.name} with the pinned @champion",
+        doc_md=__doc__,
+        schedule=config.batch.schedule,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        tags=["modelops", "batch", "spark", config.name],
+        default_args={"owner": config.owner, "retries": 2, "retry_delay": timedelta(minutes=2)},
+    )
+    def batch_score():
+        # main flow
+        t.score(config.name, t.pin_champion(config.name))
+
+    return batch_score()
+
+
+for _config in model_configs().values():
+    if _config.batch is not None:
+        globals()[f"{__name__.rpartition('.')[2]}_{_config.name}"] = build(_config)
