@@ -15,11 +15,11 @@ Idempotent: re-running a day overwrites that day's partitions, never appends dup
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import dag
 
-from include.config import model_configs
+from modelops.dags import dag_args, register_per_model
 from modelops.tasks import batch as t
 
 
@@ -29,11 +29,7 @@ def build(config):
         description=f"Daily Spark batch scoring of {config.name} with the pinned @champion",
         doc_md=__doc__,
         schedule=config.batch.schedule,
-        start_date=datetime(2026, 1, 1),
-        catchup=False,
-        max_active_runs=1,
-        tags=["modelops", "batch", "spark", config.name],
-        default_args={"owner": config.owner, "retries": 2, "retry_delay": timedelta(minutes=2)},
+        **dag_args(config, "batch", "spark", retry_delay=timedelta(minutes=2)),
     )
     def batch_score():
         # main flow
@@ -42,6 +38,4 @@ def build(config):
     return batch_score()
 
 
-for _config in model_configs().values():
-    if _config.batch is not None:
-        globals()[f"{__name__.rpartition('.')[2]}_{_config.name}"] = build(_config)
+register_per_model(globals(), build, when=lambda config: config.batch is not None)

@@ -18,12 +18,12 @@ the fallback, Triton serves it alone, and an audit record and a critical alert s
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
-from include.config import model_configs
 from modelops.assets import champion_asset
+from modelops.dags import dag_args, register_per_model
 from modelops.operators.triton import TritonModelReadyOperator
 from modelops.tasks import deployment as t
 
@@ -34,11 +34,7 @@ def build(config):
         description=f"Deploy {config.name} @champion to Triton, verified, with automatic rollback",
         doc_md=__doc__,
         schedule=[champion_asset(config.name)],
-        start_date=datetime(2026, 1, 1),
-        catchup=False,
-        max_active_runs=1,
-        tags=["modelops", "deployment", "triton", config.name],
-        default_args={"owner": config.owner, "retries": 2, "retry_delay": timedelta(seconds=30)},
+        **dag_args(config, "deployment", "triton", retry_delay=timedelta(seconds=30)),
         params={"version": Param(None, type=["null", "string"], description="Version to deploy; empty = @champion")},
     )
     def deployment():
@@ -57,5 +53,4 @@ def build(config):
     return deployment()
 
 
-for _config in model_configs().values():
-    globals()[f"{__name__.rpartition('.')[2]}_{_config.name}"] = build(_config)
+register_per_model(globals(), build)

@@ -16,13 +16,13 @@ Then, when the model's config asks for it, a **human approval** in the Airflow U
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag
 
-from include.config import model_configs
 from modelops.assets import challenger_asset, champion_asset
+from modelops.dags import dag_args, register_per_model
 from modelops.tasks import promotion as t
 
 
@@ -32,11 +32,7 @@ def build(config):
         description=f"Gate and promote {config.name} @challenger to @champion",
         doc_md=__doc__,
         schedule=[challenger_asset(config.name)],
-        start_date=datetime(2026, 1, 1),
-        catchup=False,
-        max_active_runs=1,
-        tags=["modelops", "promotion", config.name],
-        default_args={"owner": config.owner, "retries": 2, "retry_delay": timedelta(minutes=1)},
+        **dag_args(config, "promotion"),
         params={"version": Param(None, type=["null", "string"], description="Version to promote; empty = the @challenger")},
     )
     def promotion():
@@ -58,5 +54,4 @@ def build(config):
     return promotion()
 
 
-for _config in model_configs().values():
-    globals()[f"{__name__.rpartition('.')[2]}_{_config.name}"] = build(_config)
+register_per_model(globals(), build)

@@ -12,11 +12,11 @@ before anything changes.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
-from include.config import model_configs
+from modelops.dags import dag_args, register_per_model
 from modelops.operators.triton import TritonModelReadyOperator
 from modelops.tasks import deployment as t
 
@@ -27,11 +27,7 @@ def build(config):
         description=f"Roll {config.name} @champion back and redeploy it",
         doc_md=__doc__,
         schedule=None,
-        start_date=datetime(2026, 1, 1),
-        catchup=False,
-        max_active_runs=1,
-        tags=["modelops", "rollback", "triton", config.name],
-        default_args={"owner": config.owner, "retries": 2, "retry_delay": timedelta(seconds=30)},
+        **dag_args(config, "rollback", "triton", retry_delay=timedelta(seconds=30)),
         params={
             "target_version": Param(None, type=["null", "string"], description="Version to roll back to; empty = @previous_champion"),
             "reason": Param("manual rollback", type="string", minLength=1, description="Why (goes into the audit record)"),
@@ -50,5 +46,4 @@ def build(config):
     return rollback()
 
 
-for _config in model_configs().values():
-    globals()[f"{__name__.rpartition('.')[2]}_{_config.name}"] = build(_config)
+register_per_model(globals(), build)

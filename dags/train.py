@@ -17,12 +17,12 @@ Trigger with a `dataset_uri` from the UI, the REST API or a drift webhook.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
-from include.config import model_configs
 from modelops.assets import challenger_asset
+from modelops.dags import dag_args, register_per_model
 from modelops.operators.training import training_operator
 from modelops.tasks import training as t
 
@@ -33,11 +33,7 @@ def build(config):
         description=f"Train {config.name}: validate, fingerprint, train, evaluate, register",
         doc_md=__doc__,
         schedule=config.training.schedule,
-        start_date=datetime(2026, 1, 1),
-        catchup=False,
-        max_active_runs=1,
-        tags=["modelops", "training", config.name],
-        default_args={"owner": config.owner, "retries": 2, "retry_delay": timedelta(minutes=1)},
+        **dag_args(config, "training"),
         params={
             "dataset_uri": Param(config.dataset.uri, type="string", minLength=1, description="Dataset to train on (file, parquet folder, or URI)"),
             "force": Param(False, type="boolean", description="Retrain even if a version exists for the same data, code and params"),
@@ -63,5 +59,4 @@ def build(config):
     return training()
 
 
-for _config in model_configs().values():
-    globals()[f"{__name__.rpartition('.')[2]}_{_config.name}"] = build(_config)
+register_per_model(globals(), build)

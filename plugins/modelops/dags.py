@@ -1,0 +1,37 @@
+"""What every lifecycle DAG shares: defaults for ``@dag`` and the one-DAG-per-model registration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from include.config import ModelConfig, model_configs
+
+START_DATE = datetime(2026, 1, 1)
+
+
+def dag_args(config: ModelConfig, *tags: str, retry_delay: timedelta = timedelta(minutes=1)) -> dict[str, Any]:
+    """``@dag`` keyword arguments common to the lifecycle DAGs of ``config``'s model.
+
+    One run at a time per DAG (alias moves are last-writer-wins), no catch-up, retries by default,
+    the model's owner, and tags: ``modelops``, ``tags`` (the stage, the system) and the model name.
+    """
+    return {
+        "start_date": START_DATE,
+        "catchup": False,
+        "max_active_runs": 1,
+        "tags": ["modelops", *tags, config.name],
+        "default_args": {"owner": config.owner, "retries": 2, "retry_delay": retry_delay},
+    }
+
+
+def register_per_model(
+    namespace: MutableMapping[str, Any], build: Callable[[ModelConfig], Any],
+    when: Callable[[ModelConfig], bool] = lambda _config: True,
+) -> None:
+    """Build one DAG per configured model and bind it in the DAG file's globals (where Airflow looks)."""
+    stem = namespace["__name__"].rpartition(".")[2]
+    for config in model_configs().values():
+        if when(config):
+            namespace[f"{stem}_{config.name}"] = build(config)
