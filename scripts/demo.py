@@ -74,6 +74,30 @@ def serve(config, run, log_file: Path, bag) -> bool:
     return True
 
 
+def score_batch(config, run, bag) -> bool:
+    """Score one day of new applications with the daily Spark batch DAG."""
+    import pandas as pd
+
+    from include import inference_log
+    from include.config import resolve_uri
+    from include.datagen import generate_batch
+    from include.dataset import write_dataset
+
+    day = datetime(2026, 11, 21, tzinfo=UTC)
+    applications = Path(resolve_uri(config.batch.input_uri))
+    write_dataset(generate_batch(2_000, seed=4, start=day.isoformat(), hours=24), str(applications / "2026-11-21.parquet"))
+    say(f"8. Batch scoring DAG (Spark, {config.batch.spark_master}) on 2,000 applications of {day:%Y-%m-%d}")
+    dag_run_states = run(bag.get_dag(f"batch_score_{MODEL}"), f"batch_score_{MODEL}", logical_date=day)
+    if dag_run_states.get("score") != "success":
+        say("   -> batch scoring failed; see the log")
+        return False
+    scored = pd.read_parquet(Path(resolve_uri(config.batch.output_uri)) / f"date={day:%Y-%m-%d}")
+    logged = inference_log.read_range(MODEL, day, day + pd.Timedelta(days=1), source="batch")
+    say(f"   -> {len(scored)} predictions by version {scored['model_version'].iloc[0]} in "
+        f"{resolve_uri(config.batch.output_uri)}; {len(logged)} batch rows in the inference log")
+    return True
+
+
 def main() -> int:
     from include import tracking
     from include.config import get_model_config, resolve_uri
@@ -102,10 +126,10 @@ def main() -> int:
         return 1
     train, promote = bag.get_dag(f"train_{MODEL}"), bag.get_dag(f"promote_{MODEL}")
 
-    def run(dag, label: str, conf: dict | None = None) -> dict[str, str]:
+    def run(dag, label: str, conf: dict | None = None, logical_date: datetime | None = None) -> dict[str, str]:
         start = time.monotonic()
         with _logs_to(log_file):
-            dag_run = dag.test(run_conf=conf)
+            dag_run = dag.test(run_conf=conf, logical_date=logical_date)
         states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
         say(f"   {label}: run {dag_run.run_id} {dag_run.state} in {time.monotonic() - start:.0f}s")
         say("   tasks: " + ", ".join(f"{t}={s}" for t, s in states.items()))
@@ -149,6 +173,8 @@ def main() -> int:
         return 1
     if not serve(config, run, log_file, bag):
         return 1
+    if not score_batch(config, run, bag):
+        return 1
     previous = alias_version(client, MODEL, PREVIOUS_CHAMPION)
     run_data = client.get_run(champion.run_id).data
     say(f"== Registry: {MODEL} @champion = version {champion.version}"
@@ -156,7 +182,7 @@ def main() -> int:
     for key in ("data_fingerprint", "schema_hash", "code_commit", "dependency_hash", "training_backend", "gates.result"):
         say(f"   {key:18} {champion.tags.get(key)}")
     say(f"   {'roc_auc':18} {run_data.metrics.get('roc_auc', float('nan')):.4f}")
-    say("Explore: `make up` starts the Airflow UI (localhost:8080) and the MLflow UI (localhost:5000).")
+    say("Explore: `make up` starts the Airflow UI (localhost:8080), the MLflow UI (localhost:5000) and Triton (localhost:8000).")
     return 0
 
 
