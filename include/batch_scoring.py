@@ -17,8 +17,13 @@ alone; hour partitions of the date that a re-run no longer produces are removed.
 owns exactly the rows of its date, runs for different dates never touch each other's hours.
 
 Only one pass scores: the log is written from the scored rows, and the output is then derived
-from the log's partitions of that date (a cheap columnar read of four columns), not by scoring
-again. Row counts are collected while writing (``DataFrame.observe``), with no extra pass.
+from the log's partitions of that date (a columnar read of five narrow columns), not by scoring
+again or caching the scored rows. Row counts are collected while writing (``DataFrame.observe``),
+with no extra pass. A run owns its date: runs of one model and date must not overlap (the DAG
+serialises them).
+
+The inference log root is a local folder (``inference_log_root``, else the
+:func:`include.inference_log.log_root` default), like the readers of the log expect.
 
 The model version is fixed by the caller: ``model_uri`` must be ``models:/<name>/<version>``,
 never an alias such as ``models:/<name>@champion``. The DAG resolves ``@champion`` to a version
@@ -39,28 +44,32 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from datetime import date as Date
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from include import inference_log
 
 if TYPE_CHECKING:
+    from mlflow.models import Model
     from pyspark.sql import Column, DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
-PREDICTION = "prediction"
+PREDICTION = inference_log.PREDICTION
 APP_NAME = "modelops-batch-scoring"
 
 # Defaults for sessions this module creates; the caller's spark_conf wins.
 DEFAULT_SPARK_CONF: dict[str, str] = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
+    # Python workers outlive their task, so mlflow and scikit-learn are imported once per worker.
     "spark.python.worker.reuse": "true",
-    # Big Arrow batches: mlflow's schema enforcement and the pipeline's pandas work cost per batch.
+    # Big Arrow batches: mlflow's schema enforcement and the pipeline's pandas work cost per batch
+    # (10k, Spark's default, measured ~10% slower end to end).
     "spark.sql.execution.arrow.maxRecordsPerBatch": "100000",
-    # About one input split per core: every task loads the model once.
+    # Spark splits the input by bytes per core, capped by this: with a high cap each core gets
+    # about one task, and each task loads the model once.
     "spark.sql.files.maxPartitionBytes": "1g",
 }
 # Applied to any session for the duration of a job (and restored after), because results depend on them.
@@ -133,14 +142,14 @@ def score_partition(
         raise ValueError("feature_columns: at least one feature column is required")
     log_uri = _log_uri(model_name, inference_log_root)
     started = time.monotonic()
+    session = spark
     with tempfile.TemporaryDirectory(prefix="modelops-model-") as scratch:
-        # Fetching the model (and importing mlflow) overlaps the JVM's start-up.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            download = pool.submit(_download_model, model_uri, scratch)
-            session = spark or spark_session(master, spark_conf)
-            local_model = download.result()
-        log.info("PHASE session %.2f", time.monotonic() - started)
         try:
+            # Fetching the model (and importing mlflow) overlaps the JVM's start-up.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                download = pool.submit(_download_model, model_uri, scratch)
+                session = session or spark_session(master, spark_conf)
+                local_model = download.result()
             with _sql_conf(session, JOB_SQL_CONF):
                 stats = _score(
                     session,
@@ -157,12 +166,16 @@ def score_partition(
                     timestamp_column=timestamp_column,
                 )
         finally:
-            if spark is None:
+            if spark is None and session is not None:
                 session.stop()
     stats["seconds"] = round(time.monotonic() - started, 3)
     log.info(
         "scored %d rows of %s with %s in %.1fs (%d hour partitions in the inference log)",
-        stats["rows_out"], date, model_uri, stats["seconds"], stats["hours"],
+        stats["rows_out"],
+        date,
+        model_uri,
+        stats["seconds"],
+        stats["hours"],
     )
     return stats
 
@@ -189,7 +202,7 @@ def _score(
     missing = [c for c in [id_column, timestamp_column, *features] if c not in raw.columns]
     if missing:
         raise ValueError(f"input {input_uri} is missing column(s): {', '.join(missing)}")
-    start = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * 1_000_000
+    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
     in_day = F.unix_micros("ts").between(start, start + _DAY_MICROS - 1)
     seen = Observation("input")
     rows = raw.select(
@@ -209,15 +222,12 @@ def _score(
     )
     logged = Observation("logged")
     scored = scored.observe(logged, F.count(F.lit(1)).alias("rows"), F.collect_set("hour").alias("hours"))
-    log.info("PHASE plan built")
     _overwrite_partitions(scored, log_uri, ["date", "hour"])
-    log.info("PHASE log written")
     hours = sorted(logged.get["hours"] or [])
     day_log_uri = f"{log_uri}/date={day.isoformat()}"
     _remove_partitions(spark, day_log_uri, "hour", keep=set(hours))
 
     rows_out = _write_output(spark, day_log_uri, output_uri, day, id_column, timestamp_column, bool(hours))
-    log.info("PHASE output written")
     counts = seen.get
     rows_in = int(counts["rows_in_day"] or 0)
     if rows_out != rows_in or int(logged.get["rows"]) != rows_in:
@@ -260,7 +270,7 @@ def _positive_class(spark: SparkSession, local_model: str, model_uri: str, featu
     return F.lit(1.0) - predict(F.struct(*features))
 
 
-def _check_binary_output(metadata, model_uri: str) -> None:
+def _check_binary_output(metadata: Model, model_uri: str) -> None:
     """Refuse models whose logged output is not two class probabilities per row."""
     schema = metadata.get_output_schema()
     shapes = [tuple(spec.shape) for spec in schema.inputs if hasattr(spec, "shape")] if schema else []
@@ -269,7 +279,12 @@ def _check_binary_output(metadata, model_uri: str) -> None:
 
 
 def _write_output(
-    spark: SparkSession, day_log_uri: str, output_uri: str, day: Date, id_column: str, timestamp_column: str,
+    spark: SparkSession,
+    day_log_uri: str,
+    output_uri: str,
+    day: Date,
+    id_column: str,
+    timestamp_column: str,
     has_rows: bool,
 ) -> int:
     """Derive the date's output partition from the rows just logged; returns the rows written."""
@@ -294,12 +309,7 @@ def _write_output(
 
 def _overwrite_partitions(df: DataFrame, uri: str, partition_by: list[str]) -> None:
     """Write ``df`` replacing only the partitions it contains (dynamic partition overwrite)."""
-    (
-        df.write.mode("overwrite")
-        .option("partitionOverwriteMode", "dynamic")
-        .partitionBy(*partition_by)
-        .parquet(uri)
-    )
+    df.write.mode("overwrite").option("partitionOverwriteMode", "dynamic").partitionBy(*partition_by).parquet(uri)
 
 
 def _remove_partitions(
@@ -353,14 +363,7 @@ def _sql_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None
 
 
 def _log_uri(model_name: str, root: str | None) -> str:
-    """Where this model's batch predictions go: ``<root>/model=<name>/source=batch``.
-
-    A local root (or ``file://``) is resolved like :func:`include.inference_log.log_root`; other
-    URIs (``s3a://``, ``hdfs://``) are handed to Spark as they are.
-    """
-    if root and "://" in root and not root.startswith("file://"):
-        inference_log.source_path(model_name, "batch", "/")  # validates the name
-        return f"{root.rstrip('/')}/model={model_name}/source=batch"
+    """Where this model's batch predictions go: ``<root>/model=<name>/source=batch``."""
     return str(inference_log.source_path(model_name, "batch", root))
 
 
@@ -382,20 +385,3 @@ def _check_model_uri(model_uri: str, model_name: str, model_version: str | int) 
         raise ValueError(
             f"model_uri {model_uri!r} does not match model_name={model_name!r} model_version={model_version!r}"
         )
-
-
-
-def _worker_daemon() -> None:
-    """EXPERIMENT"""
-    import mlflow.pyfunc  # noqa: F401
-    import mlflow.sklearn  # noqa: F401
-    import skops.io  # noqa: F401
-    import sklearn.compose, sklearn.pipeline, sklearn.preprocessing, sklearn.ensemble  # noqa
-
-    from pyspark import daemon
-
-    daemon.manager()
-
-
-if __name__ == "__main__":
-    _worker_daemon()

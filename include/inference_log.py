@@ -274,7 +274,12 @@ def _select_columns(table: pa.Table, features: Mapping[str, str] | None) -> pa.T
 
 
 def _empty_frame(features: Mapping[str, str] | None) -> pd.DataFrame:
-    fields = [("request_id", pa.string()), ("ts", _TS_TYPE), ("model_name", pa.string()), ("model_version", pa.string())]
+    fields = [
+        ("request_id", pa.string()),
+        ("ts", _TS_TYPE),
+        ("model_name", pa.string()),
+        ("model_version", pa.string()),
+    ]
     for name, kind in (features or {}).items():
         if kind not in _ARROW_TYPES:
             raise ValueError(f"feature {name!r}: unknown type {kind!r}; expected one of {sorted(_ARROW_TYPES)}")

@@ -1,0 +1,311 @@
+"""Batch scoring benchmark: the project's Spark scoring job against a plain Spark read+write of the same rows.
+
+One run, one machine, side by side:
+
+1. (not timed) generate ``--rows`` credit applications dated one day into a Parquet file, train
+   the configured model on a small sample and register it in a throw-away MLflow store;
+2. the I/O floor, in a fresh process: a SparkSession (the job's own ``spark_session`` defaults)
+   reads the file and writes it back as Parquet; cold (session start to stop), then warm (the
+   same copy again on a running session);
+3. the job, in a fresh process: ``include.batch_scoring.score_partition`` cold (it starts and
+   stops its own session), then warm (on a running session whose Python workers already ran it).
+
+Prints rows/s and the share of the floor's speed, and records them in
+``bench/results/batch_scoring.md`` (one section per row count and master; a rerun replaces it).
+The CPU used by other processes during the cold runs is recorded too: on a shared machine it
+tells whether the numbers can be trusted.
+
+    PYTHONPATH=. .venv/bin/python bench/batch_scoring.py --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MODEL = "credit_approval"
+DATE = "2026-01-01"
+RESULTS = ROOT / "bench" / "results" / "batch_scoring.md"
+
+
+def _config():
+    from include.config import load_model_config
+
+    return load_model_config(ROOT / "config" / "models" / f"{MODEL}.yaml")
+
+
+def generate(path: Path, rows: int, row_group_size: int) -> None:
+    """``rows`` applications dated ``DATE``, written in chunks so memory stays flat."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from include.datagen import generate_batch
+
+    chunk = 1_000_000
+    writer = None
+    try:
+        for i, start in enumerate(range(0, rows, chunk)):
+            df = generate_batch(min(chunk, rows - start), seed=100 + i, start=f"{DATE}T00:00:00Z", hours=24)
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            writer = writer or pq.ParquetWriter(path, table.schema)
+            writer.write_table(table, row_group_size=row_group_size)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def register_model(tracking_uri: str, artifacts: Path) -> str:
+    """Train the configured pipeline like ``include.train`` does and register it; returns the version."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from mlflow.tracking import MlflowClient
+
+    from include.datagen import generate_batch
+    from include.train import build_estimator, features_and_target, sklearn_types_to_trust
+
+    config = _config()
+    x, y = features_and_target(generate_batch(20_000, seed=1), config)
+    model = build_estimator(config).fit(x, y)
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    experiment = client.create_experiment("bench", artifact_location=artifacts.as_uri())
+    with mlflow.start_run(experiment_id=experiment) as run:
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(x.head(5), model.predict_proba(x.head(5))),
+            input_example=x.head(5),
+            pyfunc_predict_fn="predict_proba",
+            skops_trusted_types=sklearn_types_to_trust(model),
+        )
+    client.create_registered_model(MODEL)
+    return client.create_model_version(MODEL, source=info.model_uri, run_id=run.info.run_id).version
+
+
+# --- the measured runs, each in its own process ----------------------------------------------
+
+
+def run_floor(args: argparse.Namespace) -> dict:
+    """Plain read + write, in the same kind of session the job gets; cold, then warm (same JVM)."""
+    from include.batch_scoring import spark_session
+
+    def copy(spark) -> None:
+        spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")  # pandas' timestamps, as the job reads them
+        spark.read.parquet(str(args.input)).write.mode("overwrite").parquet(str(args.work / "floor_out"))
+
+    usage = _Usage()
+    started = time.monotonic()
+    spark = spark_session(args.master, _spark_conf(args))
+    copy(spark)
+    spark.stop()
+    cold, cold_usage = time.monotonic() - started, usage.read()
+    spark = spark_session(args.master, _spark_conf(args))
+    try:
+        copy(spark)  # warms up the new session
+        started = time.monotonic()
+        copy(spark)
+        warm = time.monotonic() - started
+    finally:
+        spark.stop()
+    return {"cold": cold, "warm": warm, **cold_usage}
+
+
+def run_job(args: argparse.Namespace) -> dict:
+    """``score_partition`` cold (it starts and stops its own session), then warm on a running session."""
+    from include.batch_scoring import model_version_uri, score_partition, spark_session
+
+    config = _config()
+    kwargs = dict(
+        model_uri=model_version_uri(MODEL, args.version),
+        model_version=args.version,
+        model_name=MODEL,
+        input_uri=str(args.input),
+        output_uri=str(args.work / "scored"),
+        date=DATE,
+        feature_columns=config.dataset.feature_names,
+        id_column=config.dataset.id_column,
+        timestamp_column=config.dataset.timestamp_column,
+        spark_conf=_spark_conf(args),
+        master=args.master,
+        inference_log_root=str(args.work / "inference_log"),
+    )
+    usage = _Usage()
+    cold = score_partition(**kwargs)
+    cold_usage = usage.read()
+    spark = spark_session(args.master, _spark_conf(args))
+    try:
+        score_partition(**kwargs, spark=spark)  # starts the Python workers of the new session
+        warm = score_partition(**kwargs, spark=spark)
+    finally:
+        spark.stop()
+    return {"cold": cold["seconds"], "warm": warm["seconds"], "rows_out": cold["rows_out"], **cold_usage}
+
+
+class _Usage:
+    """CPU seconds used by this process tree (JVM and Python workers included) and by everything else."""
+
+    def __init__(self) -> None:
+        self.machine, self.own = _machine_busy(), _tree_cpu(os.getpid())
+
+    def read(self) -> dict[str, float]:
+        machine, own = _machine_busy() - self.machine, _tree_cpu(os.getpid()) - self.own
+        return {"cpu_own": own, "cpu_other": max(0.0, machine - own)} if machine else {}
+
+
+def _machine_busy() -> float:
+    """Busy CPU seconds of the whole machine since boot (Linux), else 0."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0.0
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu(root: int) -> float:
+    """CPU seconds of ``root`` and its live descendants, with the children each has reaped."""
+    children: dict[int, list[int]] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc/stat").exists() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        used[pid] = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    total, stack = 0.0, [root]
+    while stack:
+        pid = stack.pop()
+        total += used.get(pid, 0.0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def _spark_conf(args: argparse.Namespace) -> dict[str, str]:
+    return {"spark.driver.memory": args.driver_memory, **dict(kv.split("=", 1) for kv in args.conf)}
+
+
+# --- orchestration ---------------------------------------------------------------------------
+
+
+def _measure(kind: str, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--_run", kind, *_passthrough(args)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr[-4000:])
+        raise SystemExit(f"{kind} run failed with exit code {done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _passthrough(args: argparse.Namespace) -> list[str]:
+    out = ["--rows", str(args.rows), "--master", args.master, "--_work", str(args.work)]
+    out += ["--driver-memory", args.driver_memory, "--_version", str(args.version)]
+    return out + [f"--conf={kv}" for kv in args.conf]
+
+
+def _markdown(args: argparse.Namespace, floor: dict, job: dict) -> str:
+    rows = args.rows
+    lines = [
+        f"## {rows:,} rows, master `{args.master}`",
+        "",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs; one Parquet file "
+        f"(row groups of {args.row_group_size:,} rows); model `{MODEL}` ({_config().model.estimator}).",
+        "",
+        "| run | cold s | cold rows/s | cold vs floor | warm s | warm rows/s | warm vs floor |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, run in (("I/O floor: Spark read + write", floor), ("scoring job (`score_partition`)", job)):
+        lines.append(
+            f"| {name} | {run['cold']:.1f} | {rows / run['cold']:,.0f} | {floor['cold'] / run['cold']:.0%} "
+            f"| {run['warm']:.1f} | {rows / run['warm']:,.0f} | {floor['warm'] / run['warm']:.0%} |"
+        )
+    lines += [
+        "",
+        "Cold: a fresh process and SparkSession, start to stop. Warm: the same work again on a running session "
+        "(JVM warmed up; for the job, Python workers with mlflow and scikit-learn already imported).",
+    ]
+    if "cpu_other" in floor and "cpu_other" in job:
+        lines.append(
+            f"CPU seconds during the cold runs: floor {floor['cpu_own']:.0f} own / {floor['cpu_other']:.0f} other "
+            f"processes; job {job['cpu_own']:.0f} own / {job['cpu_other']:.0f} other (other > a few seconds means "
+            "a busy machine: rerun)."
+        )
+    command = f"python bench/batch_scoring.py --rows {rows} --master '{args.master}'"
+    lines += ["", f"Command: `{command}" + "".join(f" --conf {c}" for c in args.conf) + "`", ""]
+    return "\n".join(lines)
+
+
+def _write_results(section: str) -> None:
+    """Add the section to the results file, replacing an earlier one for the same rows and master."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    text = RESULTS.read_text() if RESULTS.exists() else "# Batch scoring benchmark\n"
+    title = section.splitlines()[0]
+    parts = text.split("\n## ")
+    kept = [parts[0].rstrip("\n")] + ["## " + p.rstrip("\n") for p in parts[1:] if not ("## " + p).startswith(title)]
+    RESULTS.write_text("\n\n".join([*kept, section.rstrip("\n")]) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--master", default="local[*]")
+    parser.add_argument("--row-group-size", type=int, default=128 * 1024, help="rows per Parquet row group")
+    parser.add_argument("--driver-memory", default="4g")
+    parser.add_argument("--conf", action="append", default=[], help="extra Spark setting KEY=VALUE (repeatable)")
+    parser.add_argument("--scratch", type=Path, help="where to create the scratch folder (default: system temp)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--_run", choices=["floor", "job"], help=argparse.SUPPRESS)
+    parser.add_argument("--_work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--_version", default="1", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.work = args._work or Path(tempfile.mkdtemp(prefix="modelops-bench-", dir=args.scratch))
+    args.version = args._version
+    args.input = args.work / "input.parquet"
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{args.work / 'mlflow.db'}"
+
+    if args._run:
+        result = (run_floor if args._run == "floor" else run_job)(args)
+        print(json.dumps(result))
+        return
+
+    try:
+        started = time.monotonic()
+        generate(args.input, args.rows, args.row_group_size)
+        args.version = register_model(os.environ["MLFLOW_TRACKING_URI"], args.work / "artifacts")
+        print(f"prepared {args.rows:,} rows and model version {args.version} in {time.monotonic() - started:.0f}s")
+        floor = _measure("floor", args)
+        job = _measure("job", args)
+        if job["rows_out"] != args.rows:
+            raise SystemExit(f"the job wrote {job['rows_out']} rows, expected {args.rows}")
+        for name, run in (("floor", floor), ("job", job)):
+            for kind in ("cold", "warm"):
+                rate, share = args.rows / run[kind], floor[kind] / run[kind]
+                print(f"{name} {kind}: {run[kind]:6.1f}s {rate:12,.0f} rows/s {share:5.0%} of the floor")
+        _write_results(_markdown(args, floor, job))
+        print(f"wrote {RESULTS.relative_to(ROOT)}")
+    finally:
+        if args.keep:
+            print(f"kept {args.work}")
+        else:
+            shutil.rmtree(args.work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

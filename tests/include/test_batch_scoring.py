@@ -1,0 +1,276 @@
+"""Tests for include.batch_scoring: a Spark job on ``local[2]`` against a real MLflow registry.
+
+One Spark session and one registered model version for the module, used as a scenario: score a
+day, re-run it, score the next day, then re-run the first day from changed input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from include.config import load_model_config
+from include.datagen import generate_batch
+from include.dataset import write_dataset
+from include.inference_log import read_range
+
+ROOT = Path(__file__).resolve().parents[2]
+CFG = load_model_config(ROOT / "config" / "models" / "credit_approval.yaml")
+MODEL = CFG.name
+ID, TS = CFG.dataset.id_column, CFG.dataset.timestamp_column
+DAY1, DAY2 = "2026-03-01", "2026-03-02"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory):
+    """A fresh MLflow store holding version 1 of the model, trained and logged like include.train does."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    from include import tracking
+    from include.train import build_estimator, features_and_target, sklearn_types_to_trust
+
+    tmp = tmp_path_factory.mktemp("registry")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+    client = tracking.configure()
+    x, y = features_and_target(generate_batch(2000, seed=1), CFG)
+    model = build_estimator(CFG).fit(x, y)
+    experiment = tracking.ensure_experiment(client, "batch-scoring-tests")
+    with mlflow.start_run(experiment_id=experiment) as run:
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(x.head(5), model.predict_proba(x.head(5))),
+            input_example=x.head(5),
+            pyfunc_predict_fn="predict_proba",
+            skops_trusted_types=sklearn_types_to_trust(model),
+        )
+    client.create_registered_model(MODEL)
+    version = client.create_model_version(MODEL, source=info.model_uri, run_id=run.info.run_id)
+    yield {"client": client, "version": version.version, "model": model}
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from include.batch_scoring import spark_session
+
+    session = spark_session("local[2]", {"spark.sql.shuffle.partitions": "2"})
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Day 1 as pandas writes it (nanosecond timestamps), spilling 6 hours into day 2; day 2 as microseconds."""
+    tmp = tmp_path_factory.mktemp("scoring")
+    day1 = generate_batch(5000, seed=11, start=f"{DAY1}T00:00:00Z", hours=30)
+    day2 = generate_batch(3000, seed=12, start=f"{DAY2}T00:00:00Z", hours=24)
+    write_dataset(day1, str(tmp / "day1.parquet"))
+    pq.write_table(pa.Table.from_pandas(day2, preserve_index=False), tmp / "day2.parquet", coerce_timestamps="us")
+    return {"tmp": tmp, "day1": day1, "day2": day2, "out": tmp / "scored", "log": tmp / "inference_log"}
+
+
+def _score(spark, registry, data, date: str, input_name: str) -> dict:
+    from include.batch_scoring import model_version_uri, score_partition
+
+    return score_partition(
+        model_uri=model_version_uri(MODEL, registry["version"]),
+        model_version=registry["version"],
+        model_name=MODEL,
+        input_uri=str(data["tmp"] / input_name),
+        output_uri=str(data["out"]),
+        date=date,
+        feature_columns=CFG.dataset.feature_names,
+        id_column=ID,
+        timestamp_column=TS,
+        spark_conf={},
+        inference_log_root=str(data["log"]),
+        spark=spark,
+    )
+
+
+def _of_day(df: pd.DataFrame, date: str) -> pd.DataFrame:
+    return df[df[TS].dt.strftime("%Y-%m-%d") == date]
+
+
+def _output(data, date: str) -> pd.DataFrame:
+    return pd.read_parquet(data["out"] / f"date={date}")
+
+
+def _logged(data, date: str) -> pd.DataFrame:
+    start = pd.Timestamp(date, tz="UTC")
+    return read_range(MODEL, start, start + pd.Timedelta(days=1), root=data["log"], source="batch")
+
+
+def _snapshot(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def first_day(spark, registry, data) -> dict:
+    return _score(spark, registry, data, DAY1, "day1.parquet")
+
+
+def test_every_row_of_the_date_is_scored_once_with_the_fixed_version(registry, data, first_day) -> None:
+    expected = _of_day(data["day1"], DAY1)
+    assert first_day["rows_in"] == first_day["rows_out"] == len(expected)
+    assert first_day["rows_other_dates"] == len(data["day1"]) - len(expected) > 0
+    assert first_day["hours"] == 24
+
+    out = _output(data, DAY1)
+    assert list(out.columns) == [ID, TS, "prediction", "model_name", "model_version"]
+    assert len(out) == len(expected) and out[ID].is_unique
+    assert set(out[ID]) == set(expected[ID])
+    assert set(out["model_version"]) == {str(registry["version"])} and set(out["model_name"]) == {MODEL}
+
+
+def test_predictions_equal_the_sklearn_models_predict_proba(registry, data, first_day) -> None:
+    expected = _of_day(data["day1"], DAY1)
+    want = pd.Series(registry["model"].predict_proba(expected[CFG.dataset.feature_names])[:, 1], index=expected[ID])
+    out = _output(data, DAY1).set_index(ID)
+    np.testing.assert_allclose(out["prediction"].to_numpy(), want.loc[out.index].to_numpy(), rtol=0, atol=1e-9)
+    assert (out[TS] == expected.set_index(ID).loc[out.index, TS].dt.as_unit("us")).all()
+
+
+def test_the_inference_log_holds_the_batch_rows_with_their_features(data, first_day) -> None:
+    logged = _logged(data, DAY1)
+    out = _output(data, DAY1).set_index(ID)
+    assert len(logged) == len(out) and logged["request_id"].is_unique
+    assert set(logged["source"]) == {"batch"}
+    logged = logged.set_index("request_id").loc[out.index]
+    assert (logged["prediction"] == out["prediction"]).all()
+    assert (logged["ts"] == out[TS]).all()  # the event time, so re-runs land in the same hours
+    source = data["day1"].set_index(ID).loc[out.index]
+    for feature in CFG.dataset.feature_names:
+        assert (logged[feature].to_numpy() == source[feature].to_numpy()).all(), feature
+    assert logged["credit_score"].dtype == np.int64 and logged["region"].dtype == object
+    hours = sorted(p.name for p in (Path(first_day["inference_log_uri"])).iterdir())
+    assert hours == [f"hour={h:02d}" for h in range(24)]
+
+
+def test_rerunning_a_date_replaces_it_without_duplicates(spark, registry, data, first_day) -> None:
+    again = _score(spark, registry, data, DAY1, "day1.parquet")
+
+    assert again["rows_out"] == first_day["rows_out"]
+    out = _output(data, DAY1)
+    assert len(out) == first_day["rows_out"] and out[ID].is_unique
+    logged = _logged(data, DAY1)
+    assert len(logged) == first_day["rows_out"] and logged["request_id"].is_unique
+
+
+def test_a_second_date_adds_a_partition_without_touching_the_first(spark, registry, data, first_day) -> None:
+    before_out, before_log = _snapshot(data["out"] / f"date={DAY1}"), _snapshot(Path(first_day["inference_log_uri"]))
+
+    second = _score(spark, registry, data, DAY2, "day2.parquet")
+
+    assert second["rows_in"] == second["rows_out"] == len(data["day2"]) and second["rows_other_dates"] == 0
+    assert sorted(p.name for p in data["out"].iterdir() if p.is_dir()) == [f"date={DAY1}", f"date={DAY2}"]
+    assert _snapshot(data["out"] / f"date={DAY1}") == before_out
+    assert _snapshot(Path(first_day["inference_log_uri"])) == before_log
+    assert len(_logged(data, DAY2)) == len(data["day2"])
+    assert len(_logged(data, DAY1)) == first_day["rows_out"]
+
+
+def test_rerunning_from_changed_input_drops_the_hours_it_no_longer_has(spark, registry, data, first_day) -> None:
+    morning = data["day1"][data["day1"][TS] < pd.Timestamp(f"{DAY1}T12:00:00Z")]
+    write_dataset(morning, str(data["tmp"] / "day1_morning.parquet"))
+
+    result = _score(spark, registry, data, DAY1, "day1_morning.parquet")
+
+    assert result["rows_out"] == len(morning) and result["hours"] == 12
+    assert set(_output(data, DAY1)[ID]) == set(morning[ID])
+    logged = _logged(data, DAY1)
+    assert set(logged["request_id"]) == set(morning[ID])
+    assert sorted(p.name for p in Path(result["inference_log_uri"]).iterdir()) == [f"hour={h:02d}" for h in range(12)]
+    assert len(_logged(data, DAY2)) == len(data["day2"])
+
+
+def test_a_date_without_rows_clears_that_date(spark, registry, data) -> None:
+    empty = data["day1"].iloc[:0]
+    write_dataset(empty, str(data["tmp"] / "empty.parquet"))
+    assert (data["out"] / f"date={DAY2}").exists()
+
+    result = _score(spark, registry, data, DAY2, "empty.parquet")
+
+    assert result["rows_in"] == result["rows_out"] == 0
+    assert not (data["out"] / f"date={DAY2}").exists()
+    assert _logged(data, DAY2).empty
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"model_uri": f"models:/{MODEL}@champion"}, "resolve an alias"),
+        ({"model_uri": f"models:/{MODEL}/2"}, "does not match"),
+        ({"date": "2026-13-01"}, "not a YYYY-MM-DD date"),
+        ({"feature_columns": []}, "at least one feature"),
+    ],
+)
+def test_bad_arguments_fail_before_any_work(changes: dict, message: str, tmp_path: Path) -> None:
+    from include.batch_scoring import score_partition
+
+    args = {
+        "model_uri": f"models:/{MODEL}/1",
+        "model_version": "1",
+        "model_name": MODEL,
+        "input_uri": str(tmp_path / "in.parquet"),
+        "output_uri": str(tmp_path / "out"),
+        "date": DAY1,
+        "feature_columns": CFG.dataset.feature_names,
+        "id_column": ID,
+        "timestamp_column": TS,
+        "spark_conf": {},
+        **changes,
+    }
+    with pytest.raises(ValueError, match=message):
+        score_partition(**args)
+
+
+def test_a_missing_column_is_named(spark, registry, data) -> None:
+    from include.batch_scoring import model_version_uri, score_partition
+
+    write_dataset(data["day2"].drop(columns=["region"]), str(data["tmp"] / "no_region.parquet"))
+    with pytest.raises(ValueError, match="missing column.*region"):
+        score_partition(
+            model_uri=model_version_uri(MODEL, registry["version"]),
+            model_version=registry["version"],
+            model_name=MODEL,
+            input_uri=str(data["tmp"] / "no_region.parquet"),
+            output_uri=str(data["out"]),
+            date=DAY2,
+            feature_columns=CFG.dataset.feature_names,
+            id_column=ID,
+            timestamp_column=TS,
+            spark_conf={},
+            inference_log_root=str(data["log"]),
+            spark=spark,
+        )
+
+
+def test_an_unknown_version_fails_clearly(spark, registry, data) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from include.batch_scoring import model_version_uri, score_partition
+
+    with pytest.raises(MlflowException, match="99"):
+        score_partition(
+            model_uri=model_version_uri(MODEL, 99),
+            model_version="99",
+            model_name=MODEL,
+            input_uri=str(data["tmp"] / "day2.parquet"),
+            output_uri=str(data["out"]),
+            date=DAY2,
+            feature_columns=CFG.dataset.feature_names,
+            id_column=ID,
+            timestamp_column=TS,
+            inference_log_root=str(data["log"]),
+            spark=spark,
+        )
