@@ -19,6 +19,7 @@ from include.datagen import generate_batch
 from include.dataset import write_dataset
 from include.inference_log import read_range
 
+pytestmark = pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer:UserWarning")
 ROOT = Path(__file__).resolve().parents[2]
 CFG = load_model_config(ROOT / "config" / "models" / "credit_approval.yaml")
 MODEL = CFG.name
@@ -41,7 +42,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory):
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
     client = tracking.configure()
     x, y = features_and_target(generate_batch(2000, seed=1), CFG)
-    model = build_estimator(CFG).fit(x, y)
+    fewer_trees = CFG.model_copy(update={"model": CFG.model.model_copy(update={"params": {"max_iter": 30}})})
+    model = build_estimator(fewer_trees).fit(x, y)
     experiment = tracking.ensure_experiment(client, "batch-scoring-tests")
     with mlflow.start_run(experiment_id=experiment) as run:
         info = mlflow.sklearn.log_model(
@@ -51,6 +53,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory):
             input_example=x.head(5),
             pyfunc_predict_fn="predict_proba",
             skops_trusted_types=sklearn_types_to_trust(model),
+            # Given, so MLflow does not infer them by loading the model in a subprocess (~10 s here);
+            # env_manager="local" scoring does not read them.
+            pip_requirements=["scikit-learn"],
         )
     client.create_registered_model(MODEL)
     version = client.create_model_version(MODEL, source=info.model_uri, run_id=run.info.run_id)
