@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,13 +156,30 @@ def run_job(args: argparse.Namespace) -> dict:
 
 
 class _Usage:
-    """CPU seconds used by this process tree (JVM and Python workers included) and by everything else."""
+    """CPU seconds used by this process tree (JVM and Python workers included) and by everything else.
+
+    The tree is sampled twice a second: Python workers exit when their session stops, and their
+    CPU would otherwise be lost (or counted as another process's).
+    """
 
     def __init__(self) -> None:
-        self.machine, self.own = _machine_busy(), _tree_cpu(os.getpid())
+        self.machine = _machine_busy()
+        self.start = _tree_cpu(os.getpid())
+        self.seen = dict(self.start)
+        self.done = threading.Event()
+        self.sampler = threading.Thread(target=self._sample, daemon=True)
+        self.sampler.start()
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.5):
+            self.seen.update(_tree_cpu(os.getpid()))
 
     def read(self) -> dict[str, float]:
-        machine, own = _machine_busy() - self.machine, _tree_cpu(os.getpid()) - self.own
+        self.done.set()
+        self.sampler.join()
+        self.seen.update(_tree_cpu(os.getpid()))
+        machine = _machine_busy() - self.machine
+        own = sum(cpu - self.start.get(pid, 0.0) for pid, cpu in self.seen.items())
         return {"cpu_own": own, "cpu_other": max(0.0, machine - own)} if machine else {}
 
 
@@ -174,27 +192,26 @@ def _machine_busy() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def _tree_cpu(root: int) -> float:
-    """CPU seconds of ``root`` and its live descendants, with the children each has reaped."""
-    children: dict[int, list[int]] = {}
+def _tree_cpu(root: int) -> dict[int, float]:
+    """CPU seconds (user + system) of ``root`` and each of its live descendants, by pid (Linux)."""
+    parents: dict[int, int] = {}
     used: dict[int, float] = {}
     for entry in Path("/proc").iterdir() if Path("/proc/stat").exists() else []:
-        if not entry.name.isdigit():
-            continue
         try:
-            stat = (entry / "stat").read_text()
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        pid = int(entry.name)
-        children.setdefault(int(fields[1]), []).append(pid)
-        used[pid] = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    total, stack = 0.0, [root]
-    while stack:
-        pid = stack.pop()
-        total += used.get(pid, 0.0)
-        stack.extend(children.get(pid, []))
-    return total
+        if stat:
+            fields = stat[stat.rindex(")") + 2 :].split()
+            parents[int(entry.name)] = int(fields[1])
+            used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return {pid: cpu for pid, cpu in used.items() if _descends(pid, root, parents)}
+
+
+def _descends(pid: int, root: int, parents: dict[int, int]) -> bool:
+    while pid not in (root, 0, 1):
+        pid = parents.get(pid, 0)
+    return pid == root
 
 
 def _spark_conf(args: argparse.Namespace) -> dict[str, str]:

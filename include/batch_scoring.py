@@ -90,7 +90,7 @@ def model_version_uri(model_name: str, version: str | int) -> str:
 
 
 def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = None) -> SparkSession:
-    """A SparkSession on ``master`` with :data:`DEFAULT_SPARK_CONF` overlaid by ``conf``, logging at WARN.
+    """A SparkSession on ``master`` with :data:`DEFAULT_SPARK_CONF` overlaid by ``conf``; Spark and py4j log at WARN.
 
     On a local master the Python workers run this interpreter, so they see the same packages:
     ``PYSPARK_PYTHON`` (which PySpark reads) is set to it unless it is already set.
@@ -105,6 +105,7 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines narrate every gateway call
     return spark
 
 

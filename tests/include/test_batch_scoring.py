@@ -42,6 +42,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory):
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
     client = tracking.configure()
     x, y = features_and_target(generate_batch(2000, seed=1), CFG)
+    # The configured pipeline with fewer trees: quicker to train, and any fitted pipeline will do.
     fewer_trees = CFG.model_copy(update={"model": CFG.model.model_copy(update={"params": {"max_iter": 30}})})
     model = build_estimator(fewer_trees).fit(x, y)
     experiment = tracking.ensure_experiment(client, "batch-scoring-tests")
@@ -67,7 +68,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory):
 def spark():
     from include.batch_scoring import spark_session
 
-    session = spark_session("local[2]", {"spark.sql.shuffle.partitions": "2"})
+    session = spark_session("local[2]")
     yield session
     session.stop()
 
