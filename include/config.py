@@ -131,6 +131,67 @@ class BatchConfig(_Strict):
     spark_conf: dict[str, str] = Field(default_factory=dict)
 
 
+class DriftThresholds(_Strict):
+    drift_share: float = Field(0.5, gt=0, le=1, description="Dataset drift when this share of features drifted (Evidently's definition).")
+    warning: float = Field(0.3, gt=0, le=1, description="Share of drifted features that raises a warning.")
+    critical: float = Field(0.5, gt=0, le=1, description="Share of drifted features that, with a KPI drop, is critical.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DriftThresholds:
+        if self.critical < self.warning:
+            raise ValueError(f"critical ({self.critical}) must be >= warning ({self.warning})")
+        return self
+
+
+KpiMetric = Literal["approval_rate", "precision", "recall", "outcome_per_unit"]
+
+
+class KpiConfig(_Strict):
+    """A business KPI computed per hour from predictions (and outcomes, once they arrive).
+
+    ``approval_rate``: share of predictions below ``decision_threshold`` (approved).
+    ``precision`` / ``recall``: of the positive decision (score >= threshold) on labelled rows.
+    ``outcome_per_unit``: sum of the outcome column / sum of ``per`` over approved, labelled rows
+    (e.g. money repaid per money lent).
+    """
+
+    name: Identifier
+    metric: KpiMetric
+    description: str = ""
+    per: str | None = Field(None, description="Denominator column of outcome_per_unit (a feature).")
+    max_drop: float = Field(gt=0, description="Critical when the KPI falls this far (absolute) below its baseline.")
+    min_rows: int = Field(30, ge=1, description="Rows (labelled rows for outcome KPIs) needed to compute it.")
+
+    @model_validator(mode="after")
+    def _per_only_for_outcomes(self) -> KpiConfig:
+        if (self.metric == "outcome_per_unit") != (self.per is not None):
+            raise ValueError("per: required by (and only by) metric outcome_per_unit")
+        return self
+
+    @property
+    def needs_outcomes(self) -> bool:
+        return self.metric != "approval_rate"
+
+
+class MonitoringConfig(_Strict):
+    schedule: str | None = "@hourly"
+    cold_start_days: float = Field(7, ge=0, description="No drift alerts this long after a deployment.")
+    min_rows: int = Field(100, ge=1, description="Fewer predictions in the hour: nothing is decided.")
+    decision_threshold: float = Field(0.5, gt=0, lt=1, description="Score at or above which the business declines.")
+    drift: DriftThresholds = DriftThresholds()
+    kpis: list[KpiConfig] = Field(default_factory=list)
+    baseline_days: float = Field(3, gt=0, description="KPI baseline: the champion's first healthy days after cold start.")
+    outcomes_uri: str | None = Field(None, description="Delayed outcomes (parquet, date=YYYY-MM-DD partitions).")
+    outcome_delay_days: int = Field(30, ge=0, description="How long after a prediction its outcome may arrive.")
+    cooldown_hours: float = Field(6, ge=0, description="An alert is not repeated this soon unless it worsens.")
+    report_sample_rows: int = Field(5000, ge=100, description="Rows per side in the human-facing Evidently report.")
+
+
+class AlertsConfig(_Strict):
+    slack_conn_id: str = Field("slack_default", description="Slack connection; when absent, alerts go to the log.")
+    channel: str | None = Field(None, description="Override the connection's channel.")
+
+
 class ModelConfig(_Strict):
     name: Identifier
     description: str = ""
@@ -142,6 +203,8 @@ class ModelConfig(_Strict):
     compliance: ComplianceConfig = ComplianceConfig()
     approval: ApprovalConfig = ApprovalConfig()
     batch: BatchConfig | None = Field(None, description="Daily batch scoring with Spark; none = online only.")
+    monitoring: MonitoringConfig = MonitoringConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     source: Path | None = Field(None, exclude=True)
 
@@ -158,6 +221,15 @@ class ModelConfig(_Strict):
         """The expectation suite, relative to the config folder this file lives in."""
         base = self.source.parent.parent if self.source else CONFIG_DIR
         return resolve_path(self.dataset.expectation_suite, base=base)
+
+    @model_validator(mode="after")
+    def _kpi_columns(self) -> ModelConfig:
+        for i, kpi in enumerate(self.monitoring.kpis):
+            if kpi.per is not None and kpi.per not in self.dataset.feature_names:
+                raise ValueError(f"monitoring.kpis.{i}.per: {kpi.per!r} is not a feature")
+            if kpi.metric == "outcome_per_unit" and self.dataset.outcome is None:
+                raise ValueError(f"monitoring.kpis.{i}.metric: outcome_per_unit needs dataset.outcome")
+        return self
 
 
 def expand_env(value: str) -> str:
