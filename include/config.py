@@ -321,15 +321,15 @@ def load_model_configs(config_dir: Path | str | None = None) -> dict[str, ModelC
 
 
 @cache
-def _cached_configs(config_dir: str, _mtimes: tuple[tuple[str, float], ...]) -> dict[str, ModelConfig]:
+def _cached_configs(config_dir: str, _mtimes: tuple[tuple[str, float], ...], _env: frozenset) -> dict[str, ModelConfig]:
     return load_model_configs(config_dir)
 
 
 def model_configs(config_dir: Path | str | None = None) -> dict[str, ModelConfig]:
-    """Like :func:`load_model_configs`, cached until a file changes (for DAG parsing)."""
+    """Like :func:`load_model_configs`, cached until a file or the environment (``${VAR}``) changes."""
     directory = Path(config_dir or CONFIG_DIR)
     mtimes = tuple((str(p), p.stat().st_mtime) for p in sorted((directory / "models").glob("*.yaml")))
-    return _cached_configs(str(directory), mtimes)
+    return _cached_configs(str(directory), mtimes, frozenset(os.environ.items()))
 
 
 def get_model_config(name: str, config_dir: Path | str | None = None) -> ModelConfig:

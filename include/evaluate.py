@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from include.config import ModelConfig
 from include.dataset import read_dataset
+from include.kpis import KPI_PREFIX, compute_kpis
 from include.train import MODEL_URI_TAG, features_and_target, holdout_split
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,9 @@ def evaluate_run(client: MlflowClient, config: ModelConfig, dataset_uri: str, ru
     values = classification_metrics(y.to_numpy(), proba)
     for key, value in values.items():
         client.log_metric(run_id, key, value)
+    for name, kpi in compute_kpis(config, config.monitoring.kpis, holdout.assign(prediction=proba)).items():
+        if kpi.value is not None:  # the version's first KPI baseline, until it has served healthy days
+            client.log_metric(run_id, f"{KPI_PREFIX}{name}", kpi.value)
     _log_plots(client, run_id, y.to_numpy(), proba)
     log.info("Holdout metrics for run %s: %s", run_id, values)
     return values

@@ -7,7 +7,8 @@ Layout (hive-style, so Spark, pyarrow and DuckDB read it as one dataset)::
 One row per prediction: ``request_id`` (string), ``ts`` (UTC timestamp of the request; for batch
 rows the row's own event time, so a re-run lands in the same partitions), ``model_name``,
 ``model_version`` (string), one typed column per feature (so drift is computed per feature) and
-``prediction`` (float64, the probability of the positive class).
+``prediction`` (float64, the probability of the positive class) and ``latency_ms`` (float64, the
+request's round trip as the client measured it; null for batch rows).
 
 Online serving appends with :func:`log_predictions`: one new file per call and hour partition,
 written to a dot-file first and renamed into place, so readers never see half a file and
@@ -45,8 +46,9 @@ ENV_ROOT = "MODELOPS_INFERENCE_LOG"
 SOURCES = ("online", "batch")
 BASE_COLUMNS = ("request_id", "ts", "model_name", "model_version")
 PREDICTION = "prediction"
+LATENCY = "latency_ms"
 SOURCE_COLUMN = "source"
-RESERVED = frozenset({*BASE_COLUMNS, PREDICTION, SOURCE_COLUMN})
+RESERVED = frozenset({*BASE_COLUMNS, PREDICTION, LATENCY, SOURCE_COLUMN})
 
 _HOUR = timedelta(hours=1)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -108,6 +110,7 @@ def log_predictions(
     *,
     request_ids: Sequence[str] | None = None,
     ts: datetime | pd.Timestamp | str | Sequence | pd.Series | None = None,
+    latency_ms: float | None = None,
     root: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
     """Append one prediction per row of ``features`` and return the files written.
@@ -115,7 +118,8 @@ def log_predictions(
     ``predictions`` is the positive-class probability per row; a two-column probability array
     (what the project's pyfunc models return) is accepted and its second column taken.
     ``request_ids`` default to fresh uuid4 strings; ``ts`` (one value for all rows, or one per
-    row) defaults to now, UTC. Rows are split by the hour of their ``ts``: one new file per hour
+    row) defaults to now, UTC. ``latency_ms`` is the request's round trip (online serving).
+    Rows are split by the hour of their ``ts``: one new file per hour
     partition, never an edit of an existing file.
     """
     _check_name(model_name)
@@ -133,13 +137,15 @@ def log_predictions(
     frame = pd.DataFrame({"request_id": ids, "ts": stamps, "model_name": model_name, "model_version": str(version)})
     frame = pd.concat([frame, features.reset_index(drop=True)], axis=1)
     frame[PREDICTION] = scores
+    if latency_ms is not None:
+        frame[LATENCY] = float(latency_ms)
     table = _to_table(frame)
 
     written = []
     hours = stamps.dt.floor("h")
     for hour in hours.unique():
         rows = np.flatnonzero((hours == hour).to_numpy())
-        written.append(_write_file(table.take(rows), partition_path(model_name, source, hour, root)))
+        written.append(write_new_file(table.take(rows), partition_path(model_name, source, hour, root)))
     log.debug("logged %d %s predictions of %s v%s into %d file(s)", n, source, model_name, version, len(written))
     return written
 
@@ -185,7 +191,7 @@ def _to_table(frame: pd.DataFrame) -> pa.Table:
     return table.cast(pa.schema(fields))
 
 
-def _write_file(table: pa.Table, folder: Path) -> Path:
+def write_new_file(table: pa.Table, folder: Path) -> Path:
     """Write ``table`` as a new, uniquely named file in ``folder``: temp dot-file, then rename."""
     folder.mkdir(parents=True, exist_ok=True)
     name = f"part-{time.time_ns()}-{uuid.uuid4().hex}.parquet"
@@ -225,8 +231,8 @@ def read_range(
 ) -> pd.DataFrame:
     """Predictions of ``model_name`` with ``start <= ts < end``, read from those hours' partitions only.
 
-    Columns: ``request_id, ts, model_name, model_version``, the features, ``prediction`` and
-    ``source``. ``features`` (name -> type keyword, e.g. a model config's feature types) selects
+    Columns: ``request_id, ts, model_name, model_version``, the features, ``prediction``,
+    ``latency_ms`` and ``source``. ``features`` (name -> type keyword, e.g. a model config's feature types) selects
     and orders the feature columns and types them when no data exists; without it every feature
     column found in the files is returned. No data gives an empty frame with those columns.
     """
@@ -269,7 +275,9 @@ def _select_columns(table: pa.Table, features: Mapping[str, str] | None) -> pa.T
         if missing:
             raise ValueError(f"feature column(s) {missing} are not in the inference log")
         names = list(features)
-    table = table.select([*BASE_COLUMNS, *names, PREDICTION, SOURCE_COLUMN])
+    if LATENCY not in table.column_names:
+        table = table.append_column(LATENCY, pa.nulls(table.num_rows, pa.float64()))
+    table = table.select([*BASE_COLUMNS, *names, PREDICTION, LATENCY, SOURCE_COLUMN])
     return table.set_column(1, "ts", table.column("ts").cast(_TS_TYPE))
 
 
@@ -284,7 +292,7 @@ def _empty_frame(features: Mapping[str, str] | None) -> pd.DataFrame:
         if kind not in _ARROW_TYPES:
             raise ValueError(f"feature {name!r}: unknown type {kind!r}; expected one of {sorted(_ARROW_TYPES)}")
         fields.append((name, _ARROW_TYPES[kind]))
-    fields += [(PREDICTION, pa.float64()), (SOURCE_COLUMN, pa.string())]
+    fields += [(PREDICTION, pa.float64()), (LATENCY, pa.float64()), (SOURCE_COLUMN, pa.string())]
     return pa.schema(fields).empty_table().to_pandas()
 
 

@@ -10,6 +10,7 @@ version is what the log records.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,9 +33,12 @@ def predict(
     """Positive-class probability per row of ``frame``; the rows, outputs and version go to the inference log."""
     client = client or TritonClient(os.environ.get("MODELOPS_TRITON_URL", DEFAULT_URL))
     features = frame.reset_index(drop=True)
+    started = time.perf_counter()
     scores, version = client.infer_with_version(model, features)
+    latency_ms = (time.perf_counter() - started) * 1000
     if len(features):
         inference_log.log_predictions(
-            model, version or "unknown", "online", features, scores, request_ids=request_ids, root=log_root
+            model, version or "unknown", "online", features, scores,
+            request_ids=request_ids, latency_ms=latency_ms, root=log_root,
         )
     return scores

@@ -52,6 +52,11 @@ def test_every_shipped_config_loads():
         (lambda r: r.update(name="other_name"), "credit_approval.yaml: name: must equal the file name stem"),
         (lambda r: r["dataset"].update(expectation_suite="expectations/nope.json"), "dataset.expectation_suite: file not found"),
         (lambda r: r["dataset"]["features"].append({"name": "age", "type": "int"}), "columns declared twice: age"),
+        (lambda r: r["monitoring"]["drift"].update(warning=0.6), "monitoring.drift: Value error, critical (0.5) must be >= warning (0.6)"),
+        (lambda r: r["monitoring"]["kpis"][1].update(per="amount"), "monitoring.kpis.1.per: 'amount' is not a feature"),
+        (lambda r: r["monitoring"]["kpis"][0].update(metric="churn"), "monitoring.kpis.0.metric: Input should be"),
+        (lambda r: r["monitoring"]["kpis"][0].update(per="age"), "monitoring.kpis.0: Value error, per: required by"),
+        (lambda r: r["monitoring"].update(cooldown_hours=-1), "monitoring.cooldown_hours: Input should be greater than"),
     ],
 )
 def test_errors_name_the_file_and_key(config_dir, change, expected):

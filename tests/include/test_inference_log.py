@@ -37,7 +37,8 @@ def test_round_trip_keeps_values_and_types(tmp_path: Path) -> None:
     features = _features(3)
     ids = ["a", "b", "c"]
     log_predictions(
-        MODEL, 7, "online", features, [0.1, 0.5, 0.9], request_ids=ids, ts="2026-01-01T05:10:00Z", root=tmp_path
+        MODEL, 7, "online", features, [0.1, 0.5, 0.9], request_ids=ids, ts="2026-01-01T05:10:00Z", latency_ms=2.5,
+        root=tmp_path,
     )
 
     got = read_hour(MODEL, datetime(2026, 1, 1, 5, tzinfo=UTC), root=tmp_path)
@@ -49,6 +50,7 @@ def test_round_trip_keeps_values_and_types(tmp_path: Path) -> None:
         "model_version",
         *features.columns,
         "prediction",
+        "latency_ms",
         "source",
     ]
     assert got["request_id"].tolist() == ids
@@ -58,6 +60,7 @@ def test_round_trip_keeps_values_and_types(tmp_path: Path) -> None:
     assert set(got["source"]) == {"online"}
     assert got["prediction"].dtype == np.float64
     assert got["prediction"].tolist() == [0.1, 0.5, 0.9]
+    assert got["latency_ms"].tolist() == [2.5, 2.5, 2.5]
     assert got["age"].dtype == np.int64 and got["annual_income"].dtype == np.float64
     expected = features.astype({"region": object})
     pd.testing.assert_frame_equal(got[list(features.columns)], expected)
@@ -139,6 +142,7 @@ def test_an_hour_without_data_is_an_empty_frame_with_the_right_columns(tmp_path:
         "model_version",
         *FEATURE_TYPES,
         "prediction",
+        "latency_ms",
         "source",
     ]
     assert str(empty["ts"].dtype) == "datetime64[us, UTC]"
@@ -149,6 +153,7 @@ def test_an_hour_without_data_is_an_empty_frame_with_the_right_columns(tmp_path:
         "model_name",
         "model_version",
         "prediction",
+        "latency_ms",
         "source",
     ]
 
@@ -167,9 +172,11 @@ def test_feature_selection_and_the_source_filter(tmp_path: Path) -> None:
         "region",
         "age",
         "prediction",
+        "latency_ms",
         "source",
     ]
     assert sorted(both["source"].unique()) == ["batch", "online"]
+    assert both["latency_ms"].isna().all()  # none given: null, as for batch rows
     assert read_hour(MODEL, hour, root=tmp_path, source="batch")["prediction"].tolist() == [0.4, 0.5, 0.6]
     with pytest.raises(ValueError, match="'missing'"):
         read_hour(MODEL, hour, root=tmp_path, features={"missing": "float"})
