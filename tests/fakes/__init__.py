@@ -1,0 +1,1 @@
+"""Stand-ins that speak a real protocol on loopback, for systems that cannot run here (Slack)."""
