@@ -33,6 +33,7 @@ os.environ.update(
     }
 )
 os.environ.pop("AIRFLOW_CONN_MLFLOW_DEFAULT", None)
+os.environ.pop("AIRFLOW_CONN_SLACK_DEFAULT", None)  # tests never post to a real Slack
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +47,18 @@ def airflow_db(state_dir: Path) -> Path:
     airflow = Path(sys.executable).parent / "airflow"
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ)
     return state_dir / "airflow" / "airflow.db"
+
+
+@pytest.fixture
+def fake_slack(monkeypatch: pytest.MonkeyPatch):
+    """A Slack incoming-webhook endpoint on loopback, as the ``slack_default`` connection (``AIRFLOW_CONN_SLACK_DEFAULT``)."""
+    import json
+
+    from tests.fakes.slack import FakeSlack
+
+    with FakeSlack() as slack:
+        monkeypatch.setenv("AIRFLOW_CONN_SLACK_DEFAULT", json.dumps(slack.connection()))
+        yield slack
 
 
 SETUP_TIMEOUT_S = 900

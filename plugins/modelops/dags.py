@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from include.config import ModelConfig, model_configs
+from modelops.notify import dag_failure_callback
 
 START_DATE = datetime(2026, 1, 1)
 
@@ -15,7 +16,8 @@ def dag_args(config: ModelConfig, *tags: str, retry_delay: timedelta = timedelta
     """``@dag`` keyword arguments common to the lifecycle DAGs of ``config``'s model.
 
     One run at a time per DAG (alias moves are last-writer-wins), no catch-up, retries by default,
-    the model's owner, and tags: ``modelops``, ``tags`` (the stage, the system) and the model name.
+    the model's owner, tags: ``modelops``, ``tags`` (the stage, the system) and the model name, and a
+    failure callback that alerts the model's Slack channel (or the log).
     """
     return {
         "start_date": START_DATE,
@@ -23,6 +25,7 @@ def dag_args(config: ModelConfig, *tags: str, retry_delay: timedelta = timedelta
         "max_active_runs": 1,
         "tags": ["modelops", *tags, config.name],
         "default_args": {"owner": config.owner, "retries": 2, "retry_delay": retry_delay},
+        "on_failure_callback": dag_failure_callback,
     }
 
 

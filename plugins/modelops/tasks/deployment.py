@@ -103,14 +103,14 @@ def mark_live(model: str, plan: dict, parity: dict, **context: Any) -> dict:
 @task(trigger_rule="one_failed", retries=1)
 def roll_back_failed_deployment(model: str, plan: dict, **context: Any) -> dict:
     """A deployment step failed: ``@champion`` goes back to the fallback, which Triton keeps serving."""
-    from include import alerts, deployment
+    from include import deployment
     from include.triton.repository import export_version
 
     client = MlflowHook().client
     keys = ids(context)
     if not plan.get("fallback"):
-        alerts.send("critical", f"{model} version {plan['version']} failed to deploy and there is no previous "
-                    "version to fall back to", model=model, version=plan["version"], **keys)
+        _alert(model, plan["version"], f"version {plan['version']} failed to deploy and there is no previous "
+               "version to fall back to", ["none: no fallback version"], keys)
         raise AirflowFailException(f"{model} version {plan['version']} failed to deploy; no fallback version")
     result = deployment.rollback(
         client, model, target=plan["fallback"], actor=actor(context),
@@ -120,9 +120,21 @@ def roll_back_failed_deployment(model: str, plan: dict, **context: Any) -> dict:
     export_version(client, model, plan["fallback"], get_model_config(model), hook.model_repository, keep_versions=[])
     hook.client.load(model)
     hook.client.wait_ready(model, plan["fallback"], timeout=120)
-    alerts.send("critical", f"{model} version {plan['version']} failed deployment; rolled back to version "
-                f"{plan['fallback']}", model=model, version=plan["version"], **keys)
+    _alert(model, plan["version"], f"version {plan['version']} failed deployment; rolled back to version "
+           f"{plan['fallback']}", [f"@champion moved back to version {plan['fallback']}",
+                                   f"Triton serves version {plan['fallback']} alone"], keys)
     return result.as_dict()
+
+
+def _alert(model: str, version: str, title: str, actions: list[str], keys: dict[str, str]) -> None:
+    """A critical alert about a deployment, to the model's Slack channel (or the log)."""
+    from include.alerts import Alert
+    from modelops.notify import airflow_url, notify
+
+    settings = get_model_config(model).alerts
+    alert = Alert("critical", model, version, title, actions=tuple(actions),
+                  links={"Airflow run": airflow_url(keys["dag_id"], keys["run_id"])})
+    notify(alert, conn_id=settings.slack_conn_id, channel=settings.channel)
 
 
 @task

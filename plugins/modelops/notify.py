@@ -1,0 +1,121 @@
+"""Alert delivery: the log always, Slack when a Slack incoming-webhook connection is configured.
+
+The connection (conn type ``slackwebhook``, default id ``slack_default``; per model:
+``alerts.slack_conn_id`` in its config) holds the webhook, either as the whole URL in the password or
+as host (base URL) + password (the ``T…/B…/…`` token):
+
+    AIRFLOW_CONN_SLACK_DEFAULT='{"conn_type": "slackwebhook", "password": "https://hooks.slack.com/services/T…/B…/…"}'
+
+``dag_failure_callback`` is every lifecycle DAG's ``on_failure_callback`` (see ``modelops.dags``).
+Imported while DAGs are parsed: Airflow and the Slack provider are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from include.alerts import Alert, send, slack_message
+
+log = logging.getLogger(__name__)
+
+DELIVERED_TO_SLACK = "slack"
+DELIVERED_TO_LOG = "log"
+DAG_FAILURE_LEVEL = "warning"
+
+
+def _connection_exists(conn_id: str) -> bool:
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return False
+    return True
+
+
+def notify(alert: Alert, *, conn_id: str = "slack_default", channel: str | None = None) -> str:
+    """Log ``alert``, then post it to Slack through connection ``conn_id`` if that connection exists.
+
+    Returns ``"slack"`` when Slack accepted it, ``"log"`` when there is no such connection (nothing
+    fails). With a connection, a Slack error is logged and raised, so the task retries. ``channel``
+    overrides the webhook's channel where Slack allows it (legacy webhooks; app webhooks ignore it).
+    """
+    send(alert)
+    if not _connection_exists(conn_id):
+        log.info("No Slack connection %r: the %s alert about %s went to the log only", conn_id, alert.level,
+                 alert.model)
+        return DELIVERED_TO_LOG
+
+    from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+    try:
+        SlackWebhookHook(slack_webhook_conn_id=conn_id).send_dict(slack_message(alert, channel=channel))
+    except Exception as exc:
+        log.error("Slack (connection %r) did not take the %s alert about %s: %s", conn_id, alert.level, alert.model,
+                  exc)
+        raise
+    log.info("Sent the %s alert about %s to Slack (connection %r)", alert.level, alert.model, conn_id)
+    return DELIVERED_TO_SLACK
+
+
+def airflow_url(dag_id: str, run_id: str | None = None, task_id: str | None = None) -> str:
+    """The Airflow UI page of a DAG, a DAG run or a task of a run (``[api] base_url``)."""
+    from airflow.sdk import conf
+
+    url = f"{conf.get('api', 'base_url', fallback='http://localhost:8080/').rstrip('/')}/dags/{quote(dag_id)}"
+    if run_id:
+        url += f"/runs/{quote(run_id)}"
+        if task_id:
+            url += f"/tasks/{quote(task_id)}"
+    return url
+
+
+def model_of(dag_id: str, tags: Any = ()) -> str | None:
+    """The configured model a lifecycle DAG works on: a tag naming it, else the ``<stage>_<model>`` id."""
+    from include.config import model_configs
+
+    names = set(model_configs())
+    for tag in tags or ():
+        if tag in names:
+            return tag
+    matches = [name for name in names if dag_id.endswith(f"_{name}")]
+    return max(matches, key=len) if matches else None
+
+
+def dag_failure_callback(context: Any) -> None:
+    """``on_failure_callback`` of the lifecycle DAGs: a warning about the failed run, to the model's channel.
+
+    Level ``warning``: the run needs a person, but nothing about the live model changed on its own
+    (``critical`` is kept for when the system acted: rollback and retraining). Works with the full
+    context (``dag.test()``, a failed task known) and the minimal one the DAG processor may pass
+    (``dag``, ``run_id``, ``reason``). A Slack error propagates: Airflow logs it and counts
+    ``dag.callback_exceptions``.
+    """
+    from include.config import AlertsConfig, get_model_config
+
+    dag = context["dag"]
+    dag_id, run_id = dag.dag_id, context.get("run_id")
+    ti = context.get("ti") or context.get("task_instance")
+    task_id = getattr(ti, "task_id", None)
+    reason = context.get("reason") or "failed"
+    model = model_of(dag_id, getattr(dag, "tags", ()))
+    settings = get_model_config(model).alerts if model else AlertsConfig()
+    params = context.get("params") or {}
+    version = (params.get("version") or params.get("target_version")) if hasattr(params, "get") else None
+
+    summary = f"Run `{run_id}` of `{dag_id}` failed ({reason})"
+    if task_id:
+        tries = getattr(ti, "try_number", None)
+        summary += f": task `{task_id}` failed" + (f" on try {tries}" if tries else "")
+    summary += ". No automatic action was taken."
+    links = {"Airflow run": airflow_url(dag_id, run_id)} if run_id else {"Airflow DAG": airflow_url(dag_id)}
+    if task_id and run_id:
+        links["Failed task"] = airflow_url(dag_id, run_id, task_id)
+    alert = Alert(
+        level=DAG_FAILURE_LEVEL, model=model or dag_id, version=str(version) if version else None,
+        title=f"{dag_id} failed", summary=summary, links=links,
+    )
+    notify(alert, conn_id=settings.slack_conn_id, channel=settings.channel)

@@ -1,0 +1,145 @@
+"""Alert delivery through the Slack provider's real SlackWebhookHook to a Slack-compatible endpoint on loopback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from airflow.sdk.exceptions import AirflowException
+
+from include.alerts import Alert, Condition, slack_message
+from modelops.notify import airflow_url, dag_failure_callback, model_of, notify
+from tests.fakes.slack import FakeSlack
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "credit_approval"
+
+
+def _alert() -> Alert:
+    return Alert(
+        level="critical", model=MODEL, version="4", title="Drift and approval-rate drop",
+        conditions=(Condition("data_drift", 0.6, 0.5, "6 of 10 features drifted"),
+                    Condition("kpi.approval_rate", 0.12, 0.08, "dropped 0.12 below its baseline")),
+        actions=("rollback started: rollback_credit_approval/monitor__1",),
+        links={"Airflow run": "http://localhost:8080/dags/monitor_credit_approval/runs/r1"},
+    )
+
+
+def test_posts_the_block_kit_message_through_the_webhook_hook(fake_slack):
+    assert notify(_alert()) == "slack"
+
+    (request,) = fake_slack.requests
+    assert request.path == fake_slack.path and request.headers["Content-Type"].startswith("application/json")
+    (message,) = fake_slack.messages
+    assert message == slack_message(_alert())
+    header, fields, drift, kpi, actions, links = message["blocks"]
+    assert header["type"] == "header"
+    assert header["text"]["text"] == ":rotating_light: CRITICAL · credit_approval: Drift and approval-rate drop"
+    assert [f["text"] for f in fields["fields"]] == ["*Model*\ncredit_approval", "*Version*\n4"]
+    assert drift["text"]["text"] == "*data_drift*: value *0.6* ≥ threshold 0.5\n6 of 10 features drifted"
+    assert kpi["text"]["text"] == "*kpi.approval_rate*: value *0.12* ≥ threshold 0.08\ndropped 0.12 below its baseline"
+    assert actions["text"]["text"] == "*Actions taken*\n• rollback started: rollback_credit_approval/monitor__1"
+    assert links["elements"] == [{"type": "button", "action_id": "link_0", "url": _alert().links["Airflow run"],
+                                  "text": {"type": "plain_text", "text": "Airflow run", "emoji": True}}]
+    assert message["text"].startswith("[CRITICAL] credit_approval v4: Drift and approval-rate drop")
+
+
+def test_without_a_connection_the_alert_goes_to_the_log_only(caplog):
+    with FakeSlack() as slack, caplog.at_level(logging.INFO):
+        assert notify(_alert()) == "log"
+        assert notify(_alert(), conn_id="no_such_slack") == "log"
+        assert slack.requests == []
+    alerts = [r for r in caplog.records if r.getMessage().startswith("ALERT ")]
+    assert len(alerts) == 2 and json.loads(alerts[0].getMessage().removeprefix("ALERT ")) == _alert().as_dict()
+
+
+@pytest.mark.parametrize("status, error", [(500, "rollup_error"), (404, "no_service"), (410, "channel_is_archived")])
+def test_a_slack_error_is_logged_and_raised(fake_slack, caplog, status, error):
+    fake_slack.fail(status, error)
+    with pytest.raises(AirflowException, match=f"Response body: '{error}', Status Code: {status}"):
+        notify(_alert())
+    assert len(fake_slack.requests) == 1 and fake_slack.messages == []
+    assert any("did not take the critical alert about credit_approval" in r.getMessage() for r in caplog.records)
+
+
+def test_a_named_connection_with_the_whole_url_and_a_channel(monkeypatch):
+    with FakeSlack() as slack:
+        monkeypatch.setenv("AIRFLOW_CONN_SLACK_ML", json.dumps({"conn_type": "slackwebhook", "password": slack.url}))
+        # App webhooks ignore the channel (the provider warns); legacy webhooks honour it.
+        with pytest.warns(UserWarning, match="cannot override the default channel"):
+            assert notify(_alert(), conn_id="slack_ml", channel="#ml-alerts") == "slack"
+        assert slack.messages[0]["channel"] == "#ml-alerts"
+
+
+def test_model_of_a_dag():
+    assert model_of("monitor_credit_approval", ["modelops", "monitoring", MODEL]) == MODEL
+    assert model_of("deploy_credit_approval") == MODEL
+    assert model_of("adhoc_cleanup", ["modelops"]) is None
+
+
+@pytest.fixture
+def alerts_config(tmp_path, monkeypatch):
+    """The model's config with ``alerts: {slack_conn_id: slack_ml, channel: "#ml"}``."""
+    import include.config
+
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    path = tmp_path / "config" / "models" / f"{MODEL}.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["alerts"] = {"slack_conn_id": "slack_ml", "channel": "#ml"}
+    path.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("MODELOPS_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setattr(include.config, "CONFIG_DIR", tmp_path / "config")
+
+
+def test_dag_failure_callback_uses_the_models_connection_with_a_minimal_context(alerts_config, fake_slack,
+                                                                                monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_ML", json.dumps(fake_slack.connection()))
+    dag = SimpleNamespace(dag_id="train_credit_approval", tags=["modelops", "training", MODEL])
+    with pytest.warns(UserWarning, match="channel"):
+        dag_failure_callback({"dag": dag, "run_id": "scheduled__2026-11-22T00:00:00+00:00", "reason": "task_failure"})
+
+    (message,) = fake_slack.messages
+    assert message["channel"] == "#ml"
+    header, fields, summary, links = message["blocks"]
+    assert header["text"]["text"] == ":warning: WARNING · credit_approval: train_credit_approval failed"
+    assert [f["text"] for f in fields["fields"]] == ["*Model*\ncredit_approval", "*Version*\nnone"]
+    assert summary["text"]["text"] == ("Run `scheduled__2026-11-22T00:00:00+00:00` of `train_credit_approval` failed "
+                                       "(task_failure). No automatic action was taken.")
+    (button,) = links["elements"]
+    assert button["text"]["text"] == "Airflow run"
+    assert button["url"] == airflow_url("train_credit_approval", "scheduled__2026-11-22T00:00:00+00:00")
+    assert button["url"].endswith("/dags/train_credit_approval/runs/scheduled__2026-11-22T00%3A00%3A00%2B00%3A00")
+
+
+def test_dag_failure_callback_for_an_unknown_dag_uses_the_default_connection(fake_slack):
+    dag_failure_callback({"dag": SimpleNamespace(dag_id="adhoc", tags=[]), "run_id": "r1"})
+    (message,) = fake_slack.messages
+    assert message["blocks"][0]["text"]["text"] == ":warning: WARNING · adhoc: adhoc failed"
+
+
+@pytest.mark.e2e
+def test_a_failed_lifecycle_dag_run_alerts_slack(airflow_db, fake_slack):
+    """The real rollback DAG, asked for a version that does not exist, fails; its callback posts to Slack."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "rollback.py"))
+    dag = bag.get_dag(f"rollback_{MODEL}")
+    assert dag is not None, bag.import_errors
+    dag_run = dag.test(run_conf={"target_version": "999", "reason": "alerting test"})
+    assert str(dag_run.state) == "failed"
+
+    (message,) = fake_slack.messages
+    header, fields, summary, links = message["blocks"]
+    assert header["text"]["text"] == ":warning: WARNING · credit_approval: rollback_credit_approval failed"
+    assert [f["text"] for f in fields["fields"]] == ["*Model*\ncredit_approval", "*Version*\n999"]
+    assert summary["text"]["text"].startswith(f"Run `{dag_run.run_id}` of `rollback_credit_approval` failed "
+                                              "(task_failure): task `roll_back` failed on try 1.")
+    assert [(b["text"]["text"], b["url"]) for b in links["elements"]] == [
+        ("Airflow run", airflow_url(dag.dag_id, dag_run.run_id)),
+        ("Failed task", airflow_url(dag.dag_id, dag_run.run_id, "roll_back")),
+    ]
