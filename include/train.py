@@ -3,8 +3,9 @@
 It runs as a local subprocess (embedded default) or as the command of a Kubernetes pod built from
 the project's image. It reads the dataset, checks it is the data that was validated (fingerprint),
 fits the configured scikit-learn estimator on the training split and logs the model, with its
-signature and an input example, into the MLflow run created by the validation step. The model URI
-is left as the run tag ``modelops.model_uri`` so any backend hands it over the same way.
+signature and an input example, into the MLflow run created by the validation step, with the
+training features' drift reference profile under ``reference_profile/`` (:mod:`include.drift`). The
+model URI is left as the run tag ``modelops.model_uri`` so any backend hands it over the same way.
 
 Exit codes: 0 trained, 2 bad arguments or configuration, 3 the data changed since validation.
 """
@@ -135,7 +136,7 @@ def train(config: ModelConfig, dataset_uri: str, run_id: str, *, expected_finger
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    from include import lineage
+    from include import drift, lineage
     from include.dataset import read_dataset
     from include.fingerprint import dataset_fingerprint
 
@@ -155,7 +156,12 @@ def train(config: ModelConfig, dataset_uri: str, run_id: str, *, expected_finger
     trusted = sklearn_types_to_trust(model)
     example = x_train.head(5)
     signature = infer_signature(example, model.predict_proba(example))
+    # What hourly drift monitoring compares live inputs with: the training split's features.
+    profile = drift.build_profile(
+        x_train, {c.name: c.type for c in config.dataset.features}, sample_rows=config.monitoring.report_sample_rows
+    )
     with mlflow.start_run(run_id=run_id):
+        drift.log_profile(profile)
         mlflow.log_params({"estimator": config.model.estimator, **config.model.params})
         mlflow.log_metrics({"train_rows": len(train_df), "holdout_rows": len(holdout_df)})
         info = mlflow.sklearn.log_model(

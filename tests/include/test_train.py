@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from include import lineage, tracking
+from include import drift, lineage, tracking
 from include.config import Column, ConfigError, ModelConfig, load_model_config
 from include.datagen import generate_batch
 from include.dataset import read_dataset, write_dataset
@@ -217,6 +217,18 @@ def test_main_trains_and_logs_a_loadable_model(client: MlflowClient, dataset_uri
     proba = model.predict_proba(x)
     assert proba.shape == (50, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_main_logs_the_training_features_drift_profile(client: MlflowClient, dataset_uri: str, trained: tuple[int, str]) -> None:
+    _, run_id = trained
+    train_df, holdout_df = holdout_split(read_dataset(dataset_uri), CFG)
+
+    profile = drift.load_profile(client, run_id)
+
+    assert profile.column_types == {c.name: c.type for c in CFG.dataset.features}
+    assert profile.n_rows == len(train_df)
+    assert profile.columns["home_ownership"].counts == train_df["home_ownership"].value_counts().to_dict()
+    assert not drift.detect_drift(profile, holdout_df).dataset_drift
 
 
 def test_evaluate_run_logs_metrics_and_plots(client: MlflowClient, dataset_uri: str, trained: tuple[int, str]) -> None:
