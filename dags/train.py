@@ -37,6 +37,7 @@ def build(config):
         params={
             "dataset_uri": Param(config.dataset.uri, type="string", minLength=1, description="Dataset to train on (file, parquet folder, or URI)"),
             "force": Param(False, type="boolean", description="Retrain even if a version exists for the same data, code and params"),
+            "alert": Param(None, type=["null", "object"], description="The drift alert that started this run (set by the drift webhook; empty otherwise)"),
         },
     )
     def training():

@@ -1,0 +1,51 @@
+"""Response bodies of the drift webhook (the request bodies are :mod:`include.webhook`'s formats)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class AlertRun(BaseModel):
+    """The retraining run of one firing alert."""
+
+    model: str
+    alert: str = Field(description="The alert's identity: fingerprint@startsAt, or the project format's alert_id.")
+    source: Literal["alertmanager", "grafana", "project"]
+    dag_id: str
+    run_id: str
+    state: str
+    created: bool = Field(description="False when an earlier delivery of the same alert already started this run.")
+
+
+class IgnoredAlert(BaseModel):
+    """An alert that starts nothing (a resolved alert)."""
+
+    model: str
+    alert: str
+    source: Literal["alertmanager", "grafana", "project"]
+    reason: str
+
+
+class DriftAlertsResponse(BaseModel):
+    """What a delivery started (``created``) or found already started, and what it ignored."""
+
+    format: Literal["alertmanager", "grafana", "project"]
+    runs: list[AlertRun]
+    ignored: list[IgnoredAlert]
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Path of the offending field inside the body, e.g. alerts.0.labels.model.")
+    msg: str
+    type: str
+    format: str | None = Field(None, description="The payload format the body was read as.")
+
+
+class ValidationErrorResponse(BaseModel):
+    detail: list[FieldError]

@@ -1,0 +1,70 @@
+"""The access check on every route: a body within the size limit, signed with the shared secret.
+
+Airflow serves plugin apps without its own authentication, so this dependency is the only gate.
+It fails closed: with no secret configured every request is refused (503).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request, status
+
+from include.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
+from modelops.webhook import settings
+
+log = logging.getLogger("modelops.webhook")
+
+AUTHENTICATE = f'HMAC-SHA256 headers="{TIMESTAMP_HEADER} {SIGNATURE_HEADER}"'
+
+
+def client_of(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+
+
+def reject(request: Request, code: int, reason: str, detail: object = None, **headers: str) -> HTTPException:
+    """Log the refusal (never the secret or the signature) and build the error to raise."""
+    log.warning("drift webhook: rejected %s %s from %s: %s %s", request.method, request.url.path,
+                client_of(request), code, reason)
+    return HTTPException(code, detail if detail is not None else reason, headers=headers or None)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (413) as soon as the declared or the received size exceeds ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise reject(request, status.HTTP_413_CONTENT_TOO_LARGE,
+                     f"body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise reject(request, status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def signed_body(
+    request: Request,
+    timestamp: Annotated[str | None, Header(alias=TIMESTAMP_HEADER, description="Unix seconds when signed.")] = None,
+    signature: Annotated[str | None, Header(
+        alias=SIGNATURE_HEADER,
+        description='"sha256=" + hex HMAC-SHA256 of "{timestamp}." + raw body with the shared secret.',
+    )] = None,
+) -> bytes:
+    """The request body, once its signature is verified; otherwise 401, 413 or 503."""
+    secret = settings.secret()
+    if not secret:
+        raise reject(request, status.HTTP_503_SERVICE_UNAVAILABLE,
+                     f"the drift webhook is not configured: connection {settings.conn_id()!r} has no password")
+    body = await read_body(request, settings.max_body_bytes())
+    try:
+        verify(secret, timestamp, signature, body, tolerance_s=settings.tolerance_seconds())
+    except SignatureError as exc:
+        raise reject(request, status.HTTP_401_UNAUTHORIZED, f"{exc.reason}: {exc}", str(exc),
+                     **{"WWW-Authenticate": AUTHENTICATE}) from None
+    return body
+
+
+SignedBody = Annotated[bytes, Depends(signed_body)]

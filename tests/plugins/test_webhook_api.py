@@ -1,0 +1,395 @@
+"""The drift webhook served by a real ``airflow api-server`` on loopback (one server for this module).
+
+Runs are checked in the metadata database the server writes to. The OpenAPI fuzz (schemathesis)
+runs twice: unsigned, as anyone on the network could send it, and signed, to reach payload validation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.core import NotSet
+from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from include.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers
+
+SECRET = "drift-webhook-test-secret-7f3a9c"
+PATH = "/modelops/api/v1/drift-alerts"
+MODEL = "credit_approval"
+DAG_ID = f"train_{MODEL}"
+STARTUP_TIMEOUT_S = 180
+
+
+@dataclass
+class Server:
+    url: str
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def api_server(airflow_db, tmp_path_factory) -> Iterator[Server]:
+    """``airflow api-server`` with the project's plugin and the webhook secret in ``AIRFLOW_CONN_*``."""
+    airflow = Path(sys.executable).parent / "airflow"
+    env = {**os.environ,
+           "AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK": json.dumps({"conn_type": "generic", "password": SECRET})}
+    # The server creates runs from the serialized DAGs in the database, as in production.
+    subprocess.run([str(airflow), "dags", "reserialize"], check=True, capture_output=True, env=env)
+    port = _free_port()
+    log = tmp_path_factory.mktemp("api-server") / "api-server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--apps", "core"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"airflow api-server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{url}/modelops/openapi.json", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"airflow api-server not up after {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+            time.sleep(0.5)
+        yield Server(url, log)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def runs(dag_id: str = DAG_ID) -> dict[str, dict]:
+    """Every run of ``dag_id`` in the metadata database, by run id."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return {r.run_id: {"conf": r.conf, "run_type": str(r.run_type), "triggered_by": r.triggered_by.value,
+                           "state": str(r.state), "user": r.triggering_user_name}
+                for r in session.scalars(select(DagRun).where(DagRun.dag_id == dag_id))}
+
+
+def post(server: Server, payload: dict | bytes, *, secret: str | None = SECRET, timestamp: int | None = None,
+         headers: dict[str, str] | None = None) -> httpx.Response:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    signed = signed_headers(secret, body, timestamp=timestamp) if secret else {}
+    return httpx.post(f"{server.url}{PATH}", content=body, timeout=30,
+                      headers={"Content-Type": "application/json", **signed, **(headers or {})})
+
+
+def am_alert(fingerprint: str, *, model: str = MODEL, status: str = "firing",
+             starts_at: str = "2026-11-22T10:00:00Z") -> dict:
+    return {"status": status, "labels": {"alertname": "FeatureDrift", "model": model, "severity": "critical"},
+            "annotations": {"summary": f"drift on {model}"}, "startsAt": starts_at,
+            "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prometheus:9090/graph", "fingerprint": fingerprint}
+
+
+def alertmanager(*alerts: dict) -> dict:
+    return {"version": "4", "groupKey": "{}:{alertname=\"FeatureDrift\"}", "truncatedAlerts": 0, "status": "firing",
+            "receiver": "modelops", "groupLabels": {"alertname": "FeatureDrift"}, "commonLabels": {},
+            "commonAnnotations": {}, "externalURL": "http://alertmanager:9093", "alerts": list(alerts)}
+
+
+def grafana(*alerts: dict) -> dict:
+    return {**alertmanager(*alerts), "version": "1", "orgId": 1, "title": "[FIRING:1] FeatureDrift",
+            "state": "alerting", "message": "drift"}
+
+
+# --- accepted alerts -------------------------------------------------------------------------------
+
+
+def test_a_signed_alertmanager_alert_starts_exactly_one_retraining_run(api_server):
+    before = runs()
+    response = post(api_server, alertmanager(am_alert("am00000000000001")))
+    assert response.status_code == 200, response.text
+    (run,) = response.json()["runs"]
+    assert run["created"] is True and run["dag_id"] == DAG_ID and run["source"] == "alertmanager"
+
+    after = runs()
+    assert set(after) - set(before) == {run["run_id"]}
+    created = after[run["run_id"]]
+    assert created["run_type"] == "manual" and created["triggered_by"] == "rest_api"
+    assert created["user"] == "drift-webhook" and created["state"] == "queued"
+    assert created["conf"]["alert"]["identity"] == "am00000000000001@2026-11-22T10:00:00+00:00"
+    assert created["conf"]["alert"]["labels"]["severity"] == "critical"
+
+
+def test_a_redelivered_alert_returns_its_run_and_starts_nothing(api_server):
+    payload = alertmanager(am_alert("am00000000000002"))
+    first = post(api_server, payload)
+    before = runs()
+    again = post(api_server, payload)  # a new timestamp and signature, the same alert
+    assert again.status_code == 200
+    assert again.json()["runs"][0]["run_id"] == first.json()["runs"][0]["run_id"]
+    assert again.json()["runs"][0]["created"] is False
+    assert runs() == before
+
+
+def test_a_signed_grafana_alert_starts_exactly_one_run_and_a_redelivery_none(api_server):
+    payload = grafana(am_alert("6f0000000000000a", starts_at="2026-11-22T11:00:00+01:00"))
+    before = runs()
+    response = post(api_server, payload)
+    assert response.status_code == 200, response.text
+    assert response.json()["format"] == "grafana"
+    (run,) = response.json()["runs"]
+    assert set(runs()) - set(before) == {run["run_id"]}
+    assert runs()[run["run_id"]]["conf"]["alert"]["source"] == "grafana"
+
+    again = post(api_server, payload)
+    assert again.json()["runs"][0] == {**run, "created": False}
+    assert len(runs()) == len(before) + 1
+
+
+def test_the_project_format_starts_a_run_keyed_by_alert_id(api_server):
+    payload = {"model": MODEL, "alert_id": "evidently-2026-11-22T10", "status": "firing",
+               "summary": "3 of 9 features drifted", "drift_score": 0.41, "features": ["annual_income"]}
+    before = runs()
+    response = post(api_server, payload)
+    assert response.status_code == 200, response.text
+    (run,) = response.json()["runs"]
+    alert = runs()[run["run_id"]]["conf"]["alert"]
+    assert (alert["drift_score"], alert["features"]) == (0.41, ["annual_income"])
+    assert post(api_server, payload).json()["runs"][0]["created"] is False
+    assert len(runs()) == len(before) + 1
+
+
+def test_a_resolved_alert_starts_nothing(api_server):
+    before = runs()
+    response = post(api_server, alertmanager(am_alert("am00000000000003", status="resolved")))
+    assert response.status_code == 200
+    assert response.json()["runs"] == []
+    assert response.json()["ignored"][0]["reason"] == "resolved"
+    assert runs() == before
+
+
+def test_a_group_starts_its_firing_alerts_and_ignores_the_resolved_ones(api_server):
+    before = runs()
+    response = post(api_server, alertmanager(am_alert("am00000000000004"), am_alert("am00000000000005"),
+                                             am_alert("am00000000000006", status="resolved")))
+    assert response.status_code == 200
+    assert [r["created"] for r in response.json()["runs"]] == [True, True]
+    assert len(response.json()["ignored"]) == 1
+    assert len(runs()) == len(before) + 2
+
+
+# --- refused requests start nothing ----------------------------------------------------------------
+
+FIRING = alertmanager(am_alert("bad0000000000001"))
+
+
+def _refused(server: Server, expected: int, send=None, **kwargs) -> httpx.Response:
+    before = runs()
+    response = send() if send else post(server, kwargs.pop("payload", FIRING), **kwargs)
+    assert response.status_code == expected, response.text
+    assert runs() == before
+    return response
+
+
+def test_an_unsigned_request_cannot_trigger_anything(api_server):
+    response = _refused(api_server, 401, secret=None)
+    assert response.headers["WWW-Authenticate"].startswith("HMAC-SHA256")
+    assert TIMESTAMP_HEADER in response.json()["detail"]
+
+
+def test_a_request_signed_with_another_secret_is_refused(api_server):
+    _refused(api_server, 401, secret="not-the-secret")
+
+
+def test_a_malformed_signature_header_is_refused(api_server):
+    _refused(api_server, 401, headers={SIGNATURE_HEADER: "deadbeef"})
+
+
+def test_a_body_changed_after_signing_is_refused(api_server):
+    body = json.dumps(FIRING).encode()
+    headers = {"Content-Type": "application/json", **signed_headers(SECRET, body)}
+    tampered = body.replace(b"bad0000000000001", b"bad0000000000002")
+    _refused(api_server, 401, send=lambda: httpx.post(f"{api_server.url}{PATH}", content=tampered, headers=headers))
+
+
+@pytest.mark.parametrize("skew", [-600, 600])
+def test_a_stale_or_future_timestamp_is_refused(api_server, skew):
+    response = _refused(api_server, 401, timestamp=int(time.time()) + skew)
+    assert "tolerance" in response.json()["detail"]
+
+
+def test_a_body_over_the_limit_is_refused_by_its_declared_length(api_server):
+    big = alertmanager(am_alert("big0000000000001"))
+    big["commonAnnotations"] = {"padding": "x" * 300_000}
+    _refused(api_server, 413, payload=big)
+
+
+def test_a_streamed_body_over_the_limit_is_refused_by_the_bytes_read(api_server):
+    def chunks():  # no Content-Length: chunked transfer encoding
+        for _ in range(40):
+            yield b"x" * 10_000
+
+    headers = {TIMESTAMP_HEADER: str(int(time.time())), SIGNATURE_HEADER: "sha256=" + "0" * 64}
+    _refused(api_server, 413, send=lambda: httpx.post(f"{api_server.url}{PATH}", content=chunks(), headers=headers))
+
+
+def test_a_malformed_payload_is_422_naming_the_field(api_server):
+    payload = alertmanager(am_alert("bad0000000000003"))
+    del payload["alerts"][0]["labels"]["model"]
+    response = _refused(api_server, 422, payload=payload)
+    assert response.json()["detail"][0]["loc"] == ["body", "alerts", 0, "labels", "model"]
+    assert response.json()["detail"][0]["format"] == "alertmanager"
+
+
+def test_a_body_that_is_not_json_is_422(api_server):
+    response = _refused(api_server, 422, payload=b"model=credit_approval")
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+def test_an_unknown_model_is_404(api_server):
+    response = _refused(api_server, 404, payload=alertmanager(am_alert("bad0000000000004", model="no_such_model")))
+    assert "no_such_model" in response.json()["detail"]
+
+
+def test_one_unknown_model_in_a_group_starts_nothing_at_all(api_server):
+    payload = alertmanager(am_alert("bad0000000000005"), am_alert("bad0000000000006", model="no_such_model"))
+    _refused(api_server, 404, payload=payload)
+    assert post(api_server, alertmanager(am_alert("bad0000000000005"))).json()["runs"][0]["created"] is True
+
+
+@pytest.mark.parametrize("connection", [None, {"conn_type": "generic", "login": "no-password"}])
+def test_without_a_secret_the_webhook_fails_closed(airflow_db, monkeypatch, connection):
+    """The app in this process, served on loopback: the module's server has its secret for good."""
+    import uvicorn
+
+    from modelops.webhook import create_app
+
+    monkeypatch.delenv("AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK", raising=False)
+    if connection:
+        monkeypatch.setenv("AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK", json.dumps(connection))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    body = json.dumps(FIRING).encode()
+    before = runs()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        for headers in ({}, signed_headers(SECRET, body), signed_headers("", body)):
+            response = httpx.post(f"http://127.0.0.1:{port}/api/v1/drift-alerts", content=body, headers=headers)
+            assert response.status_code == 503
+            assert "modelops_drift_webhook" in response.json()["detail"]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert runs() == before
+
+
+# --- the OpenAPI schema, fuzzed ----------------------------------------------------------------------
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+FUZZ = settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture(scope="module")
+def fuzz_cases(api_server, state_dir) -> st.SearchStrategy:
+    """Requests generated from the schema the server publishes: valid and invalid by that schema."""
+    set_hypothesis_home_dir(state_dir / "hypothesis")  # its caches go with the test state, not the checkout
+    schema = schemathesis.openapi.from_url(f"{api_server.url}/modelops/openapi.json")
+    return st.one_of(*(schema.as_strategy(generation_mode=mode) for mode in GenerationMode))
+
+
+@pytest.fixture
+def signing():
+    """A schemathesis hook that signs every request it sends (the generated body, serialized once, as sent)."""
+
+    def before_call(context, case, kwargs):
+        if isinstance(case.body, bytes):  # negative cases may be raw bytes
+            body = case.body
+        elif isinstance(case.body, NotSet):
+            body = b""
+        else:
+            body = json.dumps(case.body).encode()
+        kwargs["data"] = body
+        case.headers = {**(case.headers or {}), "Content-Type": "application/json", **signed_headers(SECRET, body)}
+
+    schemathesis.hook(before_call)
+    yield
+    GLOBAL_HOOK_DISPATCHER.unregister(before_call)
+
+
+def test_fuzzed_unsigned_requests_are_refused_without_server_errors(api_server, fuzz_cases):
+    seen: Counter[int] = Counter()
+
+    @FUZZ
+    @given(case=fuzz_cases)
+    def check(case):
+        before = runs()
+        response = case.call()
+        case.validate_response(response, checks=CHECKS)
+        assert response.status_code in (401, 413), response.text
+        assert runs() == before
+        seen[response.status_code] += 1
+
+    check()
+    assert seen[401] > 0, seen
+
+
+def test_fuzzed_signed_requests_reach_validation_without_server_errors(api_server, fuzz_cases, signing):
+    seen: Counter[int] = Counter()
+
+    @FUZZ
+    @given(case=fuzz_cases)
+    def check(case):
+        response = case.call()
+        case.validate_response(response, checks=CHECKS)
+        assert response.status_code in (200, 404, 413, 422), response.text
+        seen[response.status_code] += 1
+
+    check()
+    # Signed, the generated payloads get past the access check: refused as malformed, or for their model.
+    assert seen[422] > 0 and seen[404] > 0, seen
+
+
+# --- audit -------------------------------------------------------------------------------------------
+
+
+def test_every_request_is_logged_and_the_secret_never_is(api_server):
+    log = api_server.log.read_text(errors="replace")
+    assert "drift webhook: accepted" in log
+    for reason in ("401 missing", "401 mismatch", "401 malformed", "401 stale", "413", "422", "404"):
+        assert f"drift webhook: rejected POST {PATH}" in log and reason in log, reason
+    assert SECRET not in log
