@@ -160,7 +160,7 @@ class KpiConfig(_Strict):
     description: str = ""
     per: str | None = Field(None, description="Denominator column of outcome_per_unit (a feature).")
     max_drop: float = Field(gt=0, description="Critical when the KPI falls this far (absolute) below its baseline.")
-    min_rows: int = Field(30, ge=1, description="Rows (labelled rows for outcome KPIs) needed to compute it.")
+    min_rows: int = Field(30, ge=1, description="Rows in its denominator (labelled ones for outcome KPIs) needed.")
 
     @model_validator(mode="after")
     def _per_only_for_outcomes(self) -> KpiConfig:

@@ -47,30 +47,28 @@ def compute_kpis(config: ModelConfig, kpis: Sequence[KpiConfig], frame: pd.DataF
         if kpi.metric == "approval_rate":
             rows, value = len(frame), float(np.mean(~declined)) if len(frame) else None
         else:
-            if kpi.metric == "outcome_per_unit":
-                _require(frame, [outcome, kpi.per], kpi)
-            elif target not in frame.columns:
-                _require(frame, [target], kpi)
-            rows = int(labelled.sum())
-            truth = frame[target].to_numpy()[labelled].astype(float) if rows else np.zeros(0)
-            value = _labelled_value(kpi, frame[labelled], truth, declined[labelled], outcome)
+            _require(frame, [target, *([outcome, kpi.per] if kpi.metric == "outcome_per_unit" else [])], kpi)
+            rows, value = _labelled_value(kpi, frame, labelled, declined, target, outcome)
         out[kpi.name] = KpiValue(kpi.name, value if rows >= kpi.min_rows else None, rows)
     return out
 
 
 def _labelled_value(
-    kpi: KpiConfig, rows: pd.DataFrame, truth: np.ndarray, declined: np.ndarray, outcome: str | None
-) -> float | None:
+    kpi: KpiConfig, frame: pd.DataFrame, labelled: np.ndarray, declined: np.ndarray, target: str, outcome: str | None
+) -> tuple[int, float | None]:
+    """(rows in the KPI's denominator, value): declined for precision, defaults for recall, approved for
+    outcome_per_unit; labelled rows only."""
+    truth = frame[target].to_numpy(dtype=float)
     if kpi.metric == "precision":
-        return float(truth[declined].mean()) if declined.any() else None
+        rows = labelled & declined
+        return int(rows.sum()), float(truth[rows].mean()) if rows.any() else None
     if kpi.metric == "recall":
-        positives = truth == 1
-        return float(declined[positives].mean()) if positives.any() else None
-    approved = ~declined
-    per = rows[kpi.per].to_numpy(dtype=float)[approved]
-    if not approved.any() or per.sum() == 0:
-        return None
-    return float(rows[outcome].to_numpy(dtype=float)[approved].sum() / per.sum())
+        rows = labelled & (truth == 1)
+        return int(rows.sum()), float(declined[rows].mean()) if rows.any() else None
+    rows = labelled & ~declined
+    per = frame[kpi.per].to_numpy(dtype=float)[rows]
+    value = float(frame[outcome].to_numpy(dtype=float)[rows].sum() / per.sum()) if per.sum() else None
+    return int(rows.sum()), value
 
 
 def _require(frame: pd.DataFrame, columns: list[str | None], kpi: KpiConfig) -> None:

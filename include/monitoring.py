@@ -112,7 +112,8 @@ def assess(
                               f"{rows} predictions in the hour, fewer than monitoring.min_rows={mon.min_rows}")
     kpis = compute_kpis(config, mon.kpis, frame)
     fell = drops(mon.kpis, kpis, baseline)
-    cold = deployed_at is not None and hour < deployed_at + timedelta(days=mon.cold_start_days)
+    # An hour is in the cold start when it ends within it (a deployment mid-hour is judged on that hour).
+    cold = deployed_at is not None and hour + timedelta(hours=1) <= deployed_at + timedelta(days=mon.cold_start_days)
 
     share = float(drift_report.share_drifted)
     drifted = sorted(f.column for f in drift_report.features.values() if f.drifted)
