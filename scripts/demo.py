@@ -43,34 +43,26 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def serve(config, run, log_file: Path, bag) -> bool:
-    """Deploy @champion to a real Triton server (started for the demo) and send it demo traffic."""
+def serve(config, run, bag, triton_url: str) -> bool:
+    """Deploy @champion to the demo's Triton server and send it an hour of live traffic."""
     from include import inference_log
     from include.datagen import generate_batch
     from include.online import predict
     from include.triton.client import TritonClient
-    from include.triton.server import TritonServer, default_repository, free_port
 
     say("6. Deployment DAG: export @champion to Triton (ONNX), load, wait until READY, smoke + parity check")
-    repository = default_repository()
-    repository.mkdir(parents=True, exist_ok=True)
-    port = int(os.environ.get("MODELOPS_TRITON_PORT") or free_port())
-    with TritonServer(log_path=log_file.parent / "triton-demo.log").start(repository, http_port=port) as server:
-        server.wait_ready(120)
-        os.environ["MODELOPS_TRITON_URL"] = server.url
-        states = run(bag.get_dag(f"deploy_{MODEL}"), f"deploy_{MODEL}")
-        if states.get("mark_live") != "success":
-            say("   -> deployment failed; see the log")
-            return False
-        triton = TritonClient(server.url)
-        traffic = generate_batch(500, seed=3, start="2026-11-22T09:00:00Z", hours=1)
-        scores = predict(MODEL, traffic[config.dataset.feature_names], client=triton,
-                         request_ids=traffic[config.dataset.id_column].tolist())
-        say(f"7. Sent {len(traffic)} applications to Triton at {server.url}: mean default probability "
-            f"{scores.mean():.3f}; {int((scores >= 0.5).sum())} would be declined")
-        logged = inference_log.read_hour(MODEL, datetime.now(UTC), source="online")  # logged at request time
-        say(f"   inference log: {len(logged)} online predictions under {inference_log.log_root()}")
-        say("   query Triton yourself with curl: see README, 'Online serving'")
+    states = run(bag.get_dag(f"deploy_{MODEL}"), f"deploy_{MODEL}")
+    if states.get("mark_live") != "success":
+        say("   -> deployment failed; see the log")
+        return False
+    traffic = generate_batch(500, seed=3, start="2026-11-22T09:00:00Z", hours=1)
+    scores = predict(MODEL, traffic[config.dataset.feature_names], client=TritonClient(triton_url),
+                     request_ids=traffic[config.dataset.id_column].tolist())
+    say(f"7. Sent {len(traffic)} applications to Triton at {triton_url}: mean default probability "
+        f"{scores.mean():.3f}; {int((scores >= 0.5).sum())} would be declined")
+    logged = inference_log.read_hour(MODEL, datetime.now(UTC), source="online")  # logged at request time
+    say(f"   inference log: {len(logged)} online predictions under {inference_log.log_root()}")
+    say("   query Triton yourself with curl: see README, 'Online serving'")
     return True
 
 
@@ -98,12 +90,116 @@ def score_batch(config, run, bag) -> bool:
     return True
 
 
+def _hour_of_traffic(config, triton_url: str, hour, *, seed: int, drift: float = 0.0,
+                     concept_drift: float = 0.0) -> None:
+    """Simulate an hour of live traffic scored by Triton, and its outcomes arriving."""
+    import pandas as pd
+
+    from include import inference_log
+    from include.config import resolve_uri
+    from include.datagen import generate_batch
+    from include.outcomes import log_outcomes
+    from include.triton.client import TritonClient
+
+    batch = generate_batch(600, seed=seed, start=hour.isoformat(), hours=1, drift=drift, concept_drift=concept_drift)
+    features = batch[config.dataset.feature_names]
+    scores, version = TritonClient(triton_url).infer_with_version(MODEL, features)
+    # Timestamps of the simulated hour (include.online.predict stamps requests with the current time).
+    inference_log.log_predictions(MODEL, version, "online", features, scores,
+                                  request_ids=batch[config.dataset.id_column].tolist(), ts=batch["applied_at"])
+    outcomes = batch.rename(columns={config.dataset.id_column: "request_id"})[["request_id", "defaulted", "repaid_amount"]]
+    log_outcomes(resolve_uri(config.monitoring.outcomes_uri), outcomes, arrived_at=hour + pd.Timedelta(minutes=59))
+
+
+def _assessed(dag_run) -> dict:
+    """What the monitoring run's ``assess`` task returned (its XCom)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids="assess",
+                                                 key="return_value")).first()
+        return XComModel.deserialize_value(row) if row else {}
+
+
+def monitor(config, run, bag, triton_url: str) -> bool:
+    """A healthy hour, a new version, then a drifted hour that rolls it back and starts retraining."""
+    import pandas as pd
+
+    from include.config import resolve_uri
+    from include.datagen import generate_batch
+    from include.dataset import write_dataset
+    from include.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, alias_version
+    from include.tracking import configure
+
+    client = configure()
+    monitor_dag = bag.get_dag(f"monitor_{MODEL}")
+    hour = pd.Timestamp.now(tz="UTC").floor("h")
+
+    def assess(label: str, start) -> tuple[dict, dict]:
+        states, dag_run = run(monitor_dag, label, logical_date=(start + pd.Timedelta(hours=1)).to_pydatetime(),
+                              with_run=True)
+        found = _assessed(dag_run)
+        a = found.get("assessment", {})
+        kpis = ", ".join(f"{k}={v['value']:.3f}" for k, v in a.get("kpis", {}).items() if v["value"] is not None)
+        say(f"   -> {a.get('level', '?').upper()}: {a.get('reason', '')}")
+        if kpis:
+            say(f"      KPIs: {kpis} (baseline: {a.get('baseline_source')})")
+        return states, {**found, "run_id": dag_run.run_id}
+
+    say(f"9. Monitoring DAG on the live hour {hour:%Y-%m-%d %H}:00 UTC (cold start off for the demo)")
+    _hour_of_traffic(config, triton_url, hour, seed=11)
+    assess(f"monitor_{MODEL}", hour)
+
+    say("10. A new version: the training DAG on a fresh snapshot, promotion, deployment")
+    fresh = Path(resolve_uri(config.dataset.uri)).with_name("snapshot-2026-06.parquet")
+    # 60,000 applications: enough for version 2 to pass the no-regression gate against version 1.
+    write_dataset(generate_batch(60_000, seed=6, start="2026-06-01T00:00:00Z"), str(fresh))
+    run(bag.get_dag(f"train_{MODEL}"), f"train_{MODEL}", {"dataset_uri": str(fresh)})
+    run(bag.get_dag(f"promote_{MODEL}"), f"promote_{MODEL}")
+    run(bag.get_dag(f"deploy_{MODEL}"), f"deploy_{MODEL}")
+    champion, previous = alias_version(client, MODEL, CHAMPION), alias_version(client, MODEL, PREVIOUS_CHAMPION)
+    say(f"   -> @champion = version {champion.version}"
+        + (f", @previous_champion = version {previous.version}" if previous else ""))
+
+    drifted = hour + pd.Timedelta(hours=1)
+    say(f"11. A drifted hour ({drifted:%H}:00): riskier applicants, and their loans go bad")
+    _hour_of_traffic(config, triton_url, drifted, seed=12, drift=0.9, concept_drift=1.0)
+    states, found = assess(f"monitor_{MODEL}", drifted)
+    for finding in found.get("fired", []):
+        say(f"      {finding['name']}: {finding['value']:.3f} (threshold {finding['threshold']}) {finding['detail']}")
+    if found.get("report_uri"):
+        say(f"      Evidently report: {found['report_uri']}")
+    if states.get("trigger_retrain") != "success":
+        say("   -> no critical alert: see the log")
+        return False
+    say(f"   -> critical: Slack (or the log, without a slack_default connection) was told; queued runs "
+        f"monitor__{found['run_id']} of rollback_{MODEL} and train_{MODEL}")
+    say("12. The queued rollback and retraining runs (the scheduler runs them under `make up`; here dag.test)")
+    if states.get("trigger_rollback") == "success":
+        run(bag.get_dag(f"rollback_{MODEL}"), f"rollback_{MODEL}", found["rollback_conf"])
+        say(f"   -> @champion is back to version {alias_version(client, MODEL, CHAMPION).version}, serving on Triton")
+    latest = Path(resolve_uri(config.dataset.uri))
+    write_dataset(generate_batch(20_000, seed=7, start="2026-11-01T00:00:00Z", drift=0.9, concept_drift=1.0),
+                  str(latest))
+    say(f"   training on the latest labelled applications at {latest} (the feature pipeline's snapshot)")
+    before = alias_version(client, MODEL, CHALLENGER)
+    # dataset_uri spelled out: dag.test() keeps the previous run's params on the DAG object.
+    states = run(bag.get_dag(f"train_{MODEL}"), f"train_{MODEL}", {**found["retrain_conf"], "dataset_uri": str(latest)})
+    challenger = alias_version(client, MODEL, CHALLENGER)
+    if states.get("register") == "success" and challenger and (not before or before.version != challenger.version):
+        say(f"   -> version {challenger.version} registered as @{CHALLENGER}: the promotion DAG runs its gates next")
+    return True
+
+
 def main() -> int:
     from include import tracking
     from include.config import get_model_config, resolve_uri
     from include.datagen import generate_batch
     from include.dataset import write_dataset
 
+    # The demo's hours follow each other within minutes of a deployment: no cold start here (default 7 days).
+    os.environ.setdefault("MODELOPS_COLD_START_DAYS", "0")
     state = tracking.STATE_DIR
     log_file = state / "logs" / "demo.log"
     config = get_model_config(MODEL)
@@ -126,14 +222,14 @@ def main() -> int:
         return 1
     train, promote = bag.get_dag(f"train_{MODEL}"), bag.get_dag(f"promote_{MODEL}")
 
-    def run(dag, label: str, conf: dict | None = None, logical_date: datetime | None = None) -> dict[str, str]:
+    def run(dag, label: str, conf: dict | None = None, logical_date: datetime | None = None, with_run: bool = False):
         start = time.monotonic()
         with _logs_to(log_file):
             dag_run = dag.test(run_conf=conf, logical_date=logical_date)
         states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
         say(f"   {label}: run {dag_run.run_id} {dag_run.state} in {time.monotonic() - start:.0f}s")
         say("   tasks: " + ", ".join(f"{t}={s}" for t, s in states.items()))
-        return states
+        return (states, dag_run) if with_run else states
 
     from include.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, alias_version
 
@@ -171,10 +267,21 @@ def main() -> int:
     if champion is None:
         say("No champion: the demo failed; see the log.")
         return 1
-    if not serve(config, run, log_file, bag):
-        return 1
-    if not score_batch(config, run, bag):
-        return 1
+    from include.triton.server import TritonServer, default_repository, free_port
+
+    repository = default_repository()
+    repository.mkdir(parents=True, exist_ok=True)
+    port = int(os.environ.get("MODELOPS_TRITON_PORT") or free_port())
+    with TritonServer(log_path=log_file.parent / "triton-demo.log").start(repository, http_port=port) as server:
+        server.wait_ready(120)
+        os.environ["MODELOPS_TRITON_URL"] = server.url
+        if not serve(config, run, bag, server.url):
+            return 1
+        if not score_batch(config, run, bag):
+            return 1
+        if not monitor(config, run, bag, server.url):
+            return 1
+    champion = alias_version(client, MODEL, CHAMPION)
     previous = alias_version(client, MODEL, PREVIOUS_CHAMPION)
     run_data = client.get_run(champion.run_id).data
     say(f"== Registry: {MODEL} @champion = version {champion.version}"
