@@ -19,8 +19,8 @@ Tiers (thresholds in the model's ``monitoring`` config):
   is critical either); KPI drops still warn.
 
 Cooldown: a condition that fired is not repeated within ``cooldown_hours`` of the hour it fired
-for, unless it got worse: a higher tier, or a value at least half its threshold beyond the one that
-fired. What fired is kept as tags on the model's monitoring run, so re-running an hour sends
+for, unless it got worse (a higher tier, or a value at least half its threshold beyond the one that
+fired) or another version serves now (a fresh deployment that goes bad is rolled back too). What fired is kept as tags on the model's monitoring run, so re-running an hour sends
 nothing twice.
 
 Everything measured per hour goes to that monitoring run as MLflow metrics (step = hours since the
@@ -153,7 +153,7 @@ def due(assessment: HourAssessment, state: Mapping[str, dict], cooldown_hours: f
     out = []
     for finding in assessment.findings:
         last = state.get(finding.name)
-        if last is None:
+        if last is None or last.get("version") != assessment.version:  # a version deployed since is a new case
             out.append(finding)
             continue
         since = abs(hour - pd.Timestamp(last["hour"]))

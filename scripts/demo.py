@@ -172,8 +172,8 @@ def monitor(config, run, bag, triton_url: str) -> bool:
         say(f"      Evidently report: {found['report_uri']}")
     if states.get("trigger_retrain") != "success":
         if found.get("assessment", {}).get("level") == "critical" and not found.get("fired"):
-            say(f"   -> critical, but it already fired within the {config.monitoring.cooldown_hours:g}h cooldown "
-                "(an earlier demo run) and is no worse: nothing is repeated")
+            say(f"   -> critical, but it already fired for this version within the {config.monitoring.cooldown_hours:g}h "
+                "cooldown (an earlier demo run) and is no worse: nothing is repeated")
             return True
         say("   -> no critical alert: see the log")
         return False

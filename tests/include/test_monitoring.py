@@ -43,6 +43,13 @@ def test_it_fires_again_after_the_cooldown() -> None:
     assert due(_assessment("warning", DRIFT), state, cooldown_hours=6) == [DRIFT]
 
 
+def test_another_version_is_a_new_case() -> None:
+    state = _state("data_drift", "warning", 0.33, HOUR - pd.Timedelta(hours=1))
+    state["data_drift"]["version"] = "2"  # fired for the version before a redeployment
+
+    assert due(_assessment("warning", DRIFT), state, cooldown_hours=6) == [DRIFT]
+
+
 def test_it_fires_again_within_the_cooldown_when_worse() -> None:
     state = _state("data_drift", "warning", 0.33, HOUR - pd.Timedelta(hours=1))
     slightly = Finding("data_drift", 0.40, 0.3)
