@@ -1,7 +1,7 @@
 """Batch scoring with Spark: one date's rows scored by one fixed model version, written idempotently.
 
 :func:`score_partition` reads the input (a Parquet file or folder), keeps the rows whose event
-timestamp falls on ``date`` (UTC), scores them with ``mlflow.pyfunc.spark_udf`` and writes
+timestamp falls on ``date`` (UTC), scores them and writes
 
 * the scored rows to ``<output_uri>/date=<date>/`` with the columns ``<id_column>`` (string),
   ``<timestamp_column>``, ``prediction`` (positive-class probability), ``model_name`` and
@@ -11,19 +11,27 @@ timestamp falls on ``date`` (UTC), scores them with ``mlflow.pyfunc.spark_udf`` 
   (``<log>/model=<name>/source=batch/date=<date>/hour=HH/``, see :mod:`include.inference_log`),
   where hourly monitoring reads them.
 
-Both writes are idempotent: Spark's dynamic partition overwrite replaces the partitions the run
-writes and nothing else, so re-running a date replaces that date and leaves every other date
-alone; hour partitions of the date that a re-run no longer produces are removed. Because a run
-owns exactly the rows of its date, runs for different dates never touch each other's hours.
+Two scorers (``scorer=``):
 
-Only one pass scores: the log is written from the scored rows, and the output is then derived
-from the log's partitions of that date (a columnar read of five narrow columns), not by scoring
-again or caching the scored rows. Row counts are collected while writing (``DataFrame.observe``),
-with no extra pass. A run owns its date: runs of one model and date must not overlap (the DAG
-serialises them).
+* ``onnx`` (the default when the version converts): the version's ONNX export, the artifact Triton
+  serves, converted and parity-checked on the driver and run with onnxruntime in ``mapInArrow``
+  (:mod:`include.batch_onnx`). One pass: each task scores its rows, writes them to the log with pyarrow
+  (a staging folder that replaces the date's log folder once the job has succeeded) and hands
+  ``id, ts, prediction`` back to Spark, which writes the output partition.
+* ``spark_udf`` (the fallback for a version that does not convert): ``mlflow.pyfunc.spark_udf``;
+  Spark writes the log with a dynamic partition overwrite, and the output is then derived from the
+  log's partitions of that date (a columnar read of five narrow columns).
+
+Both are idempotent: a run replaces its date's output and log partitions and nothing else, so
+re-running a date replaces that date and leaves every other date alone; hour partitions of the
+date that a re-run no longer produces are removed. Because a run owns exactly the rows of its date,
+runs for different dates never touch each other's hours. Row counts are collected while writing
+(``DataFrame.observe``; the log files' metadata), with no extra pass. A run owns its date: runs of one
+model and date must not overlap (the DAG serialises them).
 
 The inference log root is a local folder (``inference_log_root``, else the
-:func:`include.inference_log.log_root` default), like the readers of the log expect.
+:func:`include.inference_log.log_root` default), like the readers of the log expect; with the ONNX
+scorer the Python workers write it, so on a cluster it must be a folder they share with the driver.
 
 The model version is fixed by the caller: ``model_uri`` must be ``models:/<name>/<version>``,
 never an alias such as ``models:/<name>@champion``. The DAG resolves ``@champion`` to a version
@@ -46,6 +54,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from datetime import date as Date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include import inference_log
@@ -53,6 +62,9 @@ from include import inference_log
 if TYPE_CHECKING:
     from mlflow.models import Model
     from pyspark.sql import Column, DataFrame, SparkSession
+
+    from include.batch_onnx import OnnxScorer
+    from include.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +91,9 @@ JOB_SQL_CONF: dict[str, str] = {
     # pandas writes TIMESTAMP(NANOS), which Spark otherwise refuses to read; it comes back as a long.
     "spark.sql.legacy.parquet.nanosAsLong": "true",
 }
+
+SCORERS = ("auto", "onnx", "spark_udf")
+ONNX, SPARK_UDF = "onnx", "spark_udf"
 
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>[0-9]+)$")
 _DAY_MICROS = 86_400_000_000
@@ -124,6 +139,8 @@ def score_partition(
     master: str = "local[*]",
     inference_log_root: str | None = None,
     spark: SparkSession | None = None,
+    model_config: ModelConfig | None = None,
+    scorer: str = "auto",
 ) -> dict[str, Any]:
     """Score the rows of ``input_uri`` dated ``date`` (UTC) with one model version; safe to re-run.
 
@@ -133,29 +150,49 @@ def score_partition(
     ``rows_other_dates``). A ``spark`` session, when given, is used and left running; otherwise
     one is created on ``master`` with ``spark_conf`` and stopped at the end.
 
+    ``scorer`` picks how rows are scored: ``"onnx"`` runs the version's ONNX export (see
+    :mod:`include.batch_onnx`; needs ``model_config`` for the feature types), ``"spark_udf"`` runs
+    ``mlflow.pyfunc.spark_udf``, and ``"auto"`` (default) uses ONNX when ``model_config`` is given and the
+    version converts with parity, else falls back to ``spark_udf`` with a warning.
+
     Returns ``rows_in`` (rows of the date), ``rows_out`` (rows written), ``rows_other_dates``,
     ``hours`` (hour partitions written to the log), ``seconds`` (wall time, session start
-    included), ``model_uri``, ``output_uri`` and ``inference_log_uri`` (the date's folders).
+    included), ``model_wait_seconds`` (how long the session waited for the model to be downloaded
+    and converted), ``scorer`` (``"onnx"`` or ``"spark_udf"``), ``model_uri``, ``output_uri`` and
+    ``inference_log_uri`` (the date's folders).
     """
     day = _parse_date(date)
     _check_model_uri(model_uri, model_name, model_version)
     if not feature_columns:
         raise ValueError("feature_columns: at least one feature column is required")
+    if scorer not in SCORERS:
+        raise ValueError(f"scorer {scorer!r}: expected one of {', '.join(SCORERS)}")
+    if scorer == ONNX and model_config is None:
+        raise ValueError("scorer 'onnx' needs model_config (the feature types of the ONNX inputs)")
+    if model_config is not None and list(model_config.dataset.feature_names) != list(feature_columns):
+        raise ValueError(
+            f"feature_columns {list(feature_columns)} differ from model_config's features "
+            f"{list(model_config.dataset.feature_names)}"
+        )
     log_uri = _log_uri(model_name, inference_log_root)
     started = time.monotonic()
     session = spark
     with tempfile.TemporaryDirectory(prefix="modelops-model-") as scratch:
         try:
-            # Fetching the model (and importing mlflow) overlaps the JVM's start-up.
+            # Fetching the model, importing mlflow and converting to ONNX overlap the JVM's start-up.
             with ThreadPoolExecutor(max_workers=1) as pool:
-                download = pool.submit(_download_model, model_uri, scratch)
+                download = pool.submit(_prepare_model, model_uri, scratch, model_config, scorer)
                 session = session or spark_session(master, spark_conf)
-                local_model = download.result()
+                session_ready = time.monotonic()
+                local_model, onnx = download.result()
+            model_wait = time.monotonic() - session_ready
+            log.info("Spark session ready after %.1fs, the model %.1fs later", session_ready - started, model_wait)
             with _sql_conf(session, JOB_SQL_CONF):
                 stats = _score(
                     session,
                     model_uri=model_uri,
                     local_model=local_model,
+                    onnx=onnx,
                     model_name=model_name,
                     model_version=str(model_version),
                     input_uri=input_uri,
@@ -170,11 +207,13 @@ def score_partition(
             if spark is None and session is not None:
                 session.stop()
     stats["seconds"] = round(time.monotonic() - started, 3)
+    stats["model_wait_seconds"] = round(model_wait, 3)
     log.info(
-        "scored %d rows of %s with %s in %.1fs (%d hour partitions in the inference log)",
+        "scored %d rows of %s with %s (scorer %s) in %.1fs (%d hour partitions in the inference log)",
         stats["rows_out"],
         date,
         model_uri,
+        stats["scorer"],
         stats["seconds"],
         stats["hours"],
     )
@@ -186,6 +225,7 @@ def _score(
     *,
     model_uri: str,
     local_model: str,
+    onnx: OnnxScorer | None,
     model_name: str,
     model_version: str,
     input_uri: str,
@@ -210,14 +250,137 @@ def _score(
         F.col(id_column).cast("string").alias("request_id"), _as_timestamp(raw, timestamp_column).alias("ts"), *features
     ).observe(seen, F.count(F.lit(1)).alias("rows"), F.sum(in_day.cast("long")).alias("rows_in_day"))
     rows = rows.where(in_day)
+    day_log_uri = f"{log_uri}/date={day.isoformat()}"
+    if onnx is not None:
+        rows_out, rows_logged, hours = _score_onnx(
+            spark, rows, onnx, model_name=model_name, model_version=model_version, output_uri=output_uri,
+            log_uri=log_uri, day=day, features=features, id_column=id_column, timestamp_column=timestamp_column,
+        )
+    else:
+        rows_out, rows_logged, hours = _score_spark_udf(
+            spark, rows, local_model=local_model, model_uri=model_uri, model_name=model_name,
+            model_version=model_version, output_uri=output_uri, log_uri=log_uri, day=day, features=features,
+            id_column=id_column, timestamp_column=timestamp_column,
+        )
+    counts = seen.get
+    rows_in = int(counts["rows_in_day"] or 0)
+    if rows_out != rows_in or rows_logged != rows_in:
+        raise RuntimeError(f"row counts disagree for {day}: {rows_in} rows in, {rows_logged} logged, {rows_out} written")
+    return {
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "rows_other_dates": int(counts["rows"]) - rows_in,
+        "hours": len(hours),
+        "scorer": ONNX if onnx is not None else SPARK_UDF,
+        "model_uri": model_uri,
+        "output_uri": f"{output_uri}/date={day.isoformat()}",
+        "inference_log_uri": day_log_uri,
+    }
 
+
+def _score_onnx(
+    spark: SparkSession,
+    rows: DataFrame,
+    onnx: OnnxScorer,
+    *,
+    model_name: str,
+    model_version: str,
+    output_uri: str,
+    log_uri: str,
+    day: Date,
+    features: list[str],
+    id_column: str,
+    timestamp_column: str,
+) -> tuple[int, int, list[str]]:
+    """One pass: the workers score with ONNX and write the log (pyarrow); Spark writes the narrow output.
+
+    The log's files go to a staging folder beside the date's partitions and replace the date's folder only
+    after the Spark job has succeeded. The output goes straight to ``<output_uri>/date=<day>`` (overwritten:
+    the same partition a dynamic partition overwrite would replace). Returns rows written, rows logged and
+    the hours logged.
+    """
+    import shutil
+    import uuid
+    from functools import partial
+
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType, StructField, StructType
+
+    from include import batch_onnx
+
+    batch_onnx.pickle_by_value()
+    staging = Path(log_uri) / f"_staging-{uuid.uuid4().hex}"
+    staged_day = staging / f"date={day.isoformat()}"
+    sink = batch_onnx.LogSink(str(staged_day), model_name, model_version, tuple(features))
+    schema = StructType([rows.schema["request_id"], rows.schema["ts"], StructField(PREDICTION, DoubleType(), True)])
+    scored = rows.mapInArrow(partial(batch_onnx.score_and_log, onnx, sink, PREDICTION), schema)
+    written = Observation("output")
+    out = scored.select(
+        F.col("request_id").alias(id_column),
+        F.col("ts").alias(timestamp_column),
+        PREDICTION,
+        F.lit(model_name).alias("model_name"),
+        F.lit(model_version).alias("model_version"),
+    ).observe(written, F.count(F.lit(1)).alias("rows"))
+    try:
+        out.write.mode("overwrite").parquet(f"{output_uri}/date={day.isoformat()}")
+        rows_out = int(written.get["rows"])
+        if not rows_out:
+            _remove_partitions(spark, output_uri, "date", keep=set(), only={day.isoformat()})
+        files = sorted(staged_day.glob("hour=*/*.parquet"))
+        rows_logged = sum(_parquet_rows(f) for f in files)
+        _replace_dir(staged_day, Path(log_uri) / f"date={day.isoformat()}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return rows_out, rows_logged, sorted({f.parent.name.removeprefix("hour=") for f in files})
+
+
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def _replace_dir(staged: Path, target: Path) -> None:
+    """Put ``staged`` in place of ``target`` (removed when ``staged`` does not exist: no rows)."""
+    import shutil
+
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    if staged.exists():
+        os.replace(staged, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _score_spark_udf(
+    spark: SparkSession,
+    rows: DataFrame,
+    *,
+    local_model: str,
+    model_uri: str,
+    model_name: str,
+    model_version: str,
+    output_uri: str,
+    log_uri: str,
+    day: Date,
+    features: list[str],
+    id_column: str,
+    timestamp_column: str,
+) -> tuple[int, int, list[str]]:
+    """Score with ``mlflow.pyfunc.spark_udf``, write the log (Spark), then derive the output from the log."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    prediction = _positive_class(spark, local_model, model_uri, features)
     scored = rows.select(
         "request_id",
         "ts",
         F.lit(model_name).alias("model_name"),
         F.lit(model_version).alias("model_version"),
         *features,
-        _positive_class(spark, local_model, model_uri, features).alias(PREDICTION),
+        prediction.alias(PREDICTION),
         F.lit(day.isoformat()).alias("date"),
         F.lpad(F.hour("ts").cast("string"), 2, "0").alias("hour"),
     )
@@ -227,31 +390,35 @@ def _score(
     hours = sorted(logged.get["hours"] or [])
     day_log_uri = f"{log_uri}/date={day.isoformat()}"
     _remove_partitions(spark, day_log_uri, "hour", keep=set(hours))
-
     rows_out = _write_output(spark, day_log_uri, output_uri, day, id_column, timestamp_column, bool(hours))
-    counts = seen.get
-    rows_in = int(counts["rows_in_day"] or 0)
-    if rows_out != rows_in or int(logged.get["rows"]) != rows_in:
-        raise RuntimeError(
-            f"row counts disagree for {day}: {rows_in} rows in, {logged.get['rows']} logged, {rows_out} written"
-        )
-    return {
-        "rows_in": rows_in,
-        "rows_out": rows_out,
-        "rows_other_dates": int(counts["rows"]) - rows_in,
-        "hours": len(hours),
-        "model_uri": model_uri,
-        "output_uri": f"{output_uri}/date={day.isoformat()}",
-        "inference_log_uri": day_log_uri,
-    }
+    return rows_out, int(logged.get["rows"]), hours
 
 
-def _download_model(model_uri: str, scratch: str) -> str:
-    """Copy the model version's artifacts to ``scratch`` on the driver; returns the local folder."""
+def _prepare_model(
+    model_uri: str, scratch: str, config: ModelConfig | None, scorer: str
+) -> tuple[str, OnnxScorer | None]:
+    """Copy the version's artifacts to ``scratch`` on the driver and, unless ``scorer`` says otherwise,
+    convert it to ONNX; returns the local folder and the ONNX scorer (None: score with spark_udf)."""
     import mlflow.artifacts
-    import mlflow.pyfunc  # noqa: F401  (imported here so the import overlaps the session start)
 
-    return mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=scratch)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=scratch)
+    if scorer == SPARK_UDF or config is None:
+        import mlflow.pyfunc  # noqa: F401  (imported here so the import overlaps the session start)
+
+        return local, None
+    from include import batch_onnx
+    from include.triton.repository import ExportError
+
+    try:
+        onnx = batch_onnx.prepare(local, model_uri, config)
+    except ExportError as exc:
+        if scorer == ONNX:
+            raise
+        log.warning("%s has no usable ONNX export (%s): scoring with mlflow.pyfunc.spark_udf", model_uri, exc)
+        return local, None
+    log.info("%s: ONNX export ready, parity max |diff| %.3g on %d rows", model_uri, onnx.parity["max_abs_diff"],
+             onnx.parity["rows"])
+    return local, onnx
 
 
 def _positive_class(spark: SparkSession, local_model: str, model_uri: str, features: list[str]) -> Column:

@@ -74,6 +74,8 @@ def test_scores_the_day_with_the_pinned_version_and_reruns_idempotently(env, cha
         assert set(scored["model_version"].astype(str)) == {"1"}
         assert scored["prediction"].between(0, 1).all()
 
+    # Scored by the version's ONNX export (the demo model converts), and the version says so.
+    assert env["client"].get_model_version(MODEL, "1").tags["batch.scorer"] == "onnx"
     logged = inference_log.read_range(MODEL, DAY, DAY + pd.Timedelta(days=1), source="batch")
     assert len(logged) == len(expected) and logged["request_id"].is_unique
     assert not (env["tmp"] / "predictions" / "date=2026-03-01").exists()  # other days untouched

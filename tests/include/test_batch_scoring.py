@@ -1,7 +1,9 @@
 """Tests for include.batch_scoring: a Spark job on ``local[2]`` against a real MLflow registry.
 
 One Spark session and one registered model version for the module, used as a scenario: score a
-day, re-run it, score the next day, then re-run the first day from changed input.
+day, re-run it, score the next day, then re-run the first day from changed input. The scenario runs
+the default scorer (the version's ONNX export); the ``spark_udf`` scorer is checked against it on
+the same rows, and a second version that does not convert to ONNX checks the fallback.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from include.config import load_model_config
 from include.datagen import generate_batch
 from include.dataset import write_dataset
 from include.inference_log import read_range
+from include.triton.repository import PARITY_TOLERANCE
 
 pytestmark = pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer:UserWarning")
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,8 +63,38 @@ def registry(tmp_path_factory: pytest.TempPathFactory):
         )
     client.create_registered_model(MODEL)
     version = client.create_model_version(MODEL, source=info.model_uri, run_id=run.info.run_id)
-    yield {"client": client, "version": version.version, "model": model}
+    yield {"client": client, "version": version.version, "model": model, "x": x, "y": y}
     mp.undo()
+
+
+@pytest.fixture(scope="module")
+def unconvertible(registry) -> str:
+    """Version 2: the same preprocessing ahead of a DummyClassifier, which skl2onnx cannot convert."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.base import clone
+    from sklearn.dummy import DummyClassifier
+    from sklearn.pipeline import Pipeline
+
+    from include import tracking
+    from include.train import sklearn_types_to_trust
+
+    x, y = registry["x"], registry["y"]
+    model = Pipeline([(registry["model"].steps[0][0], clone(registry["model"].steps[0][1])),
+                      ("model", DummyClassifier(strategy="prior"))]).fit(x, y)
+    experiment = tracking.ensure_experiment(registry["client"], "batch-scoring-tests")
+    with mlflow.start_run(experiment_id=experiment) as run:
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(x.head(5), model.predict_proba(x.head(5))),
+            input_example=x.head(5),
+            pyfunc_predict_fn="predict_proba",
+            skops_trusted_types=sklearn_types_to_trust(model),
+            pip_requirements=["scikit-learn"],
+        )
+    return registry["client"].create_model_version(MODEL, source=info.model_uri, run_id=run.info.run_id).version
 
 
 @pytest.fixture(scope="module")
@@ -84,23 +117,26 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"tmp": tmp, "day1": day1, "day2": day2, "out": tmp / "scored", "log": tmp / "inference_log"}
 
 
-def _score(spark, registry, data, date: str, input_name: str) -> dict:
+def _score(spark, registry, data, date: str, input_name: str, **changes) -> dict:
     from include.batch_scoring import model_version_uri, score_partition
 
-    return score_partition(
-        model_uri=model_version_uri(MODEL, registry["version"]),
-        model_version=registry["version"],
-        model_name=MODEL,
-        input_uri=str(data["tmp"] / input_name),
-        output_uri=str(data["out"]),
-        date=date,
-        feature_columns=CFG.dataset.feature_names,
-        id_column=ID,
-        timestamp_column=TS,
-        spark_conf={},
-        inference_log_root=str(data["log"]),
-        spark=spark,
-    )
+    args = {
+        "model_uri": model_version_uri(MODEL, registry["version"]),
+        "model_version": registry["version"],
+        "model_name": MODEL,
+        "input_uri": str(data["tmp"] / input_name),
+        "output_uri": str(data["out"]),
+        "date": date,
+        "feature_columns": CFG.dataset.feature_names,
+        "id_column": ID,
+        "timestamp_column": TS,
+        "spark_conf": {},
+        "inference_log_root": str(data["log"]),
+        "spark": spark,
+        "model_config": CFG,
+        **changes,
+    }
+    return score_partition(**args)
 
 
 def _of_day(df: pd.DataFrame, date: str) -> pd.DataFrame:
@@ -130,6 +166,7 @@ def test_every_row_of_the_date_is_scored_once_with_the_fixed_version(registry, d
     assert first_day["rows_in"] == first_day["rows_out"] == len(expected)
     assert first_day["rows_other_dates"] == len(data["day1"]) - len(expected) > 0
     assert first_day["hours"] == 24
+    assert first_day["scorer"] == "onnx"
 
     out = _output(data, DAY1)
     assert list(out.columns) == [ID, TS, "prediction", "model_name", "model_version"]
@@ -142,8 +179,43 @@ def test_predictions_equal_the_sklearn_models_predict_proba(registry, data, firs
     expected = _of_day(data["day1"], DAY1)
     want = pd.Series(registry["model"].predict_proba(expected[CFG.dataset.feature_names])[:, 1], index=expected[ID])
     out = _output(data, DAY1).set_index(ID)
-    np.testing.assert_allclose(out["prediction"].to_numpy(), want.loc[out.index].to_numpy(), rtol=0, atol=1e-9)
+    # The ONNX export's probabilities are float32 inside the tree ensemble: equal within the deployment's tolerance.
+    np.testing.assert_allclose(
+        out["prediction"].to_numpy(), want.loc[out.index].to_numpy(), rtol=0, atol=PARITY_TOLERANCE
+    )
     assert (out[TS] == expected.set_index(ID).loc[out.index, TS].dt.as_unit("us")).all()
+
+
+def test_the_spark_udf_scorer_agrees_with_the_onnx_scorer_on_the_same_rows(spark, registry, data, first_day) -> None:
+    onnx = _output(data, DAY1).set_index(ID)
+    other = {"out": data["tmp"] / "scored_udf", "log": data["tmp"] / "log_udf"}
+
+    result = _score(spark, registry, {**data, **other}, DAY1, "day1.parquet", scorer="spark_udf")
+
+    assert result["scorer"] == "spark_udf" and result["rows_out"] == first_day["rows_out"]
+    udf = _output(other, DAY1).set_index(ID).loc[onnx.index]
+    assert (udf.drop(columns="prediction") == onnx.drop(columns="prediction")).all().all()
+    np.testing.assert_allclose(onnx["prediction"].to_numpy(), udf["prediction"].to_numpy(), rtol=0,
+                               atol=PARITY_TOLERANCE)
+    expected = _of_day(data["day1"], DAY1).set_index(ID).loc[onnx.index]
+    want = registry["model"].predict_proba(expected[CFG.dataset.feature_names])[:, 1]
+    np.testing.assert_allclose(udf["prediction"].to_numpy(), want, rtol=0, atol=1e-9)  # the pyfunc: sklearn's own
+
+
+def test_a_version_without_an_onnx_export_falls_back_to_spark_udf(spark, registry, unconvertible, data) -> None:
+    from include.triton.repository import ExportError
+
+    other = {"out": data["tmp"] / "scored_dummy", "log": data["tmp"] / "log_dummy"}
+    version = {"model_uri": f"models:/{MODEL}/{unconvertible}", "model_version": unconvertible}
+
+    result = _score(spark, registry, {**data, **other}, DAY2, "day2.parquet", **version)
+
+    assert result["scorer"] == "spark_udf" and result["rows_out"] == len(data["day2"])
+    out = _output(other, DAY2)
+    assert set(out["model_version"]) == {str(unconvertible)}
+    np.testing.assert_allclose(out["prediction"].to_numpy(), registry["y"].mean(), rtol=0, atol=1e-9)
+    with pytest.raises(ExportError, match="skl2onnx cannot convert"):
+        _score(spark, registry, {**data, **other}, DAY2, "day2.parquet", scorer="onnx", **version)
 
 
 def test_the_inference_log_holds_the_batch_rows_with_their_features(data, first_day) -> None:
@@ -218,6 +290,9 @@ def test_a_date_without_rows_clears_that_date(spark, registry, data) -> None:
         ({"model_uri": f"models:/{MODEL}/2"}, "does not match"),
         ({"date": "2026-13-01"}, "not a YYYY-MM-DD date"),
         ({"feature_columns": []}, "at least one feature"),
+        ({"scorer": "pickle"}, "expected one of auto, onnx, spark_udf"),
+        ({"scorer": "onnx"}, "needs model_config"),
+        ({"model_config": CFG, "feature_columns": ["age"]}, "differ from model_config"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(changes: dict, message: str, tmp_path: Path) -> None:
@@ -280,3 +355,24 @@ def test_an_unknown_version_fails_clearly(spark, registry, data) -> None:
             inference_log_root=str(data["log"]),
             spark=spark,
         )
+
+
+def test_the_onnx_scorer_treats_nulls_like_sklearn_and_keeps_one_session_per_worker(registry, tmp_path: Path) -> None:
+    import mlflow.artifacts
+
+    from include import batch_onnx
+
+    local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{MODEL}/{registry['version']}", dst_path=str(tmp_path))
+    scorer = batch_onnx.prepare(local, f"models:/{MODEL}/{registry['version']}", CFG)
+    assert scorer.parity["max_abs_diff"] <= PARITY_TOLERANCE
+    frame = generate_batch(200, seed=3)[CFG.dataset.feature_names]
+    frame.loc[::7, "region"] = None  # unseen by the one-hot encoder: ignored, like an unknown category
+    frame["debt_to_income"] = frame["debt_to_income"].mask(frame.index % 5 == 0)  # NaN: the trees' missing branch
+    batches = pa.Table.from_pandas(frame, preserve_index=False).to_batches(max_chunksize=64)
+
+    scored = pa.Table.from_batches(list(batch_onnx.score_batches(scorer, "prediction", iter(batches))))
+
+    assert scored.column_names == [*CFG.dataset.feature_names, "prediction"] and scored.num_rows == len(frame)
+    want = registry["model"].predict_proba(frame)[:, 1]
+    np.testing.assert_allclose(scored.column("prediction").to_numpy(), want, rtol=0, atol=PARITY_TOLERANCE)
+    assert batch_onnx._session(scorer) is batch_onnx._session(scorer)

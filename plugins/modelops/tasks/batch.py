@@ -13,6 +13,8 @@ from modelops.hooks.mlflow import MlflowHook
 
 log = logging.getLogger(__name__)
 
+SCORER_TAG = "batch.scorer"
+
 
 @task
 def pin_champion(model: str) -> str:
@@ -28,14 +30,18 @@ def pin_champion(model: str) -> str:
 
 @task
 def score(model: str, version: str, **context: Any) -> dict:
-    """Score the rows of the run's day (its data interval's start, UTC) and overwrite that day's partitions."""
+    """Score the rows of the run's day (its data interval's start, UTC) and overwrite that day's partitions.
+
+    The version's ONNX export scores when it converts with parity, else ``mlflow.pyfunc.spark_udf``; the
+    version's ``batch.scorer`` tag says which one the last run used.
+    """
     from include.batch_scoring import model_version_uri, score_partition
 
     config = get_model_config(model)
     batch = config.batch
-    MlflowHook().client  # noqa: B018 - points mlflow (and so Spark's UDF) at the configured tracking server
+    client = MlflowHook().client  # also points mlflow (and so Spark's UDF) at the configured tracking server
     day = context["data_interval_start"].strftime("%Y-%m-%d")
-    return score_partition(
+    stats = score_partition(
         model_uri=model_version_uri(model, version),
         model_version=version,
         model_name=model,
@@ -47,4 +53,8 @@ def score(model: str, version: str, **context: Any) -> dict:
         timestamp_column=config.dataset.timestamp_column,
         spark_conf=batch.spark_conf,
         master=batch.spark_master,
+        model_config=config,
     )
+    # Which scorer ran (the ONNX export, or the spark_udf fallback): in the task's result and on the version.
+    client.set_model_version_tag(model, version, SCORER_TAG, stats["scorer"])
+    return stats
