@@ -7,8 +7,11 @@ One run, one machine, side by side:
 2. the I/O floor, in a fresh process: a SparkSession (the job's own ``spark_session`` defaults)
    reads the file and writes it back as Parquet; cold (session start to stop), then warm (the
    same copy again on a running session);
-3. the job, in a fresh process: ``include.batch_scoring.score_partition`` cold (it starts and
-   stops its own session), then warm (on a running session whose Python workers already ran it).
+3. the job with its default scorer (the version's ONNX export under ``mapInArrow``), in a fresh
+   process: ``include.batch_scoring.score_partition`` cold (it starts and stops its own session),
+   then warm (on a running session whose Python workers already ran it);
+4. the same job with ``scorer="spark_udf"`` (``mlflow.pyfunc.spark_udf``, the fallback and the
+   baseline), likewise in a fresh process.
 
 Prints rows/s and the share of the floor's speed, and records them in
 ``bench/results/batch_scoring.md`` (one section per row count and master; a rerun replaces it).
@@ -125,7 +128,7 @@ def run_floor(args: argparse.Namespace) -> dict:
 
 
 def run_job(args: argparse.Namespace) -> dict:
-    """``score_partition`` cold (it starts and stops its own session), then warm on a running session."""
+    """``score_partition`` with ``args._run`` as scorer: cold (it starts and stops its own session), then warm."""
     from include.batch_scoring import model_version_uri, score_partition, spark_session
 
     config = _config()
@@ -142,6 +145,8 @@ def run_job(args: argparse.Namespace) -> dict:
         spark_conf=_spark_conf(args),
         master=args.master,
         inference_log_root=str(args.work / "inference_log"),
+        model_config=config,
+        scorer=args._run,
     )
     usage = _Usage()
     cold = score_partition(**kwargs)
@@ -152,7 +157,10 @@ def run_job(args: argparse.Namespace) -> dict:
         warm = score_partition(**kwargs, spark=spark)
     finally:
         spark.stop()
-    return {"cold": cold["seconds"], "warm": warm["seconds"], "rows_out": cold["rows_out"], **cold_usage}
+    if cold["scorer"] != args._run or warm["scorer"] != args._run:
+        raise RuntimeError(f"asked for the {args._run} scorer, the job used {cold['scorer']} / {warm['scorer']}")
+    return {"cold": cold["seconds"], "warm": warm["seconds"], "rows_out": cold["rows_out"],
+            "model_wait": cold["model_wait_seconds"], **cold_usage}
 
 
 class _Usage:
@@ -237,7 +245,10 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
     return out + [f"--conf={kv}" for kv in args.conf]
 
 
-def _markdown(args: argparse.Namespace, floor: dict, job: dict) -> str:
+JOBS = {"onnx": "scoring job, ONNX scorer (default)", "spark_udf": "scoring job, `spark_udf` scorer"}
+
+
+def _markdown(args: argparse.Namespace, floor: dict, jobs: dict[str, dict]) -> str:
     rows = args.rows
     lines = [
         f"## {rows:,} rows, master `{args.master}`",
@@ -248,22 +259,27 @@ def _markdown(args: argparse.Namespace, floor: dict, job: dict) -> str:
         "| run | cold s | cold rows/s | cold vs floor | warm s | warm rows/s | warm vs floor |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, run in (("I/O floor: Spark read + write", floor), ("scoring job (`score_partition`)", job)):
+    runs = [("I/O floor: Spark read + write", floor)] + [(JOBS[kind], run) for kind, run in jobs.items()]
+    for name, run in runs:
         lines.append(
             f"| {name} | {run['cold']:.1f} | {rows / run['cold']:,.0f} | {floor['cold'] / run['cold']:.0%} "
             f"| {run['warm']:.1f} | {rows / run['warm']:,.0f} | {floor['warm'] / run['warm']:.0%} |"
         )
     lines += [
         "",
-        "Cold: a fresh process and SparkSession, start to stop. Warm: the same work again on a running session "
-        "(JVM warmed up; for the job, Python workers with mlflow and scikit-learn already imported).",
+        "Cold: a fresh process and SparkSession, start to stop (for the job: model download, ONNX conversion and "
+        "parity check included). Warm: the same work again on a running session (JVM warmed up; Python workers "
+        "with their imports and model already loaded). Each run is its own process, one after the other.",
     ]
-    if "cpu_other" in floor and "cpu_other" in job:
+    if all("cpu_other" in run for _, run in runs):
+        used = "; ".join(f"{kind} {run['cpu_own']:.0f} own / {run['cpu_other']:.0f} other"
+                         for kind, run in (("floor", floor), *jobs.items()))
         lines.append(
-            f"CPU seconds during the cold runs: floor {floor['cpu_own']:.0f} own / {floor['cpu_other']:.0f} other "
-            f"processes; job {job['cpu_own']:.0f} own / {job['cpu_other']:.0f} other (other > a few seconds means "
-            "a busy machine: rerun)."
+            f"CPU seconds during the cold runs: {used} (other > a few seconds means a busy machine: rerun)."
         )
+    waits = "; ".join(f"{kind} {run['model_wait']:.1f} s" for kind, run in jobs.items() if "model_wait" in run)
+    if waits:
+        lines.append(f"Cold runs: the started session then waited for the model (download, load, conversion): {waits}.")
     command = f"python bench/batch_scoring.py --rows {rows} --master '{args.master}'"
     lines += ["", f"Command: `{command}" + "".join(f" --conf {c}" for c in args.conf) + "`", ""]
     return "\n".join(lines)
@@ -288,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--conf", action="append", default=[], help="extra Spark setting KEY=VALUE (repeatable)")
     parser.add_argument("--scratch", type=Path, help="where to create the scratch folder (default: system temp)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
-    parser.add_argument("--_run", choices=["floor", "job"], help=argparse.SUPPRESS)
+    parser.add_argument("--_run", choices=["floor", *JOBS], help=argparse.SUPPRESS)
     parser.add_argument("--_work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--_version", default="1", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -308,14 +324,17 @@ def main(argv: list[str] | None = None) -> None:
         args.version = register_model(os.environ["MLFLOW_TRACKING_URI"], args.work / "artifacts")
         print(f"prepared {args.rows:,} rows and model version {args.version} in {time.monotonic() - started:.0f}s")
         floor = _measure("floor", args)
-        job = _measure("job", args)
-        if job["rows_out"] != args.rows:
-            raise SystemExit(f"the job wrote {job['rows_out']} rows, expected {args.rows}")
-        for name, run in (("floor", floor), ("job", job)):
+        jobs = {kind: _measure(kind, args) for kind in JOBS}
+        for kind, job in jobs.items():
+            if job["rows_out"] != args.rows:
+                raise SystemExit(f"the {kind} job wrote {job['rows_out']} rows, expected {args.rows}")
+        for name, run in (("floor", floor), *jobs.items()):
             for kind in ("cold", "warm"):
                 rate, share = args.rows / run[kind], floor[kind] / run[kind]
-                print(f"{name} {kind}: {run[kind]:6.1f}s {rate:12,.0f} rows/s {share:5.0%} of the floor")
-        _write_results(_markdown(args, floor, job))
+                print(f"{name:9} {kind}: {run[kind]:6.1f}s {rate:12,.0f} rows/s {share:5.0%} of the floor")
+            if "cpu_own" in run:
+                print(f"{name:9} cold CPU seconds: {run['cpu_own']:.0f} own, {run['cpu_other']:.0f} other processes")
+        _write_results(_markdown(args, floor, jobs))
         print(f"wrote {RESULTS.relative_to(ROOT)}")
     finally:
         if args.keep:
