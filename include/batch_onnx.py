@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -89,16 +90,22 @@ def pickle_by_value() -> None:
 
 
 @dataclass(frozen=True)
-class LogSink:
-    """Where and how a task writes its scored rows to the inference log: ``<folder>/hour=HH/part-<task>.parquet``.
+class Sink:
+    """Where and how a task writes its scored rows, with pyarrow, under names that depend only on the task:
 
-    The log's columns: ``request_id``, ``ts``, ``model_name``, ``model_version``, the features, the prediction.
+    * the inference log, ``<log_folder>/hour=HH/part-<task>.parquet``: ``request_id``, ``ts``,
+      ``model_name``, ``model_version``, the features, the prediction;
+    * the output, ``<output_folder>/part-<task>.parquet``: ``<id_column>``, ``<timestamp_column>``,
+      the prediction, ``model_name``, ``model_version``.
     """
 
-    folder: str
+    log_folder: str
+    output_folder: str
     model_name: str
     model_version: str
     features: tuple[str, ...]
+    id_column: str
+    timestamp_column: str
     row_group_rows: int = 131_072
 
 
@@ -112,48 +119,39 @@ def score_batches(scorer: OnnxScorer, prediction: str, batches: Iterator[pa.Reco
             yield batch.append_column(prediction, pa.array(_predict(session, scorer, batch), type=pa.float64()))
 
 
-def score_and_log(
-    scorer: OnnxScorer, sink: LogSink, prediction: str, batches: Iterator[pa.RecordBatch]
+def score_and_write(
+    scorer: OnnxScorer, sink: Sink, prediction: str, batches: Iterator[pa.RecordBatch]
 ) -> Iterator[pa.RecordBatch]:
-    """The mapInArrow body: score each batch of ``request_id, ts, <features>``, write it to the inference log,
-    and yield ``request_id, ts, <prediction>`` for the scored output.
+    """The mapInArrow body: score each batch of ``request_id, ts, <features>``, write it to the inference log
+    and to the output, and yield one row, ``rows``: how many rows this task wrote.
 
-    Rows are grouped by hour of ``ts`` (UTC) into one file per hour and task, written with pyarrow in
-    row groups of ``sink.row_group_rows`` rows: columnar, with no row conversion or sort in the JVM.
-    Each file is written under a temporary name and renamed when the task's input is exhausted, and its
-    name depends only on the task's partition: a retried task rewrites the same files. The driver
-    publishes the folder once the Spark job has succeeded.
+    Nothing scored goes back to the JVM: moving rows between the JVM and Python costs more than writing
+    them here (columnar, no row conversion), so Spark reads and schedules and the workers write. Log rows
+    are grouped by hour of ``ts`` (UTC) into one file per hour and task, in row groups of
+    ``sink.row_group_rows`` rows. Each file is written under a temporary name and renamed when the task's
+    input is exhausted; a retried task rewrites the same files. The driver publishes the folders once the
+    Spark job has succeeded.
     """
-    import os
-
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
     from pyspark import TaskContext
 
     context = TaskContext.get()
-    task = context.partitionId() if context is not None else 0
+    part = f"part-{context.partitionId() if context is not None else 0:05d}.parquet"
     session = _session(scorer)
+    files = _TaskFiles()
     pending: dict[int, list[pa.RecordBatch]] = {}
     pending_rows: dict[int, int] = {}
-    writers: dict[int, tuple[Any, str, str]] = {}
-    names = ["request_id", "ts", "model_name", "model_version", *sink.features, prediction]
+    log_names = ["request_id", "ts", "model_name", "model_version", *sink.features, prediction]
+    out_names = [sink.id_column, sink.timestamp_column, prediction, "model_name", "model_version"]
+    output = os.path.join(sink.output_folder, part)
+    rows = 0
 
-    def write(hour: int) -> None:
+    def write_log(hour: int) -> None:
         table = pa.Table.from_batches(pending.pop(hour))
         pending_rows.pop(hour)
-        if hour not in writers:
-            folder = os.path.join(sink.folder, f"hour={hour:02d}")
-            os.makedirs(folder, exist_ok=True)
-            final = os.path.join(folder, f"part-{task:05d}.parquet")
-            temporary = os.path.join(folder, f".part-{task:05d}.parquet.tmp")
-            # Dictionary pages only where values repeat (names, version, categories): ids and measures
-            # do not compress that way, and trying costs ~0.2 CPU-s per million rows.
-            repeated = [f.name for f in table.schema if pa.types.is_string(f.type) and f.name != "request_id"]
-            writer = pq.ParquetWriter(temporary, table.schema, use_dictionary=repeated)
-            writers[hour] = (writer, temporary, final)
-        writers[hour][0].write_table(table, row_group_size=sink.row_group_rows)
+        files.write(os.path.join(sink.log_folder, f"hour={hour:02d}", part), table, sink.row_group_rows)
 
     try:
         for batch in batches:
@@ -161,31 +159,63 @@ def score_and_log(
             if not n:
                 continue
             scores = pa.array(_predict(session, scorer, batch), type=pa.float64())
-            columns = [batch.column("request_id"), batch.column("ts"), pa.repeat(sink.model_name, n).cast(pa.string()),
-                       pa.repeat(sink.model_version, n).cast(pa.string()), *(batch.column(f) for f in sink.features),
-                       scores]
-            logged = pa.RecordBatch.from_arrays(columns, names=names)
-            hours = pc.hour(batch.column("ts")).to_numpy(zero_copy_only=False)
-            order = np.argsort(hours, kind="stable")
-            by_hour = hours[order]
-            starts = np.flatnonzero(np.r_[True, by_hour[1:] != by_hour[:-1]])
-            ends = np.r_[starts[1:], n]
-            grouped = logged.take(pa.array(order))
-            for start, end in zip(starts, ends, strict=True):
-                hour = int(by_hour[start])
-                pending.setdefault(hour, []).append(grouped.slice(start, end - start))
+            name = pa.repeat(sink.model_name, n).cast(pa.string())
+            version = pa.repeat(sink.model_version, n).cast(pa.string())
+            request_id, ts = batch.column("request_id"), batch.column("ts")
+            files.write(output, pa.Table.from_arrays([request_id, ts, scores, name, version], names=out_names),
+                        sink.row_group_rows)
+            logged = pa.RecordBatch.from_arrays(
+                [request_id, ts, name, version, *(batch.column(f) for f in sink.features), scores], names=log_names
+            )
+            hours = pc.hour(ts).to_numpy(zero_copy_only=False)
+            if n > 1 and bool((hours[1:] < hours[:-1]).any()):  # rows out of time order: group them by hour
+                order = np.argsort(hours, kind="stable")
+                hours, logged = hours[order], logged.take(pa.array(order))
+            starts = np.flatnonzero(np.r_[True, hours[1:] != hours[:-1]])
+            for start, end in zip(starts, np.r_[starts[1:], n], strict=True):
+                hour = int(hours[start])
+                pending.setdefault(hour, []).append(logged.slice(start, end - start))
                 pending_rows[hour] = pending_rows.get(hour, 0) + int(end - start)
                 if pending_rows[hour] >= sink.row_group_rows:
-                    write(hour)
-            yield pa.RecordBatch.from_arrays([batch.column("request_id"), batch.column("ts"), scores],
-                                             names=["request_id", "ts", prediction])
+                    write_log(hour)
+            rows += n
         for hour in list(pending):
-            write(hour)
+            write_log(hour)
     finally:
-        for writer, _, _ in writers.values():
+        files.close()
+    files.publish()
+    yield pa.RecordBatch.from_arrays([pa.array([rows], type=pa.int64())], names=["rows"])
+
+
+class _TaskFiles:
+    """A task's Parquet files: each written under a temporary dot-name, renamed into place by :meth:`publish`.
+
+    Dictionary pages only for strings that repeat (names, version, categories): ids and measures do not
+    compress that way, and trying costs ~0.2 CPU-s per million rows.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[Any, str]] = {}
+
+    def write(self, path: str, table: pa.Table, row_group_rows: int) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if path not in self._open:
+            folder, name = os.path.split(path)
+            os.makedirs(folder, exist_ok=True)
+            temporary = os.path.join(folder, f".{name}.tmp")
+            repeated = [f.name for f in table.schema if pa.types.is_string(f.type) and f.name != table.schema[0].name]
+            self._open[path] = (pq.ParquetWriter(temporary, table.schema, use_dictionary=repeated), temporary)
+        self._open[path][0].write_table(table, row_group_size=row_group_rows)
+
+    def close(self) -> None:
+        for writer, _ in self._open.values():
             writer.close()
-    for _, temporary, final in writers.values():
-        os.replace(temporary, final)
+
+    def publish(self) -> None:
+        for path, (_, temporary) in self._open.items():
+            os.replace(temporary, path)
 
 
 def _predict(session: Any, scorer: OnnxScorer, batch: pa.RecordBatch) -> Any:

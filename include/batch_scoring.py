@@ -13,11 +13,13 @@ timestamp falls on ``date`` (UTC), scores them and writes
 
 Two scorers (``scorer=``):
 
-* ``onnx`` (the default when the version converts): the version's ONNX export, the artifact Triton
-  serves, converted and parity-checked on the driver and run with onnxruntime in ``mapInArrow``
-  (:mod:`include.batch_onnx`). One pass: each task scores its rows, writes them to the log with pyarrow
-  (a staging folder that replaces the date's log folder once the job has succeeded) and hands
-  ``id, ts, prediction`` back to Spark, which writes the output partition.
+* ``onnx`` (the default when the version converts and the output is a local or mounted folder): the
+  version's ONNX export, the artifact Triton serves, converted and parity-checked on the driver and run
+  with onnxruntime in ``mapInArrow`` (:mod:`include.batch_onnx`). One pass: Spark reads the input and
+  schedules the tasks; each task scores its rows and writes them to the log and to the output with
+  pyarrow, into staging folders that replace the date's folders once the job has succeeded and the row
+  counts agree. No scored row goes back to the JVM (that transfer, and Spark's row-wise Parquet writer,
+  cost more CPU than the model).
 * ``spark_udf`` (the fallback for a version that does not convert): ``mlflow.pyfunc.spark_udf``;
   Spark writes the log with a dynamic partition overwrite, and the output is then derived from the
   log's partitions of that date (a columnar read of five narrow columns).
@@ -26,12 +28,14 @@ Both are idempotent: a run replaces its date's output and log partitions and not
 re-running a date replaces that date and leaves every other date alone; hour partitions of the
 date that a re-run no longer produces are removed. Because a run owns exactly the rows of its date,
 runs for different dates never touch each other's hours. Row counts are collected while writing
-(``DataFrame.observe``; the log files' metadata), with no extra pass. A run owns its date: runs of one
+(``DataFrame.observe``; the written files' metadata), with no extra pass. A run owns its date: runs of one
 model and date must not overlap (the DAG serialises them).
 
 The inference log root is a local folder (``inference_log_root``, else the
-:func:`include.inference_log.log_root` default), like the readers of the log expect; with the ONNX
-scorer the Python workers write it, so on a cluster it must be a folder they share with the driver.
+:func:`include.inference_log.log_root` default), like the readers of the log expect. With the ONNX
+scorer the Python workers write the log and the output, so on a cluster both must be folders they share
+with the driver (a mount of the object store, NFS); an ``output_uri`` with a scheme such as ``s3a://``
+is written by Spark, with the ``spark_udf`` scorer.
 
 The model version is fixed by the caller: ``model_uri`` must be ``models:/<name>/<version>``,
 never an alias such as ``models:/<name>@champion``. The DAG resolves ``@champion`` to a version
@@ -61,7 +65,7 @@ from include import inference_log
 
 if TYPE_CHECKING:
     from mlflow.models import Model
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, Observation, SparkSession
 
     from include.batch_onnx import OnnxScorer
     from include.config import ModelConfig
@@ -152,8 +156,9 @@ def score_partition(
 
     ``scorer`` picks how rows are scored: ``"onnx"`` runs the version's ONNX export (see
     :mod:`include.batch_onnx`; needs ``model_config`` for the feature types), ``"spark_udf"`` runs
-    ``mlflow.pyfunc.spark_udf``, and ``"auto"`` (default) uses ONNX when ``model_config`` is given and the
-    version converts with parity, else falls back to ``spark_udf`` with a warning.
+    ``mlflow.pyfunc.spark_udf``, and ``"auto"`` (default) uses ONNX when ``model_config`` is given, the
+    version converts with parity and ``output_uri`` is a local or mounted folder, else falls back to
+    ``spark_udf`` with a warning.
 
     Returns ``rows_in`` (rows of the date), ``rows_out`` (rows written), ``rows_other_dates``,
     ``hours`` (hour partitions written to the log), ``seconds`` (wall time, session start
@@ -174,6 +179,14 @@ def score_partition(
             f"feature_columns {list(feature_columns)} differ from model_config's features "
             f"{list(model_config.dataset.feature_names)}"
         )
+    if scorer != SPARK_UDF and _local_folder(output_uri) is None:
+        if scorer == ONNX:
+            raise ValueError(
+                f"scorer 'onnx': output_uri {output_uri!r} is not a local or mounted folder, which the ONNX "
+                "scorer's workers write to (use scorer='spark_udf' to have Spark write it)"
+            )
+        log.warning("output_uri %s is not a local or mounted folder: scoring with spark_udf", output_uri)
+        scorer = SPARK_UDF
     log_uri = _log_uri(model_name, inference_log_root)
     started = time.monotonic()
     session = spark
@@ -243,6 +256,8 @@ def _score(
     missing = [c for c in [id_column, timestamp_column, *features] if c not in raw.columns]
     if missing:
         raise ValueError(f"input {input_uri} is missing column(s): {', '.join(missing)}")
+    if onnx is not None:
+        _check_numeric_inputs(raw, onnx, input_uri)
     start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
     in_day = F.unix_micros("ts").between(start, start + _DAY_MICROS - 1)
     seen = Observation("input")
@@ -253,7 +268,7 @@ def _score(
     day_log_uri = f"{log_uri}/date={day.isoformat()}"
     if onnx is not None:
         rows_out, rows_logged, hours = _score_onnx(
-            spark, rows, onnx, model_name=model_name, model_version=model_version, output_uri=output_uri,
+            spark, rows, seen, onnx, model_name=model_name, model_version=model_version, output_uri=output_uri,
             log_uri=log_uri, day=day, features=features, id_column=id_column, timestamp_column=timestamp_column,
         )
     else:
@@ -281,6 +296,7 @@ def _score(
 def _score_onnx(
     spark: SparkSession,
     rows: DataFrame,
+    seen: Observation,
     onnx: OnnxScorer,
     *,
     model_name: str,
@@ -292,48 +308,66 @@ def _score_onnx(
     id_column: str,
     timestamp_column: str,
 ) -> tuple[int, int, list[str]]:
-    """One pass: the workers score with ONNX and write the log (pyarrow); Spark writes the narrow output.
+    """One pass: Spark reads and schedules, the workers score with ONNX and write the log and the output.
 
-    The log's files go to a staging folder beside the date's partitions and replace the date's folder only
-    after the Spark job has succeeded. The output goes straight to ``<output_uri>/date=<day>`` (overwritten:
-    the same partition a dynamic partition overwrite would replace). Returns rows written, rows logged and
-    the hours logged.
+    Both go to staging folders beside the date's partitions (``_staging-*``, which readers of the
+    partitioned folders skip) and replace the date's folders only after the Spark job has succeeded and
+    the row counts agree: the date's rows in the input, what the tasks reported and the staged files
+    hold. Returns rows written, rows logged and the
+    hours logged.
     """
     import shutil
     import uuid
     from functools import partial
 
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import DoubleType, StructField, StructType
-
     from include import batch_onnx
 
     batch_onnx.pickle_by_value()
-    staging = Path(log_uri) / f"_staging-{uuid.uuid4().hex}"
-    staged_day = staging / f"date={day.isoformat()}"
-    sink = batch_onnx.LogSink(str(staged_day), model_name, model_version, tuple(features))
-    schema = StructType([rows.schema["request_id"], rows.schema["ts"], StructField(PREDICTION, DoubleType(), True)])
-    scored = rows.mapInArrow(partial(batch_onnx.score_and_log, onnx, sink, PREDICTION), schema)
-    written = Observation("output")
-    out = scored.select(
-        F.col("request_id").alias(id_column),
-        F.col("ts").alias(timestamp_column),
-        PREDICTION,
-        F.lit(model_name).alias("model_name"),
-        F.lit(model_version).alias("model_version"),
-    ).observe(written, F.count(F.lit(1)).alias("rows"))
+    partition = f"date={day.isoformat()}"
+    staging = f"_staging-{uuid.uuid4().hex}"
+    output_root = _local_folder(output_uri)
+    log_staged, out_staged = Path(log_uri) / staging / partition, output_root / staging / partition
+    sink = batch_onnx.Sink(str(log_staged), str(out_staged), model_name, model_version, tuple(features),
+                           id_column, timestamp_column)
     try:
-        out.write.mode("overwrite").parquet(f"{output_uri}/date={day.isoformat()}")
-        rows_out = int(written.get["rows"])
-        if not rows_out:
-            _remove_partitions(spark, output_uri, "date", keep=set(), only={day.isoformat()})
-        files = sorted(staged_day.glob("hour=*/*.parquet"))
-        rows_logged = sum(_parquet_rows(f) for f in files)
-        _replace_dir(staged_day, Path(log_uri) / f"date={day.isoformat()}")
+        tasks = rows.mapInArrow(partial(batch_onnx.score_and_write, onnx, sink, PREDICTION), "rows long").collect()
+        rows_in, reported = int(seen.get["rows_in_day"] or 0), sum(task["rows"] for task in tasks)
+        log_files = sorted(log_staged.glob("hour=*/*.parquet"))
+        rows_logged = sum(_parquet_rows(f) for f in log_files)
+        rows_out = sum(_parquet_rows(f) for f in out_staged.glob("*.parquet"))
+        if not rows_in == reported == rows_logged == rows_out:
+            raise RuntimeError(f"row counts disagree for {day}, nothing published: {rows_in} rows in, the tasks "
+                               f"scored {reported}, {rows_logged} staged in the log, {rows_out} in the output")
+        if out_staged.exists():
+            (out_staged / "_SUCCESS").touch()
+        _replace_dir(log_staged, Path(log_uri) / partition)
+        _replace_dir(out_staged, output_root / partition)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return rows_out, rows_logged, sorted({f.parent.name.removeprefix("hour=") for f in files})
+        shutil.rmtree(Path(log_uri) / staging, ignore_errors=True)
+        shutil.rmtree(output_root / staging, ignore_errors=True)
+    return rows_out, rows_logged, sorted({f.parent.name.removeprefix("hour=") for f in log_files})
+
+
+def _check_numeric_inputs(raw: DataFrame, onnx: OnnxScorer, input_uri: str) -> None:
+    """Refuse, before any work, a numeric feature the input holds as text (the ONNX inputs are float64)."""
+    from pyspark.sql.types import BooleanType, NumericType
+
+    for name, is_string in onnx.inputs:
+        kind = raw.schema[name].dataType
+        if not is_string and not isinstance(kind, NumericType | BooleanType):
+            raise ValueError(f"input {input_uri}: feature {name!r} is {kind.simpleString()}, the model expects a number")
+
+
+def _local_folder(uri: str) -> Path | None:
+    """``uri`` as a local path when it is one (a plain path or ``file:``), else None (``s3a://``, ``hdfs://``…)."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if not parsed.scheme or len(parsed.scheme) == 1:  # no scheme (or a Windows drive letter)
+        return Path(uri)
+    return None
 
 
 def _parquet_rows(path: Path) -> int:

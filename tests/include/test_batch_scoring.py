@@ -173,6 +173,7 @@ def test_every_row_of_the_date_is_scored_once_with_the_fixed_version(registry, d
     assert len(out) == len(expected) and out[ID].is_unique
     assert set(out[ID]) == set(expected[ID])
     assert set(out["model_version"]) == {str(registry["version"])} and set(out["model_name"]) == {MODEL}
+    assert (data["out"] / f"date={DAY1}" / "_SUCCESS").exists()
 
 
 def test_predictions_equal_the_sklearn_models_predict_proba(registry, data, first_day) -> None:
@@ -293,6 +294,7 @@ def test_a_date_without_rows_clears_that_date(spark, registry, data) -> None:
         ({"scorer": "pickle"}, "expected one of auto, onnx, spark_udf"),
         ({"scorer": "onnx"}, "needs model_config"),
         ({"model_config": CFG, "feature_columns": ["age"]}, "differ from model_config"),
+        ({"model_config": CFG, "scorer": "onnx", "output_uri": "s3a://bucket/predictions"}, "not a local or mounted"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(changes: dict, message: str, tmp_path: Path) -> None:
@@ -334,6 +336,38 @@ def test_a_missing_column_is_named(spark, registry, data) -> None:
             inference_log_root=str(data["log"]),
             spark=spark,
         )
+
+
+def test_a_numeric_feature_stored_as_text_is_named_before_any_work(spark, registry, data) -> None:
+    before = _snapshot(data["out"])
+    text_age = data["day2"].assign(age=data["day2"]["age"].astype(str))
+    write_dataset(text_age, str(data["tmp"] / "text_age.parquet"))
+
+    with pytest.raises(ValueError, match="feature 'age' is string, the model expects a number"):
+        _score(spark, registry, data, DAY2, "text_age.parquet")
+
+    assert _snapshot(data["out"]) == before
+
+
+def test_a_run_that_fails_midway_publishes_nothing(spark, registry, data, first_day) -> None:
+    """A half-uploaded input file fails the Spark job after other tasks have written: nothing of theirs lands."""
+    folder = data["tmp"] / "half_uploaded"
+    folder.mkdir()
+    good = pq.read_table(data["tmp"] / "day1.parquet")
+    pq.write_table(good, folder / "a.parquet", row_group_size=1000)
+    pq.write_table(good, folder / "b.parquet", row_group_size=1000)
+    (folder / "b.parquet").write_bytes((folder / "b.parquet").read_bytes()[: 60_000])  # cut mid-way
+    before_out, before_log = _snapshot(data["out"]), _snapshot(data["log"])
+
+    spark.conf.set("spark.sql.files.openCostInBytes", str(1 << 30))  # one task per file
+    try:
+        with pytest.raises(Exception, match="b.parquet"):
+            _score(spark, registry, data, DAY1, "half_uploaded")
+    finally:
+        spark.conf.unset("spark.sql.files.openCostInBytes")
+
+    assert _snapshot(data["out"]) == before_out and _snapshot(data["log"]) == before_log
+    assert not [p for p in [*data["out"].rglob("*"), *data["log"].rglob("*")] if "_staging-" in p.name]
 
 
 def test_an_unknown_version_fails_clearly(spark, registry, data) -> None:
