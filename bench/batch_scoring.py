@@ -7,11 +7,14 @@ One run, one machine, side by side:
 2. the I/O floor, in a fresh process: a SparkSession (the job's own ``spark_session`` defaults)
    reads the file and writes it back as Parquet; cold (session start to stop), then warm (the
    same copy again on a running session);
-3. the job with its default scorer (the version's ONNX export under ``mapInArrow``), in a fresh
-   process: ``include.batch_scoring.score_partition`` cold (it starts and stops its own session),
-   then warm (on a running session whose Python workers already ran it);
-4. the same job with ``scorer="spark_udf"`` (``mlflow.pyfunc.spark_udf``, the fallback and the
-   baseline), likewise in a fresh process.
+3. the job as deployed (``include.batch_scoring.score_partition`` with its defaults: the version's
+   ONNX export under ``mapInArrow``, the workers reading their row groups with pyarrow and writing
+   with pyarrow), in a fresh process: cold (it starts and stops its own session), then warm (on a
+   running session whose Python workers already ran it);
+4. the same job with Spark reading the input and shipping the rows to the Python workers
+   (``reader="spark"``), likewise;
+5. the same job with ``scorer="spark_udf"`` (``mlflow.pyfunc.spark_udf``, the fallback and the
+   baseline), likewise.
 
 Prints rows/s and the share of the floor's speed, and records them in
 ``bench/results/batch_scoring.md`` (one section per row count and master; a rerun replaces it).
@@ -38,6 +41,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _common import machine_busy, write_results  # noqa: E402  (bench/ is the script's folder)
 
 MODEL = "credit_approval"
 DATE = "2026-01-01"
@@ -128,7 +133,9 @@ def run_floor(args: argparse.Namespace) -> dict:
 
 
 def run_job(args: argparse.Namespace) -> dict:
-    """``score_partition`` with ``args._run`` as scorer: cold (it starts and stops its own session), then warm."""
+    """``score_partition`` with the scorer and reader of ``args._run``: cold (it starts and stops its own session),
+    then warm."""
+    _, scorer, reader = JOBS[args._run]
     from include.batch_scoring import model_version_uri, score_partition, spark_session
 
     config = _config()
@@ -146,7 +153,8 @@ def run_job(args: argparse.Namespace) -> dict:
         master=args.master,
         inference_log_root=str(args.work / "inference_log"),
         model_config=config,
-        scorer=args._run,
+        scorer=scorer,
+        reader=reader,
     )
     usage = _Usage()
     cold = score_partition(**kwargs)
@@ -157,8 +165,9 @@ def run_job(args: argparse.Namespace) -> dict:
         warm = score_partition(**kwargs, spark=spark)
     finally:
         spark.stop()
-    if cold["scorer"] != args._run or warm["scorer"] != args._run:
-        raise RuntimeError(f"asked for the {args._run} scorer, the job used {cold['scorer']} / {warm['scorer']}")
+    for run in (cold, warm):
+        if (run["scorer"], run["reader"]) != (scorer, reader):
+            raise RuntimeError(f"asked for {scorer} + {reader}, the job used {run['scorer']} + {run['reader']}")
     return {"cold": cold["seconds"], "warm": warm["seconds"], "rows_out": cold["rows_out"],
             "model_wait": cold["model_wait_seconds"], **cold_usage}
 
@@ -171,7 +180,7 @@ class _Usage:
     """
 
     def __init__(self) -> None:
-        self.machine = _machine_busy()
+        self.machine = machine_busy()
         self.start = _tree_cpu(os.getpid())
         self.seen = dict(self.start)
         self.done = threading.Event()
@@ -186,18 +195,9 @@ class _Usage:
         self.done.set()
         self.sampler.join()
         self.seen.update(_tree_cpu(os.getpid()))
-        machine = _machine_busy() - self.machine
+        machine = machine_busy() - self.machine
         own = sum(cpu - self.start.get(pid, 0.0) for pid, cpu in self.seen.items())
         return {"cpu_own": own, "cpu_other": max(0.0, machine - own)} if machine else {}
-
-
-def _machine_busy() -> float:
-    """Busy CPU seconds of the whole machine since boot (Linux), else 0."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except OSError:
-        return 0.0
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def _tree_cpu(root: int) -> dict[int, float]:
@@ -245,7 +245,12 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
     return out + [f"--conf={kv}" for kv in args.conf]
 
 
-JOBS = {"onnx": "scoring job, ONNX scorer (default)", "spark_udf": "scoring job, `spark_udf` scorer"}
+# kind: (label, scorer, reader)
+JOBS = {
+    "onnx": ("scoring job (default): ONNX scorer, the workers read with pyarrow", "onnx", "pyarrow"),
+    "onnx_spark_reader": ("scoring job: ONNX scorer, Spark reads", "onnx", "spark"),
+    "spark_udf": ("scoring job: `spark_udf` scorer, Spark reads", "spark_udf", "spark"),
+}
 
 
 def _markdown(args: argparse.Namespace, floor: dict, jobs: dict[str, dict]) -> str:
@@ -259,7 +264,7 @@ def _markdown(args: argparse.Namespace, floor: dict, jobs: dict[str, dict]) -> s
         "| run | cold s | cold rows/s | cold vs floor | warm s | warm rows/s | warm vs floor |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    runs = [("I/O floor: Spark read + write", floor)] + [(JOBS[kind], run) for kind, run in jobs.items()]
+    runs = [("I/O floor: Spark read + write", floor)] + [(JOBS[kind][0], run) for kind, run in jobs.items()]
     for name, run in runs:
         lines.append(
             f"| {name} | {run['cold']:.1f} | {rows / run['cold']:,.0f} | {floor['cold'] / run['cold']:.0%} "
@@ -283,16 +288,6 @@ def _markdown(args: argparse.Namespace, floor: dict, jobs: dict[str, dict]) -> s
     command = f"python bench/batch_scoring.py --rows {rows} --master '{args.master}'"
     lines += ["", f"Command: `{command}" + "".join(f" --conf {c}" for c in args.conf) + "`", ""]
     return "\n".join(lines)
-
-
-def _write_results(section: str) -> None:
-    """Add the section to the results file, replacing an earlier one for the same rows and master."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    text = RESULTS.read_text() if RESULTS.exists() else "# Batch scoring benchmark\n"
-    title = section.splitlines()[0]
-    parts = text.split("\n## ")
-    kept = [parts[0].rstrip("\n")] + ["## " + p.rstrip("\n") for p in parts[1:] if not ("## " + p).startswith(title)]
-    RESULTS.write_text("\n\n".join([*kept, section.rstrip("\n")]) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -335,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{name:9} {kind}: {run[kind]:6.1f}s {rate:12,.0f} rows/s {share:5.0%} of the floor")
             if "cpu_own" in run:
                 print(f"{name:9} cold CPU seconds: {run['cpu_own']:.0f} own, {run['cpu_other']:.0f} other processes")
-        _write_results(_markdown(args, floor, jobs))
+        write_results(RESULTS, "# Batch scoring benchmark", _markdown(args, floor, jobs))
         print(f"wrote {RESULTS.relative_to(ROOT)}")
     finally:
         if args.keep:

@@ -39,6 +39,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _common import machine_busy, write_results  # noqa: E402  (bench/ is the script's folder)
+
 RESULTS = ROOT / "bench" / "results" / "drift.md"
 N_FEATURES = 20
 
@@ -85,21 +87,12 @@ class _Cpu:
     """CPU seconds of this process (all its threads) and of everything else on the machine (Linux)."""
 
     def __init__(self) -> None:
-        self.own, self.machine = time.process_time(), _machine_busy()
+        self.own, self.machine = time.process_time(), machine_busy()
 
     def read(self) -> dict[str, float]:
         own = time.process_time() - self.own
-        machine = _machine_busy() - self.machine
+        machine = machine_busy() - self.machine
         return {"cpu_own": own, "cpu_other": max(0.0, machine - own)} if self.machine else {"cpu_own": own}
-
-
-def _machine_busy() -> float:
-    """Busy CPU seconds of the whole machine since boot (Linux), else 0."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except OSError:
-        return 0.0
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def _timed(fn):
@@ -205,16 +198,6 @@ def _markdown(args: argparse.Namespace, r: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_results(section: str) -> None:
-    """Add the section to the results file, replacing an earlier one with the same title."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    text = RESULTS.read_text() if RESULTS.exists() else "# Drift check benchmark: project vs Evidently\n"
-    title = section.splitlines()[0]
-    parts = text.split("\n## ")
-    kept = [parts[0].rstrip("\n")] + ["## " + p.rstrip("\n") for p in parts[1:] if not ("## " + p).startswith(title)]
-    RESULTS.write_text("\n\n".join([*kept, section.rstrip("\n")]) + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the reference and of the current frame")
@@ -233,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
           f"({_cpu_note(r['ours_cpu'])}); ratio {r['evidently_s'] / ours_s:.0f}x; profile build {r['build_s']:.2f}s")
     section = _markdown(args, r)
     if not args.no_write:
-        _write_results(section)
+        write_results(RESULTS, "# Drift check benchmark: project vs Evidently", section)
         print(f"wrote {RESULTS.relative_to(ROOT)}")
     if any(ours.features[c].drifted != theirs.features[c].drifted for c in ours.features):
         raise SystemExit("the project's decisions differ from Evidently's")

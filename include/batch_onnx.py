@@ -7,10 +7,18 @@ mlflow, pandas and scikit-learn in every Python worker, mlflow's per-batch schem
 conversions, and scikit-learn's ``predict_proba`` (onnxruntime's tree ensembles run ~1.4x faster here).
 
 :func:`prepare` runs on the driver: it loads the scikit-learn model, converts and checks it, and returns an
-:class:`OnnxScorer` (the ONNX bytes plus the input spec). :func:`score_batches` runs in the workers under
-``DataFrame.mapInArrow``; it needs only numpy, pyarrow and onnxruntime there (this module is pickled by value,
-so the project need not be installed on a cluster's workers). The onnxruntime session is created once per
-Python worker and version and kept for the worker's life (``spark.python.worker.reuse``).
+:class:`OnnxScorer` (the ONNX bytes plus the input spec). The rest runs in the workers under
+``DataFrame.mapInArrow`` and needs only numpy, pyarrow and onnxruntime there (this module is pickled by value,
+so the project need not be installed on a cluster's workers):
+
+* :func:`read_score_and_write` (the default): each task reads its row groups of the input with pyarrow
+  (:class:`Reader`), scores them and writes them, so no row crosses between the JVM and Python;
+* :func:`score_and_write`: the same for rows Spark read and shipped to the worker;
+* :func:`score_batches`: scoring alone.
+
+Both writers write the inference log and the output with pyarrow (:class:`Sink`) and yield one row per task.
+The onnxruntime session is created once per Python worker and version and kept for the worker's life
+(``spark.python.worker.reuse``).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ log = logging.getLogger(__name__)
 # Where the workers keep their sessions: a module in sys.modules outlives the tasks of a reused worker,
 # whereas this module's globals are rebuilt with every task (it is pickled by value).
 _SESSIONS_MODULE = "_modelops_onnx_sessions"
+_NANOS_PER_TICK = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
 
 @dataclass(frozen=True)
@@ -185,6 +194,76 @@ def score_and_write(
         files.close()
     files.publish()
     yield pa.RecordBatch.from_arrays([pa.array([rows], type=pa.int64())], names=["rows"])
+
+
+@dataclass(frozen=True)
+class Reader:
+    """How a task reads its share of the input with pyarrow: the columns, the day's rows, the types to cast to.
+
+    ``day_filter`` keeps the rows whose timestamp falls on the day (a pyarrow expression, applied while
+    decoding). The timestamp becomes ``ts`` (UTC, microseconds; an int64 column is nanoseconds since the
+    epoch, as Spark reads pandas' timestamps), the id becomes the string ``request_id``, and each feature
+    is cast to its type in ``feature_types`` (the input's schema as the driver saw it), so every file of
+    the input yields the same schema.
+    """
+
+    id_column: str
+    timestamp_column: str
+    feature_types: pa.Schema
+    day_filter: Any  # pyarrow.compute.Expression
+    batch_rows: int = 100_000
+
+
+def read_score_and_write(
+    scorer: OnnxScorer, sink: Sink, reader: Reader, prediction: str, splits: Iterator[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    """The mapInArrow body when the workers read the input themselves: each row of ``splits`` is a list of
+    Parquet files (``paths``) and the row groups to read in each (``row_groups``); the rows read go
+    through :func:`score_and_write`, whose ``rows`` row this yields.
+
+    Reading here, instead of having Spark read and ship the rows to Python, saves the JVM-to-Python
+    transfer, which costs about as much CPU as scoring.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.fs
+
+    parquet, local = ds.ParquetFileFormat(), pyarrow.fs.LocalFileSystem()
+    columns = [reader.id_column, reader.timestamp_column, *reader.feature_types.names]
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for split in splits:
+            for paths, groups in zip(split.column("paths").to_pylist(), split.column("row_groups").to_pylist(),
+                                     strict=True):
+                for path, row_groups in zip(paths, groups, strict=True):
+                    fragment = parquet.make_fragment(path, local, row_groups=row_groups)
+                    scan = fragment.to_batches(columns=columns, filter=reader.day_filter,
+                                               batch_size=reader.batch_rows, use_threads=False)
+                    while True:
+                        try:
+                            batch = next(scan, None)
+                        except (OSError, pa.ArrowException) as exc:
+                            raise OSError(f"cannot read {path} (row groups {row_groups}): {exc}") from exc
+                        if batch is None:
+                            break
+                        if batch.num_rows:
+                            yield _normalized(batch, reader)
+
+    yield from score_and_write(scorer, sink, prediction, batches())
+
+
+def _normalized(batch: pa.RecordBatch, reader: Reader) -> pa.RecordBatch:
+    """``request_id`` (string), ``ts`` (UTC microseconds) and the features in their driver-side types."""
+    import numpy as np
+    import pyarrow as pa
+
+    ts = batch.column(reader.timestamp_column)
+    nanos_per_tick = _NANOS_PER_TICK[ts.type.unit] if pa.types.is_timestamp(ts.type) else 1  # int64: nanoseconds
+    ticks = ts.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    micros = ticks * (nanos_per_tick // 1_000) if nanos_per_tick >= 1_000 else np.floor_divide(ticks, 1_000 // nanos_per_tick)
+    columns = [batch.column(reader.id_column).cast(pa.string()), pa.array(micros, type=pa.timestamp("us", tz="UTC"))]
+    columns += [batch.column(f.name).cast(f.type) for f in reader.feature_types]
+    return pa.RecordBatch.from_arrays(columns, names=["request_id", "ts", *reader.feature_types.names])
 
 
 class _TaskFiles:

@@ -15,11 +15,23 @@ Two scorers (``scorer=``):
 
 * ``onnx`` (the default when the version converts and the output is a local or mounted folder): the
   version's ONNX export, the artifact Triton serves, converted and parity-checked on the driver and run
-  with onnxruntime in ``mapInArrow`` (:mod:`include.batch_onnx`). One pass: Spark reads the input and
-  schedules the tasks; each task scores its rows and writes them to the log and to the output with
-  pyarrow, into staging folders that replace the date's folders once the job has succeeded and the row
-  counts agree. No scored row goes back to the JVM (that transfer, and Spark's row-wise Parquet writer,
-  cost more CPU than the model).
+  with onnxruntime in ``mapInArrow`` (:mod:`include.batch_onnx`). One pass, with Spark scheduling the
+  tasks: each task reads its share of the input, scores it and writes it to the log and to the output
+  with pyarrow, into staging folders that replace the date's folders once the job has succeeded and
+  the row counts agree.
+* ``spark_udf`` (the fallback for a version that does not convert): ``mlflow.pyfunc.spark_udf``;
+  Spark writes the log with a dynamic partition overwrite, and the output is then derived from the
+  log's partitions of that date (a columnar read of five narrow columns).
+
+Who reads the input for the ONNX scorer (``reader=``): by default (``pyarrow``, for a local or
+mounted input) the driver reads the Parquet footers, drops the row groups whose timestamp statistics
+rule the date out, and splits the rest into tasks like Spark's reader would (at least the default
+parallelism, at most ``spark.sql.files.maxPartitionBytes`` each); each task reads its row groups with
+pyarrow. With ``spark`` (and for an input with a scheme such as ``s3a://``) Spark reads the input and
+ships the rows to the Python workers. Both give the same rows; the pyarrow reader skips the
+JVM-to-Python transfer, which costs about as much CPU as the model, and Spark's row-wise Parquet
+writer is not used at all (``bench/batch_scoring.py`` measures each).
+
 * ``spark_udf`` (the fallback for a version that does not convert): ``mlflow.pyfunc.spark_udf``;
   Spark writes the log with a dynamic partition overwrite, and the output is then derived from the
   log's partitions of that date (a columnar read of five narrow columns).
@@ -53,10 +65,11 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from datetime import date as Date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,10 +77,12 @@ from typing import TYPE_CHECKING, Any
 from include import inference_log
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from mlflow.models import Model
-    from pyspark.sql import Column, DataFrame, Observation, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
-    from include.batch_onnx import OnnxScorer
+    from include import batch_onnx
+    from include.batch_onnx import OnnxScorer, Sink
     from include.config import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -98,6 +113,8 @@ JOB_SQL_CONF: dict[str, str] = {
 
 SCORERS = ("auto", "onnx", "spark_udf")
 ONNX, SPARK_UDF = "onnx", "spark_udf"
+READERS = ("auto", "pyarrow", "spark")
+PYARROW, SPARK = "pyarrow", "spark"
 
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>[0-9]+)$")
 _DAY_MICROS = 86_400_000_000
@@ -145,6 +162,7 @@ def score_partition(
     spark: SparkSession | None = None,
     model_config: ModelConfig | None = None,
     scorer: str = "auto",
+    reader: str = "auto",
 ) -> dict[str, Any]:
     """Score the rows of ``input_uri`` dated ``date`` (UTC) with one model version; safe to re-run.
 
@@ -154,6 +172,8 @@ def score_partition(
     ``rows_other_dates``). A ``spark`` session, when given, is used and left running; otherwise
     one is created on ``master`` with ``spark_conf`` and stopped at the end.
 
+    ``reader`` picks who reads the input for the ONNX scorer: ``"pyarrow"`` (the workers; a local or
+    mounted input only), ``"spark"``, or ``"auto"`` (default: pyarrow where the input is local).
     ``scorer`` picks how rows are scored: ``"onnx"`` runs the version's ONNX export (see
     :mod:`include.batch_onnx`; needs ``model_config`` for the feature types), ``"spark_udf"`` runs
     ``mlflow.pyfunc.spark_udf``, and ``"auto"`` (default) uses ONNX when ``model_config`` is given, the
@@ -163,7 +183,8 @@ def score_partition(
     Returns ``rows_in`` (rows of the date), ``rows_out`` (rows written), ``rows_other_dates``,
     ``hours`` (hour partitions written to the log), ``seconds`` (wall time, session start
     included), ``model_wait_seconds`` (how long the session waited for the model to be downloaded
-    and converted), ``scorer`` (``"onnx"`` or ``"spark_udf"``), ``model_uri``, ``output_uri`` and
+    and converted), ``scorer`` (``"onnx"`` or ``"spark_udf"``), ``reader`` (``"pyarrow"`` or
+    ``"spark"``), ``model_uri``, ``output_uri`` and
     ``inference_log_uri`` (the date's folders).
     """
     day = _parse_date(date)
@@ -172,6 +193,10 @@ def score_partition(
         raise ValueError("feature_columns: at least one feature column is required")
     if scorer not in SCORERS:
         raise ValueError(f"scorer {scorer!r}: expected one of {', '.join(SCORERS)}")
+    if reader not in READERS:
+        raise ValueError(f"reader {reader!r}: expected one of {', '.join(READERS)}")
+    if reader == PYARROW and _local_folder(input_uri) is None:
+        raise ValueError(f"reader 'pyarrow': input_uri {input_uri!r} is not a local or mounted path (use reader='spark')")
     if scorer == ONNX and model_config is None:
         raise ValueError("scorer 'onnx' needs model_config (the feature types of the ONNX inputs)")
     if model_config is not None and list(model_config.dataset.feature_names) != list(feature_columns):
@@ -215,6 +240,7 @@ def score_partition(
                     features=list(feature_columns),
                     id_column=id_column,
                     timestamp_column=timestamp_column,
+                    reader=SPARK if reader == SPARK or _local_folder(input_uri) is None else PYARROW,
                 )
         finally:
             if spark is None and session is not None:
@@ -248,56 +274,71 @@ def _score(
     features: list[str],
     id_column: str,
     timestamp_column: str,
+    reader: str,
 ) -> dict[str, Any]:
+    from functools import partial
+
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
-    raw = spark.read.parquet(input_uri)
-    missing = [c for c in [id_column, timestamp_column, *features] if c not in raw.columns]
-    if missing:
-        raise ValueError(f"input {input_uri} is missing column(s): {', '.join(missing)}")
-    if onnx is not None:
-        _check_numeric_inputs(raw, onnx, input_uri)
-    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
-    in_day = F.unix_micros("ts").between(start, start + _DAY_MICROS - 1)
-    seen = Observation("input")
-    rows = raw.select(
-        F.col(id_column).cast("string").alias("request_id"), _as_timestamp(raw, timestamp_column).alias("ts"), *features
-    ).observe(seen, F.count(F.lit(1)).alias("rows"), F.sum(in_day.cast("long")).alias("rows_in_day"))
-    rows = rows.where(in_day)
-    day_log_uri = f"{log_uri}/date={day.isoformat()}"
-    if onnx is not None:
+    from include import batch_onnx
+
+    where = {"model_name": model_name, "model_version": model_version, "output_uri": output_uri, "log_uri": log_uri,
+             "day": day, "features": features, "id_column": id_column, "timestamp_column": timestamp_column}
+    if onnx is not None and reader == PYARROW:
+        plan = _plan_reads(spark, input_uri, day, features, id_column, timestamp_column, onnx)
+        splits = spark.createDataFrame(spark.sparkContext.parallelize(plan.splits, max(len(plan.splits), 1)),
+                                       "paths array<string>, row_groups array<array<int>>")
         rows_out, rows_logged, hours = _score_onnx(
-            spark, rows, seen, onnx, model_name=model_name, model_version=model_version, output_uri=output_uri,
-            log_uri=log_uri, day=day, features=features, id_column=id_column, timestamp_column=timestamp_column,
+            lambda sink: splits.mapInArrow(
+                partial(batch_onnx.read_score_and_write, onnx, sink, plan.reader, PREDICTION), "rows long"),
+            None, **where,
         )
+        rows_in, rows_total = rows_out, plan.rows
     else:
-        rows_out, rows_logged, hours = _score_spark_udf(
-            spark, rows, local_model=local_model, model_uri=model_uri, model_name=model_name,
-            model_version=model_version, output_uri=output_uri, log_uri=log_uri, day=day, features=features,
-            id_column=id_column, timestamp_column=timestamp_column,
-        )
-    counts = seen.get
-    rows_in = int(counts["rows_in_day"] or 0)
+        raw = spark.read.parquet(input_uri)
+        missing = [c for c in [id_column, timestamp_column, *features] if c not in raw.columns]
+        if missing:
+            raise ValueError(f"input {input_uri} is missing column(s): {', '.join(missing)}")
+        if onnx is not None:
+            for name in _numeric_inputs(onnx):
+                _check_numeric(name, raw.schema[name].dataType, input_uri)
+        start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
+        in_day = F.unix_micros("ts").between(start, start + _DAY_MICROS - 1)
+        seen = Observation("input")
+        rows = raw.select(
+            F.col(id_column).cast("string").alias("request_id"), _as_timestamp(raw, timestamp_column).alias("ts"),
+            *features,
+        ).observe(seen, F.count(F.lit(1)).alias("rows"), F.sum(in_day.cast("long")).alias("rows_in_day"))
+        rows = rows.where(in_day)
+        if onnx is not None:
+            rows_out, rows_logged, hours = _score_onnx(
+                lambda sink: rows.mapInArrow(partial(batch_onnx.score_and_write, onnx, sink, PREDICTION), "rows long"),
+                lambda: int(seen.get["rows_in_day"] or 0), **where,
+            )
+        else:
+            rows_out, rows_logged, hours = _score_spark_udf(
+                spark, rows, local_model=local_model, model_uri=model_uri, **where,
+            )
+        rows_in, rows_total = int(seen.get["rows_in_day"] or 0), int(seen.get["rows"])
     if rows_out != rows_in or rows_logged != rows_in:
         raise RuntimeError(f"row counts disagree for {day}: {rows_in} rows in, {rows_logged} logged, {rows_out} written")
     return {
         "rows_in": rows_in,
         "rows_out": rows_out,
-        "rows_other_dates": int(counts["rows"]) - rows_in,
+        "rows_other_dates": rows_total - rows_in,
         "hours": len(hours),
         "scorer": ONNX if onnx is not None else SPARK_UDF,
+        "reader": reader if onnx is not None else SPARK,
         "model_uri": model_uri,
         "output_uri": f"{output_uri}/date={day.isoformat()}",
-        "inference_log_uri": day_log_uri,
+        "inference_log_uri": f"{log_uri}/date={day.isoformat()}",
     }
 
 
 def _score_onnx(
-    spark: SparkSession,
-    rows: DataFrame,
-    seen: Observation,
-    onnx: OnnxScorer,
+    tasks: Callable[[Sink], DataFrame],
+    rows_in: Callable[[], int] | None,
     *,
     model_name: str,
     model_version: str,
@@ -308,17 +349,16 @@ def _score_onnx(
     id_column: str,
     timestamp_column: str,
 ) -> tuple[int, int, list[str]]:
-    """One pass: Spark reads and schedules, the workers score with ONNX and write the log and the output.
+    """Run the ONNX tasks (``tasks(sink)``: one ``rows`` row per task) and publish what they wrote.
 
-    Both go to staging folders beside the date's partitions (``_staging-*``, which readers of the
-    partitioned folders skip) and replace the date's folders only after the Spark job has succeeded and
-    the row counts agree: the date's rows in the input, what the tasks reported and the staged files
-    hold. Returns rows written, rows logged and the
-    hours logged.
+    The tasks write the log and the output to staging folders beside the date's partitions
+    (``_staging-*``, which readers of the partitioned folders skip); those replace the date's folders only
+    after the Spark job has succeeded and the row counts agree: what the tasks reported, what the staged
+    files hold and, where Spark read the input, the date's rows it saw (``rows_in``). Returns rows
+    written, rows logged and the hours logged.
     """
     import shutil
     import uuid
-    from functools import partial
 
     from include import batch_onnx
 
@@ -330,13 +370,13 @@ def _score_onnx(
     sink = batch_onnx.Sink(str(log_staged), str(out_staged), model_name, model_version, tuple(features),
                            id_column, timestamp_column)
     try:
-        tasks = rows.mapInArrow(partial(batch_onnx.score_and_write, onnx, sink, PREDICTION), "rows long").collect()
-        rows_in, reported = int(seen.get["rows_in_day"] or 0), sum(task["rows"] for task in tasks)
+        reported = sum(task["rows"] for task in tasks(sink).collect())
+        expected = reported if rows_in is None else rows_in()
         log_files = sorted(log_staged.glob("hour=*/*.parquet"))
         rows_logged = sum(_parquet_rows(f) for f in log_files)
         rows_out = sum(_parquet_rows(f) for f in out_staged.glob("*.parquet"))
-        if not rows_in == reported == rows_logged == rows_out:
-            raise RuntimeError(f"row counts disagree for {day}, nothing published: {rows_in} rows in, the tasks "
+        if not expected == reported == rows_logged == rows_out:
+            raise RuntimeError(f"row counts disagree for {day}, nothing published: {expected} rows in, the tasks "
                                f"scored {reported}, {rows_logged} staged in the log, {rows_out} in the output")
         if out_staged.exists():
             (out_staged / "_SUCCESS").touch()
@@ -348,14 +388,111 @@ def _score_onnx(
     return rows_out, rows_logged, sorted({f.parent.name.removeprefix("hour=") for f in log_files})
 
 
-def _check_numeric_inputs(raw: DataFrame, onnx: OnnxScorer, input_uri: str) -> None:
-    """Refuse, before any work, a numeric feature the input holds as text (the ONNX inputs are float64)."""
+@dataclass(frozen=True)
+class _ReadPlan:
+    """What the workers read: ``splits`` (one per task: files and their row groups), how, and the input's rows."""
+
+    splits: list[tuple[list[str], list[list[int]]]]
+    reader: batch_onnx.Reader
+    rows: int
+
+
+def _plan_reads(
+    spark: SparkSession,
+    input_uri: str,
+    day: Date,
+    features: list[str],
+    id_column: str,
+    timestamp_column: str,
+    onnx: OnnxScorer,
+) -> _ReadPlan:
+    """Check the input's schema and split the row groups that may hold the day's rows into tasks.
+
+    The input is read like Spark reads it: a Parquet file or a folder of them (hive partitions
+    discovered, names starting with ``_`` or ``.`` skipped). Row groups whose timestamp statistics
+    rule the day out are not read. As with Spark's reader there are at least as many tasks as the
+    default parallelism, and none reads more than ``spark.sql.files.maxPartitionBytes``; each task
+    reads a contiguous run of row groups.
+    """
+    import math
+
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from include import batch_onnx
+
+    dataset = ds.dataset(str(_local_folder(input_uri)), format="parquet", partitioning="hive",
+                         ignore_prefixes=[".", "_"])
+    schema = dataset.schema
+    missing = [c for c in [id_column, timestamp_column, *features] if c not in schema.names]
+    if missing:
+        raise ValueError(f"input {input_uri} is missing column(s): {', '.join(missing)}")
+    for name in _numeric_inputs(onnx):
+        _check_numeric(name, schema.field(name).type, input_uri)
+    ts_type = schema.field(timestamp_column).type
+    if not (pa.types.is_timestamp(ts_type) or pa.types.is_int64(ts_type)):
+        raise ValueError(f"timestamp column {timestamp_column!r} has type {ts_type}; expected a timestamp")
+    lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    bounds = [lo, lo + timedelta(days=1)]
+    if pa.types.is_timestamp(ts_type):
+        lo_value, hi_value = (pa.scalar(b if ts_type.tz else b.replace(tzinfo=None), type=ts_type) for b in bounds)
+    else:  # int64: nanoseconds since the epoch
+        lo_value, hi_value = (pa.scalar(int(b.timestamp()) * 1_000_000_000, type=pa.int64()) for b in bounds)
+    day_filter = (ds.field(timestamp_column) >= lo_value) & (ds.field(timestamp_column) < hi_value)
+
+    fragments = list(dataset.get_fragments())
+    pieces = []  # (path, row group, rows, bytes) of the row groups that may hold rows of the day
+    for fragment in fragments:
+        for piece in fragment.split_by_row_group(day_filter, schema=schema):
+            for group in piece.row_groups:
+                pieces.append((piece.path, group.id, group.num_rows, group.total_byte_size))
+    max_bytes = spark._jsparkSession.sessionState().conf().filesMaxPartitionBytes()
+    tasks = min(len(pieces), max(spark.sparkContext.defaultParallelism,
+                                 math.ceil(sum(p[3] for p in pieces) / max_bytes)))
+    splits: list[tuple[list[str], list[list[int]]]] = []
+    target, taken = sum(p[2] for p in pieces) / max(tasks, 1), 0
+    for path, group, rows, _ in pieces:
+        if not splits or (taken >= target * len(splits) and len(splits) < tasks):
+            splits.append(([], []))
+        paths, groups = splits[-1]
+        if not paths or paths[-1] != path:
+            paths.append(path)
+            groups.append([])
+        groups[-1].append(group)
+        taken += rows
+    feature_types = pa.schema([pa.field(f, _plain(schema.field(f).type)) for f in features])
+    reader = batch_onnx.Reader(id_column, timestamp_column, feature_types, day_filter)
+    return _ReadPlan(splits, reader, sum(f.metadata.num_rows for f in fragments))
+
+
+def _plain(kind: pa.DataType) -> pa.DataType:
+    """The type a feature is logged with: dictionary-encoded (pandas categoricals) and large strings as strings."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.string() if pa.types.is_large_string(kind) else kind
+
+
+def _numeric_inputs(onnx: OnnxScorer) -> list[str]:
+    return [name for name, is_string in onnx.inputs if not is_string]
+
+
+def _check_numeric(name: str, kind: Any, input_uri: str) -> None:
+    """Refuse, before any work, a numeric feature the input holds as text (the ONNX inputs are float64).
+
+    ``kind`` is a Spark or a pyarrow type."""
+    import pyarrow as pa
     from pyspark.sql.types import BooleanType, NumericType
 
-    for name, is_string in onnx.inputs:
-        kind = raw.schema[name].dataType
-        if not is_string and not isinstance(kind, NumericType | BooleanType):
-            raise ValueError(f"input {input_uri}: feature {name!r} is {kind.simpleString()}, the model expects a number")
+    if isinstance(kind, pa.DataType):
+        numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind) \
+            or pa.types.is_decimal(kind)
+        shown = str(kind)
+    else:
+        numeric, shown = isinstance(kind, NumericType | BooleanType), kind.simpleString()
+    if not numeric:
+        raise ValueError(f"input {input_uri}: feature {name!r} is {shown}, the model expects a number")
 
 
 def _local_folder(uri: str) -> Path | None:

@@ -13,7 +13,8 @@ request's round trip as the client measured it; null for batch rows).
 Online serving appends with :func:`log_predictions`: one new file per call and hour partition,
 written to a dot-file first and renamed into place, so readers never see half a file and
 concurrent writers never collide. Batch scoring (:mod:`include.batch_scoring`) writes the
-``source=batch`` partitions with Spark and replaces them on a re-run. Hourly monitoring reads an
+``source=batch`` partitions from its Spark job (pyarrow in the Python workers with the ONNX scorer,
+Spark's writer with ``spark_udf``) and replaces a date's partitions on a re-run. Hourly monitoring reads an
 hour or a range with :func:`read_hour` / :func:`read_range`, which open only the partition folders
 of the hours asked for (no scan of the whole log).
 

@@ -166,7 +166,7 @@ def test_every_row_of_the_date_is_scored_once_with_the_fixed_version(registry, d
     assert first_day["rows_in"] == first_day["rows_out"] == len(expected)
     assert first_day["rows_other_dates"] == len(data["day1"]) - len(expected) > 0
     assert first_day["hours"] == 24
-    assert first_day["scorer"] == "onnx"
+    assert first_day["scorer"] == "onnx" and first_day["reader"] == "pyarrow"
 
     out = _output(data, DAY1)
     assert list(out.columns) == [ID, TS, "prediction", "model_name", "model_version"]
@@ -201,6 +201,38 @@ def test_the_spark_udf_scorer_agrees_with_the_onnx_scorer_on_the_same_rows(spark
     expected = _of_day(data["day1"], DAY1).set_index(ID).loc[onnx.index]
     want = registry["model"].predict_proba(expected[CFG.dataset.feature_names])[:, 1]
     np.testing.assert_allclose(udf["prediction"].to_numpy(), want, rtol=0, atol=1e-9)  # the pyfunc: sklearn's own
+
+
+def test_sparks_reader_and_the_workers_pyarrow_reader_write_the_same_rows(spark, registry, data, first_day) -> None:
+    other = {"out": data["tmp"] / "scored_spark_reader", "log": data["tmp"] / "log_spark_reader"}
+
+    result = _score(spark, registry, {**data, **other}, DAY1, "day1.parquet", reader="spark")
+
+    assert result["reader"] == "spark" and result["scorer"] == "onnx"
+    assert {k: v for k, v in result.items() if k in ("rows_in", "rows_out", "rows_other_dates", "hours")} == {
+        k: v for k, v in first_day.items() if k in ("rows_in", "rows_out", "rows_other_dates", "hours")}
+    by_id = [_output(d, DAY1).sort_values(ID).reset_index(drop=True) for d in (data, other)]
+    pd.testing.assert_frame_equal(*by_id)
+    logs = [_logged(d, DAY1).sort_values("request_id").reset_index(drop=True) for d in (data, other)]
+    pd.testing.assert_frame_equal(*logs)
+
+
+def test_the_pyarrow_reader_skips_row_groups_of_other_days_and_splits_the_rest(spark, tmp_path: Path) -> None:
+    from include.batch_scoring import _plan_reads
+
+    days = [generate_batch(1000, seed=20 + i, start=f"2026-03-0{i + 1}T00:00:00Z", hours=24) for i in range(3)]
+    table = pa.Table.from_pandas(pd.concat(days, ignore_index=True).sort_values(TS), preserve_index=False)
+    pq.write_table(table, tmp_path / "three_days.parquet", row_group_size=250)  # 4 row groups per day
+    scorer = type("Scorer", (), {"inputs": tuple((f, f in ("home_ownership", "loan_purpose", "region"))
+                                                 for f in CFG.dataset.feature_names)})()
+
+    plan = _plan_reads(spark, str(tmp_path / "three_days.parquet"), pd.Timestamp(DAY2).date(),
+                       CFG.dataset.feature_names, ID, TS, scorer)
+
+    assert plan.rows == 3000
+    read = sorted(group for _, groups in plan.splits for per_file in groups for group in per_file)
+    assert read == [4, 5, 6, 7]  # day 2's row groups; the statistics rule out days 1 and 3
+    assert len(plan.splits) == spark.sparkContext.defaultParallelism
 
 
 def test_a_version_without_an_onnx_export_falls_back_to_spark_udf(spark, registry, unconvertible, data) -> None:
@@ -295,6 +327,8 @@ def test_a_date_without_rows_clears_that_date(spark, registry, data) -> None:
         ({"scorer": "onnx"}, "needs model_config"),
         ({"model_config": CFG, "feature_columns": ["age"]}, "differ from model_config"),
         ({"model_config": CFG, "scorer": "onnx", "output_uri": "s3a://bucket/predictions"}, "not a local or mounted"),
+        ({"reader": "arrow"}, "expected one of auto, pyarrow, spark"),
+        ({"reader": "pyarrow", "input_uri": "s3a://bucket/applications"}, "not a local or mounted"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(changes: dict, message: str, tmp_path: Path) -> None:
@@ -349,20 +383,24 @@ def test_a_numeric_feature_stored_as_text_is_named_before_any_work(spark, regist
     assert _snapshot(data["out"]) == before
 
 
-def test_a_run_that_fails_midway_publishes_nothing(spark, registry, data, first_day) -> None:
-    """A half-uploaded input file fails the Spark job after other tasks have written: nothing of theirs lands."""
-    folder = data["tmp"] / "half_uploaded"
+@pytest.mark.parametrize("reader", ["pyarrow", "spark"])
+def test_a_run_that_fails_midway_publishes_nothing(spark, registry, data, first_day, reader: str) -> None:
+    """A file whose pages are damaged fails its task, maybe after another task wrote: nothing of theirs lands."""
+    folder = data["tmp"] / f"damaged_{reader}"
     folder.mkdir()
     good = pq.read_table(data["tmp"] / "day1.parquet")
     pq.write_table(good, folder / "a.parquet", row_group_size=1000)
     pq.write_table(good, folder / "b.parquet", row_group_size=1000)
-    (folder / "b.parquet").write_bytes((folder / "b.parquet").read_bytes()[: 60_000])  # cut mid-way
+    raw = bytearray((folder / "b.parquet").read_bytes())
+    footer = int.from_bytes(raw[-8:-4], "little") + 8
+    raw[4:-footer] = bytes(len(raw) - 4 - footer)  # the pages zeroed, the footer intact
+    (folder / "b.parquet").write_bytes(bytes(raw))
     before_out, before_log = _snapshot(data["out"]), _snapshot(data["log"])
 
-    spark.conf.set("spark.sql.files.openCostInBytes", str(1 << 30))  # one task per file
+    spark.conf.set("spark.sql.files.openCostInBytes", str(1 << 30))  # Spark's reader: one task per file
     try:
         with pytest.raises(Exception, match="b.parquet"):
-            _score(spark, registry, data, DAY1, "half_uploaded")
+            _score(spark, registry, data, DAY1, folder.name, reader=reader)
     finally:
         spark.conf.unset("spark.sql.files.openCostInBytes")
 
