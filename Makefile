@@ -21,11 +21,13 @@ export MLFLOW_TRACKING_URI ?= sqlite:///$(STATE)/mlflow/mlflow.db
 
 .PHONY: install triton demo test lint lock up down clean
 
+# Bytecode is compiled at install: uv does not by default, and where PYTHONDONTWRITEBYTECODE is set every
+# process (each Spark worker, each test's Airflow import) would compile mlflow, Airflow and Spark's Python again.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --upgrade >/dev/null
 	$(PY) -m pip install --quiet --upgrade pip uv
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.txt -r requirements-dev.txt
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements.txt -r requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed

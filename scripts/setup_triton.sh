@@ -23,7 +23,7 @@ command -v "$PYTHON" >/dev/null 2>&1 || fail "$PYTHON not found on PATH (set PYT
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
   || fail "$PYTHON is not Python 3.11: the Triton python backend stub in the wheel is built for 3.11"
 
-lock_hash="$(sha256sum "$LOCK" | cut -d' ' -f1)"
+lock_hash="$(cat "$LOCK" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"  # the lock and this script
 stamp="$VENV/.installed"
 backends="$VENV/triton-backends"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$lock_hash" ] && [ -x "$backends/python/triton_python_backend_stub" ]; then
@@ -42,7 +42,9 @@ PY="$VENV/bin/python"
   || fail "$VENV holds another Python than 3.11: remove it and run this script again"
 "$PY" -m pip --version >/dev/null 2>&1 || run "$PY" -m ensurepip --upgrade
 "$VENV/bin/uv" --version >/dev/null 2>&1 || run "$PY" -m pip install --quiet --disable-pip-version-check uv
-run "$VENV/bin/uv" pip sync --quiet --python "$PY" "$LOCK"
+# Bytecode compiled once here: every model instance the python backend starts imports numpy and onnxruntime,
+# and where PYTHONDONTWRITEBYTECODE is set (containers often do) they would be compiled again each time.
+run "$VENV/bin/uv" pip sync --quiet --compile-bytecode --python "$PY" "$LOCK"
 
 site="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 server="$site/pytriton/tritonserver"
