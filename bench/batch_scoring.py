@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -253,10 +254,26 @@ JOBS = {
 }
 
 
+def _combine(rounds: list[dict[str, dict]], kind: str) -> dict:
+    """Medians over the rounds, and the share of the floor's speed per round (the floor of the same round)."""
+    runs = [r[kind] for r in rounds]
+    combined = {key: statistics.median(run[key] for run in runs) for key in runs[0] if key != "rows_out"}
+    for timing in ("cold", "warm"):
+        combined[f"{timing}_shares"] = sorted(r["floor"][timing] / r[kind][timing] for r in rounds)
+    return combined
+
+
+def _share(run: dict, timing: str) -> str:
+    """The median share of the floor, with the range when there were several rounds."""
+    shares = run[f"{timing}_shares"]
+    text = f"{statistics.median(shares):.0%}"
+    return text if f"{shares[0]:.0%}" == f"{shares[-1]:.0%}" else f"{text} ({shares[0]:.0%}–{shares[-1]:.0%})"
+
+
 def _markdown(args: argparse.Namespace, floor: dict, jobs: dict[str, dict]) -> str:
     rows = args.rows
     lines = [
-        f"## {rows:,} rows, master `{args.master}`",
+        f"## {rows:,} rows, master `{args.master}`" + (f", {args.repeat} rounds" if args.repeat > 1 else ""),
         "",
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs; one Parquet file "
         f"(row groups of {args.row_group_size:,} rows); model `{MODEL}` ({_config().model.estimator}).",
@@ -267,14 +284,16 @@ def _markdown(args: argparse.Namespace, floor: dict, jobs: dict[str, dict]) -> s
     runs = [("I/O floor: Spark read + write", floor)] + [(JOBS[kind][0], run) for kind, run in jobs.items()]
     for name, run in runs:
         lines.append(
-            f"| {name} | {run['cold']:.1f} | {rows / run['cold']:,.0f} | {floor['cold'] / run['cold']:.0%} "
-            f"| {run['warm']:.1f} | {rows / run['warm']:,.0f} | {floor['warm'] / run['warm']:.0%} |"
+            f"| {name} | {run['cold']:.1f} | {rows / run['cold']:,.0f} | {_share(run, 'cold')} "
+            f"| {run['warm']:.1f} | {rows / run['warm']:,.0f} | {_share(run, 'warm')} |"
         )
     lines += [
         "",
         "Cold: a fresh process and SparkSession, start to stop (for the job: model download, ONNX conversion and "
         "parity check included). Warm: the same work again on a running session (JVM warmed up; Python workers "
-        "with their imports and model already loaded). Each run is its own process, one after the other.",
+        "with their imports and model already loaded). Each run is its own process, one after the other; "
+        f"{args.repeat} round(s) of the floor then each job. Times are medians over the rounds; a share of the floor "
+        "is the median of each round's job against that round's floor, with the range over the rounds.",
     ]
     if all("cpu_other" in run for _, run in runs):
         used = "; ".join(f"{kind} {run['cpu_own']:.0f} own / {run['cpu_other']:.0f} other"
@@ -285,7 +304,9 @@ def _markdown(args: argparse.Namespace, floor: dict, jobs: dict[str, dict]) -> s
     waits = "; ".join(f"{kind} {run['model_wait']:.1f} s" for kind, run in jobs.items() if "model_wait" in run)
     if waits:
         lines.append(f"Cold runs: the started session then waited for the model (download, load, conversion): {waits}.")
-    command = f"python bench/batch_scoring.py --rows {rows} --master '{args.master}'"
+    command = f"python bench/batch_scoring.py --rows {rows} --master '{args.master}' --repeat {args.repeat}"
+    if args.jobs != ",".join(JOBS):
+        command += f" --jobs {args.jobs}"
     lines += ["", f"Command: `{command}" + "".join(f" --conf {c}" for c in args.conf) + "`", ""]
     return "\n".join(lines)
 
@@ -299,7 +320,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--conf", action="append", default=[], help="extra Spark setting KEY=VALUE (repeatable)")
     parser.add_argument("--scratch", type=Path, help="where to create the scratch folder (default: system temp)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
-    parser.add_argument("--jobs", default=",".join(JOBS), help="scorers to run, comma-separated (default: all)")
+    parser.add_argument("--jobs", default=",".join(JOBS), help="jobs to run, comma-separated (default: all)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of floor + jobs; medians are reported")
     parser.add_argument("--_run", choices=["floor", *JOBS], help=argparse.SUPPRESS)
     parser.add_argument("--_work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--_version", default="1", help=argparse.SUPPRESS)
@@ -319,17 +341,19 @@ def main(argv: list[str] | None = None) -> None:
         generate(args.input, args.rows, args.row_group_size)
         args.version = register_model(os.environ["MLFLOW_TRACKING_URI"], args.work / "artifacts")
         print(f"prepared {args.rows:,} rows and model version {args.version} in {time.monotonic() - started:.0f}s")
-        floor = _measure("floor", args)
-        jobs = {kind: _measure(kind, args) for kind in JOBS if kind in args.jobs.split(",")}
-        for kind, job in jobs.items():
-            if job["rows_out"] != args.rows:
-                raise SystemExit(f"the {kind} job wrote {job['rows_out']} rows, expected {args.rows}")
+        kinds = [kind for kind in JOBS if kind in args.jobs.split(",")]
+        rounds = []  # each round: the floor, then each job, one after the other (a slow spell hits a round)
+        for _ in range(args.repeat):
+            rounds.append({kind: _measure(kind, args) for kind in ["floor", *kinds]})
+            for kind in kinds:
+                if rounds[-1][kind]["rows_out"] != args.rows:
+                    raise SystemExit(f"the {kind} job wrote {rounds[-1][kind]['rows_out']} rows, expected {args.rows}")
+        floor, jobs = _combine(rounds, "floor"), {kind: _combine(rounds, kind) for kind in kinds}
         for name, run in (("floor", floor), *jobs.items()):
             for kind in ("cold", "warm"):
-                rate, share = args.rows / run[kind], floor[kind] / run[kind]
-                print(f"{name:9} {kind}: {run[kind]:6.1f}s {rate:12,.0f} rows/s {share:5.0%} of the floor")
-            if "cpu_own" in run:
-                print(f"{name:9} cold CPU seconds: {run['cpu_own']:.0f} own, {run['cpu_other']:.0f} other processes")
+                print(f"{name:9} {kind}: {run[kind]:6.1f}s {args.rows / run[kind]:12,.0f} rows/s "
+                      f"{_share(run, kind)} of the floor")
+            print(f"{name:9} cold CPU seconds: {run['cpu_own']:.0f} own, {run['cpu_other']:.0f} other processes")
         write_results(RESULTS, "# Batch scoring benchmark", _markdown(args, floor, jobs))
         print(f"wrote {RESULTS.relative_to(ROOT)}")
     finally:
