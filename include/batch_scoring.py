@@ -259,6 +259,20 @@ def score_partition(
     return stats
 
 
+@dataclass(frozen=True)
+class _Target:
+    """What a run writes: one model version's predictions of one day, to the output and to the log."""
+
+    model_name: str
+    model_version: str
+    output_uri: str
+    log_uri: str
+    day: Date
+    features: list[str]
+    id_column: str
+    timestamp_column: str
+
+
 def _score(
     spark: SparkSession,
     *,
@@ -283,8 +297,7 @@ def _score(
 
     from include import batch_onnx
 
-    where = {"model_name": model_name, "model_version": model_version, "output_uri": output_uri, "log_uri": log_uri,
-             "day": day, "features": features, "id_column": id_column, "timestamp_column": timestamp_column}
+    target = _Target(model_name, model_version, output_uri, log_uri, day, features, id_column, timestamp_column)
     if onnx is not None and reader == PYARROW:
         plan = _plan_reads(spark, input_uri, day, features, id_column, timestamp_column, onnx)
         splits = spark.createDataFrame(spark.sparkContext.parallelize(plan.splits, max(len(plan.splits), 1)),
@@ -292,7 +305,7 @@ def _score(
         rows_out, rows_logged, hours = _score_onnx(
             lambda sink: splits.mapInArrow(
                 partial(batch_onnx.read_score_and_write, onnx, sink, plan.reader, PREDICTION), "rows long"),
-            None, **where,
+            None, target,
         )
         rows_in, rows_total = rows_out, plan.rows
     else:
@@ -314,12 +327,10 @@ def _score(
         if onnx is not None:
             rows_out, rows_logged, hours = _score_onnx(
                 lambda sink: rows.mapInArrow(partial(batch_onnx.score_and_write, onnx, sink, PREDICTION), "rows long"),
-                lambda: int(seen.get["rows_in_day"] or 0), **where,
+                lambda: int(seen.get["rows_in_day"] or 0), target,
             )
         else:
-            rows_out, rows_logged, hours = _score_spark_udf(
-                spark, rows, local_model=local_model, model_uri=model_uri, **where,
-            )
+            rows_out, rows_logged, hours = _score_spark_udf(spark, rows, local_model, model_uri, target)
         rows_in, rows_total = int(seen.get["rows_in_day"] or 0), int(seen.get["rows"])
     if rows_out != rows_in or rows_logged != rows_in:
         raise RuntimeError(f"row counts disagree for {day}: {rows_in} rows in, {rows_logged} logged, {rows_out} written")
@@ -337,17 +348,7 @@ def _score(
 
 
 def _score_onnx(
-    tasks: Callable[[Sink], DataFrame],
-    rows_in: Callable[[], int] | None,
-    *,
-    model_name: str,
-    model_version: str,
-    output_uri: str,
-    log_uri: str,
-    day: Date,
-    features: list[str],
-    id_column: str,
-    timestamp_column: str,
+    tasks: Callable[[Sink], DataFrame], rows_in: Callable[[], int] | None, target: _Target
 ) -> tuple[int, int, list[str]]:
     """Run the ONNX tasks (``tasks(sink)``: one ``rows`` row per task) and publish what they wrote.
 
@@ -363,12 +364,13 @@ def _score_onnx(
     from include import batch_onnx
 
     batch_onnx.pickle_by_value()
+    day, log_uri = target.day, target.log_uri
     partition = f"date={day.isoformat()}"
     staging = f"_staging-{uuid.uuid4().hex}"
-    output_root = _local_folder(output_uri)
+    output_root = _local_folder(target.output_uri)
     log_staged, out_staged = Path(log_uri) / staging / partition, output_root / staging / partition
-    sink = batch_onnx.Sink(str(log_staged), str(out_staged), model_name, model_version, tuple(features),
-                           id_column, timestamp_column)
+    sink = batch_onnx.Sink(str(log_staged), str(out_staged), target.model_name, target.model_version,
+                           tuple(target.features), target.id_column, target.timestamp_column)
     try:
         reported = sum(task["rows"] for task in tasks(sink).collect())
         expected = reported if rows_in is None else rows_in()
@@ -526,31 +528,20 @@ def _replace_dir(staged: Path, target: Path) -> None:
 
 
 def _score_spark_udf(
-    spark: SparkSession,
-    rows: DataFrame,
-    *,
-    local_model: str,
-    model_uri: str,
-    model_name: str,
-    model_version: str,
-    output_uri: str,
-    log_uri: str,
-    day: Date,
-    features: list[str],
-    id_column: str,
-    timestamp_column: str,
+    spark: SparkSession, rows: DataFrame, local_model: str, model_uri: str, target: _Target
 ) -> tuple[int, int, list[str]]:
     """Score with ``mlflow.pyfunc.spark_udf``, write the log (Spark), then derive the output from the log."""
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
-    prediction = _positive_class(spark, local_model, model_uri, features)
+    day, log_uri = target.day, target.log_uri
+    prediction = _positive_class(spark, local_model, model_uri, target.features)
     scored = rows.select(
         "request_id",
         "ts",
-        F.lit(model_name).alias("model_name"),
-        F.lit(model_version).alias("model_version"),
-        *features,
+        F.lit(target.model_name).alias("model_name"),
+        F.lit(target.model_version).alias("model_version"),
+        *target.features,
         prediction.alias(PREDICTION),
         F.lit(day.isoformat()).alias("date"),
         F.lpad(F.hour("ts").cast("string"), 2, "0").alias("hour"),
@@ -561,7 +552,7 @@ def _score_spark_udf(
     hours = sorted(logged.get["hours"] or [])
     day_log_uri = f"{log_uri}/date={day.isoformat()}"
     _remove_partitions(spark, day_log_uri, "hour", keep=set(hours))
-    rows_out = _write_output(spark, day_log_uri, output_uri, day, id_column, timestamp_column, bool(hours))
+    rows_out = _write_output(spark, day_log_uri, target, bool(hours))
     return rows_out, int(logged.get["rows"]), hours
 
 
@@ -617,32 +608,25 @@ def _check_binary_output(metadata: Model, model_uri: str) -> None:
         raise ValueError(f"{model_uri}: expected predict_proba output with 2 columns, the signature says {shapes[0]}")
 
 
-def _write_output(
-    spark: SparkSession,
-    day_log_uri: str,
-    output_uri: str,
-    day: Date,
-    id_column: str,
-    timestamp_column: str,
-    has_rows: bool,
-) -> int:
+def _write_output(spark: SparkSession, day_log_uri: str, target: _Target, has_rows: bool) -> int:
     """Derive the date's output partition from the rows just logged; returns the rows written."""
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
+    day = target.day.isoformat()
     if not has_rows:
-        _remove_partitions(spark, output_uri, "date", keep=set(), only={day.isoformat()})
+        _remove_partitions(spark, target.output_uri, "date", keep=set(), only={day})
         return 0
     written = Observation("output")
     out = spark.read.parquet(day_log_uri).select(
-        F.col("request_id").alias(id_column),
-        F.col("ts").alias(timestamp_column),
+        F.col("request_id").alias(target.id_column),
+        F.col("ts").alias(target.timestamp_column),
         PREDICTION,
         "model_name",
         "model_version",
-        F.lit(day.isoformat()).alias("date"),
+        F.lit(day).alias("date"),
     )
-    _overwrite_partitions(out.observe(written, F.count(F.lit(1)).alias("rows")), output_uri, ["date"])
+    _overwrite_partitions(out.observe(written, F.count(F.lit(1)).alias("rows")), target.output_uri, ["date"])
     return int(written.get["rows"])
 
 

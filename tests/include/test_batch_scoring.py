@@ -33,12 +33,8 @@ DAY1, DAY2 = "2026-03-01", "2026-03-02"
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory):
     """A fresh MLflow store holding version 1 of the model, trained and logged like include.train does."""
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-
     from include import tracking
-    from include.train import build_estimator, features_and_target, sklearn_types_to_trust
+    from include.train import build_estimator, features_and_target
 
     tmp = tmp_path_factory.mktemp("registry")
     mp = pytest.MonkeyPatch()
@@ -48,6 +44,33 @@ def registry(tmp_path_factory: pytest.TempPathFactory):
     # The configured pipeline with fewer trees: quicker to train, and any fitted pipeline will do.
     fewer_trees = CFG.model_copy(update={"model": CFG.model.model_copy(update={"params": {"max_iter": 30}})})
     model = build_estimator(fewer_trees).fit(x, y)
+    client.create_registered_model(MODEL)
+    yield {"client": client, "version": _register(client, model, x), "model": model, "x": x, "y": y}
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def unconvertible(registry) -> str:
+    """Version 2: the same preprocessing ahead of a DummyClassifier, which skl2onnx cannot convert."""
+    from sklearn.base import clone
+    from sklearn.dummy import DummyClassifier
+    from sklearn.pipeline import Pipeline
+
+    x, y = registry["x"], registry["y"]
+    model = Pipeline([(registry["model"].steps[0][0], clone(registry["model"].steps[0][1])),
+                      ("model", DummyClassifier(strategy="prior"))]).fit(x, y)
+    return _register(registry["client"], model, x)
+
+
+def _register(client, model, x: pd.DataFrame) -> str:
+    """Log ``model`` like include.train does and register it as a new version of MODEL; returns the version."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    from include import tracking
+    from include.train import sklearn_types_to_trust
+
     experiment = tracking.ensure_experiment(client, "batch-scoring-tests")
     with mlflow.start_run(experiment_id=experiment) as run:
         info = mlflow.sklearn.log_model(
@@ -61,40 +84,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory):
             # env_manager="local" scoring does not read them.
             pip_requirements=["scikit-learn"],
         )
-    client.create_registered_model(MODEL)
-    version = client.create_model_version(MODEL, source=info.model_uri, run_id=run.info.run_id)
-    yield {"client": client, "version": version.version, "model": model, "x": x, "y": y}
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def unconvertible(registry) -> str:
-    """Version 2: the same preprocessing ahead of a DummyClassifier, which skl2onnx cannot convert."""
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-    from sklearn.base import clone
-    from sklearn.dummy import DummyClassifier
-    from sklearn.pipeline import Pipeline
-
-    from include import tracking
-    from include.train import sklearn_types_to_trust
-
-    x, y = registry["x"], registry["y"]
-    model = Pipeline([(registry["model"].steps[0][0], clone(registry["model"].steps[0][1])),
-                      ("model", DummyClassifier(strategy="prior"))]).fit(x, y)
-    experiment = tracking.ensure_experiment(registry["client"], "batch-scoring-tests")
-    with mlflow.start_run(experiment_id=experiment) as run:
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=infer_signature(x.head(5), model.predict_proba(x.head(5))),
-            input_example=x.head(5),
-            pyfunc_predict_fn="predict_proba",
-            skops_trusted_types=sklearn_types_to_trust(model),
-            pip_requirements=["scikit-learn"],
-        )
-    return registry["client"].create_model_version(MODEL, source=info.model_uri, run_id=run.info.run_id).version
+    return client.create_model_version(MODEL, source=info.model_uri, run_id=run.info.run_id).version
 
 
 @pytest.fixture(scope="module")
