@@ -353,7 +353,8 @@ def main(argv: list[str] | None = None) -> None:
             for kind in ("cold", "warm"):
                 print(f"{name:9} {kind}: {run[kind]:6.1f}s {args.rows / run[kind]:12,.0f} rows/s "
                       f"{_share(run, kind)} of the floor")
-            print(f"{name:9} cold CPU seconds: {run['cpu_own']:.0f} own, {run['cpu_other']:.0f} other processes")
+            if "cpu_own" in run:  # Linux only
+                print(f"{name:9} cold CPU seconds: {run['cpu_own']:.0f} own, {run['cpu_other']:.0f} other processes")
         write_results(RESULTS, "# Batch scoring benchmark", _markdown(args, floor, jobs))
         print(f"wrote {RESULTS.relative_to(ROOT)}")
     finally:

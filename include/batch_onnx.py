@@ -237,17 +237,13 @@ def read_score_and_write(
                                      strict=True):
                 for path, row_groups in zip(paths, groups, strict=True):
                     fragment = parquet.make_fragment(path, local, row_groups=row_groups)
-                    scan = fragment.to_batches(columns=columns, filter=reader.day_filter,
-                                               batch_size=reader.batch_rows, use_threads=False)
-                    while True:
-                        try:
-                            batch = next(scan, None)
-                        except (OSError, pa.ArrowException) as exc:
-                            raise OSError(f"cannot read {path} (row groups {row_groups}): {exc}") from exc
-                        if batch is None:
-                            break
-                        if batch.num_rows:
-                            yield _normalized(batch, reader)
+                    try:
+                        for batch in fragment.to_batches(columns=columns, filter=reader.day_filter,
+                                                         batch_size=reader.batch_rows, use_threads=False):
+                            if batch.num_rows:
+                                yield _normalized(batch, reader)
+                    except (OSError, pa.ArrowException) as exc:  # a damaged file, or a value that does not cast
+                        raise OSError(f"cannot read {path} (row groups {row_groups}): {exc}") from exc
 
     yield from score_and_write(scorer, sink, prediction, batches())
 
@@ -269,8 +265,8 @@ def _normalized(batch: pa.RecordBatch, reader: Reader) -> pa.RecordBatch:
 class _TaskFiles:
     """A task's Parquet files: each written under a temporary dot-name, renamed into place by :meth:`publish`.
 
-    Dictionary pages only for strings that repeat (names, version, categories): ids and measures do not
-    compress that way, and trying costs ~0.2 CPU-s per million rows.
+    Dictionary pages only for strings that repeat (names, version, categories), not for the first column
+    (the id) or measures: they do not compress that way, and trying costs ~0.2 CPU-s per million rows.
     """
 
     def __init__(self) -> None:

@@ -32,10 +32,6 @@ ships the rows to the Python workers. Both give the same rows; the pyarrow reade
 JVM-to-Python transfer, which costs about as much CPU as the model, and Spark's row-wise Parquet
 writer is not used at all (``bench/batch_scoring.py`` measures each).
 
-* ``spark_udf`` (the fallback for a version that does not convert): ``mlflow.pyfunc.spark_udf``;
-  Spark writes the log with a dynamic partition overwrite, and the output is then derived from the
-  log's partitions of that date (a columnar read of five narrow columns).
-
 Both are idempotent: a run replaces its date's output and log partitions and nothing else, so
 re-running a date replaces that date and leaves every other date alone; hour partitions of the
 date that a re-run no longer produces are removed. Because a run owns exactly the rows of its date,
@@ -299,7 +295,7 @@ def _score(
 
     target = _Target(model_name, model_version, output_uri, log_uri, day, features, id_column, timestamp_column)
     if onnx is not None and reader == PYARROW:
-        plan = _plan_reads(spark, input_uri, day, features, id_column, timestamp_column, onnx)
+        plan = _plan_reads(spark, input_uri, target, onnx)
         splits = spark.createDataFrame(spark.sparkContext.parallelize(plan.splits, max(len(plan.splits), 1)),
                                        "paths array<string>, row_groups array<array<int>>")
         rows_out, rows_logged, hours = _score_onnx(
@@ -310,9 +306,7 @@ def _score(
         rows_in, rows_total = rows_out, plan.rows
     else:
         raw = spark.read.parquet(input_uri)
-        missing = [c for c in [id_column, timestamp_column, *features] if c not in raw.columns]
-        if missing:
-            raise ValueError(f"input {input_uri} is missing column(s): {', '.join(missing)}")
+        _check_columns(raw.columns, target, input_uri)
         if onnx is not None:
             for name in _numeric_inputs(onnx):
                 _check_numeric(name, raw.schema[name].dataType, input_uri)
@@ -399,15 +393,7 @@ class _ReadPlan:
     rows: int
 
 
-def _plan_reads(
-    spark: SparkSession,
-    input_uri: str,
-    day: Date,
-    features: list[str],
-    id_column: str,
-    timestamp_column: str,
-    onnx: OnnxScorer,
-) -> _ReadPlan:
+def _plan_reads(spark: SparkSession, input_uri: str, target: _Target, onnx: OnnxScorer) -> _ReadPlan:
     """Check the input's schema and split the row groups that may hold the day's rows into tasks.
 
     The input is read like Spark reads it: a Parquet file or a folder of them (hive partitions
@@ -423,12 +409,11 @@ def _plan_reads(
 
     from include import batch_onnx
 
+    day, timestamp_column = target.day, target.timestamp_column
     dataset = ds.dataset(str(_local_folder(input_uri)), format="parquet", partitioning="hive",
                          ignore_prefixes=[".", "_"])
     schema = dataset.schema
-    missing = [c for c in [id_column, timestamp_column, *features] if c not in schema.names]
-    if missing:
-        raise ValueError(f"input {input_uri} is missing column(s): {', '.join(missing)}")
+    _check_columns(schema.names, target, input_uri)
     for name in _numeric_inputs(onnx):
         _check_numeric(name, schema.field(name).type, input_uri)
     ts_type = schema.field(timestamp_column).type
@@ -452,9 +437,9 @@ def _plan_reads(
     tasks = min(len(pieces), max(spark.sparkContext.defaultParallelism,
                                  math.ceil(sum(p[3] for p in pieces) / max_bytes)))
     splits: list[tuple[list[str], list[list[int]]]] = []
-    target, taken = sum(p[2] for p in pieces) / max(tasks, 1), 0
+    per_task, taken = sum(p[2] for p in pieces) / max(tasks, 1), 0
     for path, group, rows, _ in pieces:
-        if not splits or (taken >= target * len(splits) and len(splits) < tasks):
+        if not splits or (taken >= per_task * len(splits) and len(splits) < tasks):
             splits.append(([], []))
         paths, groups = splits[-1]
         if not paths or paths[-1] != path:
@@ -462,9 +447,15 @@ def _plan_reads(
             groups.append([])
         groups[-1].append(group)
         taken += rows
-    feature_types = pa.schema([pa.field(f, _plain(schema.field(f).type)) for f in features])
-    reader = batch_onnx.Reader(id_column, timestamp_column, feature_types, day_filter)
+    feature_types = pa.schema([pa.field(f, _plain(schema.field(f).type)) for f in target.features])
+    reader = batch_onnx.Reader(target.id_column, timestamp_column, feature_types, day_filter)
     return _ReadPlan(splits, reader, sum(f.metadata.num_rows for f in fragments))
+
+
+def _check_columns(available: Sequence[str], target: _Target, input_uri: str) -> None:
+    missing = [c for c in [target.id_column, target.timestamp_column, *target.features] if c not in available]
+    if missing:
+        raise ValueError(f"input {input_uri} is missing column(s): {', '.join(missing)}")
 
 
 def _plain(kind: pa.DataType) -> pa.DataType:

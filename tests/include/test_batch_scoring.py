@@ -208,7 +208,7 @@ def test_sparks_reader_and_the_workers_pyarrow_reader_write_the_same_rows(spark,
 
 
 def test_the_pyarrow_reader_skips_row_groups_of_other_days_and_splits_the_rest(spark, tmp_path: Path) -> None:
-    from include.batch_scoring import _plan_reads
+    from include.batch_scoring import _plan_reads, _Target
 
     days = [generate_batch(1000, seed=20 + i, start=f"2026-03-0{i + 1}T00:00:00Z", hours=24) for i in range(3)]
     table = pa.Table.from_pandas(pd.concat(days, ignore_index=True).sort_values(TS), preserve_index=False)
@@ -216,8 +216,9 @@ def test_the_pyarrow_reader_skips_row_groups_of_other_days_and_splits_the_rest(s
     scorer = type("Scorer", (), {"inputs": tuple((f, f in ("home_ownership", "loan_purpose", "region"))
                                                  for f in CFG.dataset.feature_names)})()
 
-    plan = _plan_reads(spark, str(tmp_path / "three_days.parquet"), pd.Timestamp(DAY2).date(),
-                       CFG.dataset.feature_names, ID, TS, scorer)
+    target = _Target(MODEL, "1", str(tmp_path / "out"), str(tmp_path / "log"), pd.Timestamp(DAY2).date(),
+                     CFG.dataset.feature_names, ID, TS)
+    plan = _plan_reads(spark, str(tmp_path / "three_days.parquet"), target, scorer)
 
     assert plan.rows == 3000
     read = sorted(group for _, groups in plan.splits for per_file in groups for group in per_file)
