@@ -7,13 +7,19 @@ One run, one machine, one client, side by side:
    repository (``include.triton.repository.export_version``);
 2. start a real Triton server on free loopback ports (``include.triton.server.TritonServer``) and
    ``mlflow models serve --env-manager local`` on a free loopback port, from the main venv;
-3. check that both answer the same probability (within 1e-5) for the same rows, one row per request;
-4. for each concurrency level, for each server: ``--warmup`` seconds not recorded, then
-   ``--duration`` seconds of single-row HTTP/JSON requests from that many client threads (one
-   keep-alive connection each), cycling through the same pre-encoded rows for both servers.
+3. check that both answer the same probability (within 1e-5) for the same rows, one row per request,
+   in both of Triton's input forms;
+4. for each concurrency level, for each target: ``--warmup`` seconds not recorded, then
+   ``--duration`` seconds of single-row HTTP/JSON requests over that many keep-alive connections,
+   cycling through the same pre-encoded rows. Targets: ``triton`` (the packed inputs, two tensors per
+   request), ``triton-named`` (one tensor per feature, the other form the model takes) and ``mlflow``
+   (``dataframe_split``).
 
-Throughput is completed requests / measured seconds; latency is per request, client side (send to
-last byte read). Results go to stdout and, as Markdown, to ``bench/results/online_serving.md``.
+The client is one thread driving all connections with non-blocking sockets and pre-built requests
+(``LoadGenerator``), so it takes a small share of the cores it shares with the servers; its own CPU
+and each server's (its whole process group) are measured over the timed window. Throughput is
+completed requests / measured seconds; latency is per request, client side (send to last byte
+read). Results go to stdout and, as Markdown, to ``bench/results/online_serving.md``.
 
     bash scripts/setup_triton.sh
     PYTHONPATH=. .venv/bin/python bench/online_serving.py --concurrency 1,16
@@ -26,11 +32,12 @@ import http.client
 import json
 import os
 import platform
+import selectors
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,21 +46,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import process_group_cpu  # noqa: E402  (after the path is set)
+
 MODEL = "credit_approval"
 HOST = "127.0.0.1"
 RESULTS = ROOT / "bench" / "results" / "online_serving.md"
 TOLERANCE = 1e-5
+SERVERS = ("triton", "triton-named", "mlflow")
 TRITON_DATATYPES = {"int": "INT64", "float": "FP64", "bool": "BOOL", "category": "BYTES", "string": "BYTES"}
 
 
 @dataclass(frozen=True)
 class Target:
-    """One server as the client sees it: where to POST, and one pre-encoded body per row."""
+    """One server as the client sees it: where to POST, one pre-encoded body per row, its process group."""
 
     name: str
     port: int
     path: str
     bodies: list[bytes]
+    pgid: int
 
 
 @dataclass(frozen=True)
@@ -64,10 +75,16 @@ class Result:
     seconds: float
     p50_ms: float
     p99_ms: float
+    server_cpu_s: float
+    client_cpu_s: float
 
     @property
     def throughput(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def server_us_per_request(self) -> float:
+        return self.server_cpu_s / self.requests * 1e6
 
 
 def _config():
@@ -112,18 +129,29 @@ def _python_value(value: object, kind: str) -> object:
     return str(value)
 
 
-def encode_rows(frame, config) -> tuple[list[bytes], list[bytes]]:
-    """The same rows as single-row request bodies: KServe v2 JSON for Triton, ``dataframe_split`` for mlflow."""
+def encode_rows(frame, config) -> dict[str, list[bytes]]:
+    """The same rows as single-row request bodies: KServe v2 JSON for Triton in both input forms
+    (``triton``: the packed inputs; ``triton-named``: one input per feature, as the README's curl
+    sends it), ``dataframe_split`` for mlflow."""
+    from include.triton.repository import CATEGORICAL_INPUT, NUMERIC_INPUT, STRING_TYPES
+
     columns = [(c.name, c.type) for c in config.dataset.features]
-    triton, mlflow = [], []
+    numeric = [name for name, kind in columns if kind not in STRING_TYPES]
+    categorical = [name for name, kind in columns if kind in STRING_TYPES]
+    bodies: dict[str, list[bytes]] = {"triton": [], "triton-named": [], "mlflow": []}
     for record in frame.to_dict("records"):
-        row = [_python_value(record[name], kind) for name, kind in columns]
-        inputs = [{"name": name, "shape": [1, 1], "datatype": TRITON_DATATYPES[kind], "data": [value]}
-                  for (name, kind), value in zip(columns, row, strict=True)]
-        triton.append(json.dumps({"inputs": inputs}).encode())
-        split = {"columns": [name for name, _ in columns], "data": [row]}
-        mlflow.append(json.dumps({"dataframe_split": split}).encode())
-    return triton, mlflow
+        row = {name: _python_value(record[name], kind) for name, kind in columns}
+        packed = [{"name": NUMERIC_INPUT, "shape": [1, len(numeric)], "datatype": "FP64",
+                   "data": [float(row[name]) for name in numeric]},
+                  {"name": CATEGORICAL_INPUT, "shape": [1, len(categorical)], "datatype": "BYTES",
+                   "data": [row[name] for name in categorical]}]
+        bodies["triton"].append(json.dumps({"inputs": packed}).encode())
+        named = [{"name": name, "shape": [1, 1], "datatype": TRITON_DATATYPES[kind], "data": [row[name]]}
+                 for name, kind in columns]
+        bodies["triton-named"].append(json.dumps({"inputs": named}).encode())
+        split = {"columns": [name for name, _ in columns], "data": [[row[name] for name, _ in columns]]}
+        bodies["mlflow"].append(json.dumps({"dataframe_split": split}).encode())
+    return bodies
 
 
 # --- servers -------------------------------------------------------------------------------------
@@ -235,67 +263,112 @@ def _mlflow_probability(data: bytes) -> float:
     return float(json.loads(data)["predictions"][0][1])  # predict_proba columns follow classes_ = [0, 1]
 
 
-def check_agreement(triton: Target, mlflow: Target, rows: int) -> float:
-    """Both servers give the same probability for the first ``rows`` rows; returns the max |difference|."""
+def check_agreement(targets: list[Target], rows: int) -> float:
+    """Every target gives the same probability as the first for the first ``rows`` rows; returns the max |difference|."""
     worst = 0.0
-    a = http.client.HTTPConnection(HOST, triton.port, timeout=30)
-    b = http.client.HTTPConnection(HOST, mlflow.port, timeout=30)
+    connections = [http.client.HTTPConnection(HOST, t.port, timeout=30) for t in targets]
     try:
-        for i in range(min(rows, len(triton.bodies))):
-            p_triton = _triton_probability(_post(a, triton.path, triton.bodies[i]))
-            p_mlflow = _mlflow_probability(_post(b, mlflow.path, mlflow.bodies[i]))
-            if abs(p_triton - p_mlflow) > TOLERANCE:
-                raise RuntimeError(f"row {i}: Triton answered {p_triton!r}, mlflow {p_mlflow!r} "
-                                   f"(|difference| > {TOLERANCE})")
-            worst = max(worst, abs(p_triton - p_mlflow))
+        for i in range(min(rows, len(targets[0].bodies))):
+            answers = [(_mlflow_probability if t.name == "mlflow" else _triton_probability)(_post(c, t.path, t.bodies[i]))
+                       for t, c in zip(targets, connections, strict=True)]
+            for target, answer in zip(targets[1:], answers[1:], strict=True):
+                if abs(answer - answers[0]) > TOLERANCE:
+                    raise RuntimeError(f"row {i}: {targets[0].name} answered {answers[0]!r}, {target.name} {answer!r} "
+                                       f"(|difference| > {TOLERANCE})")
+                worst = max(worst, abs(answer - answers[0]))
     finally:
-        a.close()
-        b.close()
+        for connection in connections:
+            connection.close()
     return worst
 
 
-def _worker(target: Target, offset: int, stop_at: float, record_from: float, latencies: list[int],
-            errors: list[str]) -> None:
-    connection = http.client.HTTPConnection(HOST, target.port, timeout=30)
-    bodies, n = target.bodies, len(target.bodies)
-    i = offset
-    try:
-        while True:
-            start = time.perf_counter_ns()
-            if start >= stop_at:
-                return
-            _post(connection, target.path, bodies[i % n])
-            if start >= record_from:
-                latencies.append(time.perf_counter_ns() - start)
-            i += 1
-    except Exception as exc:  # reported by the caller: a failed request invalidates the level
-        errors.append(f"{type(exc).__name__}: {exc}")
-    finally:
-        connection.close()
+class LoadGenerator:
+    """``concurrency`` keep-alive HTTP/1.1 connections driven by one thread with non-blocking sockets.
+
+    Each connection has one request in flight: when its response is complete (headers, then
+    ``Content-Length`` bytes) the next pre-built request goes out. No per-request parsing beyond
+    that, no thread switches: the client costs little of the CPU the servers need.
+    """
+
+    def __init__(self, target: Target) -> None:
+        head = f"POST {target.path} HTTP/1.1\r\nHost: {HOST}:{target.port}\r\nContent-Type: application/json\r\n"
+        self.target = target
+        self.requests = [f"{head}Content-Length: {len(b)}\r\n\r\n".encode() + b for b in target.bodies]
+
+    def run(self, concurrency: int, seconds: float) -> list[int]:
+        """Latencies (ns) of the requests sent within ``seconds``; the ones in flight at the end finish first."""
+        selector = selectors.DefaultSelector()
+        stop_at = time.perf_counter_ns() + int(seconds * 1e9)
+        latencies: list[int] = []
+        try:
+            for k in range(concurrency):
+                sock = socket.create_connection((HOST, self.target.port), timeout=30)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setblocking(False)
+                selector.register(sock, selectors.EVENT_READ, data=self._send(sock, k * 7))
+            deadline = time.monotonic() + seconds + 60
+            while selector.get_map():
+                events = selector.select(timeout=max(0.0, deadline - time.monotonic()))
+                if not events:
+                    raise RuntimeError(f"{self.target.name}: no response within 60 s of the end")
+                for key, _ in events:
+                    state = key.data
+                    if not self._receive(key.fileobj, state):
+                        continue
+                    now = time.perf_counter_ns()
+                    latencies.append(now - state["sent"])
+                    if now >= stop_at:
+                        selector.unregister(key.fileobj)
+                        key.fileobj.close()
+                    else:
+                        selector.modify(key.fileobj, selectors.EVENT_READ, data=self._send(key.fileobj, state["row"] + 1))
+        finally:
+            for key in list(selector.get_map().values()):
+                key.fileobj.close()
+            selector.close()
+        return latencies
+
+    def _send(self, sock: socket.socket, row: int) -> dict:
+        state = {"row": row, "sent": time.perf_counter_ns(), "buffer": bytearray(), "length": None}
+        sock.sendall(self.requests[row % len(self.requests)])  # ~500 bytes: fits the socket buffer
+        return state
+
+    def _receive(self, sock: socket.socket, state: dict) -> bool:
+        """Read what arrived; True once the whole response is in (a non-200 answer raises)."""
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise RuntimeError(f"{self.target.name} closed the connection")
+        buffer = state["buffer"]
+        buffer += chunk
+        if state["length"] is None:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return False
+            headers = bytes(buffer[:end]).lower()
+            at = headers.find(b"\r\ncontent-length:")
+            if at < 0:
+                raise RuntimeError(f"{self.target.name} answered without Content-Length: {bytes(buffer[:300])!r}")
+            line_end = headers.find(b"\r\n", at + 2)
+            state["length"] = end + 4 + int(headers[at + 17 : line_end if line_end >= 0 else len(headers)])
+            if not buffer.startswith(b"HTTP/1.1 200 "):
+                raise RuntimeError(f"{self.target.name} answered {bytes(buffer[:300])!r}")
+        return len(buffer) >= state["length"]
 
 
 def run_level(target: Target, concurrency: int, warmup: float, duration: float) -> Result:
-    """``concurrency`` threads hammer ``target`` for ``warmup`` + ``duration`` seconds; the latter is measured."""
-    start = time.perf_counter_ns()
-    record_from = start + int(warmup * 1e9)
-    stop_at = record_from + int(duration * 1e9)
-    per_thread: list[list[int]] = [[] for _ in range(concurrency)]
-    errors: list[str] = []
-    threads = [threading.Thread(target=_worker, args=(target, k * 7, stop_at, record_from, per_thread[k], errors),
-                                daemon=True) for k in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=warmup + duration + 60)
-    if any(thread.is_alive() for thread in threads) or errors:
-        raise RuntimeError(f"{target.name} at concurrency {concurrency}: "
-                           f"{errors[0] if errors else 'client threads did not finish'}")
-    latencies = sorted(x for chunk in per_thread for x in chunk)
+    """Drive ``target`` for ``warmup`` seconds (not recorded), then ``duration`` seconds measured: latencies,
+    and the CPU seconds the server's process group and this client used meanwhile."""
+    generator = LoadGenerator(target)
+    if warmup > 0:
+        generator.run(concurrency, warmup)
+    server_before, client_before, start = process_group_cpu(target.pgid), time.process_time(), time.perf_counter_ns()
+    latencies = sorted(generator.run(concurrency, duration))
+    seconds = (time.perf_counter_ns() - start) / 1e9  # in-flight requests at the end finish inside it
+    server_cpu, client_cpu = process_group_cpu(target.pgid) - server_before, time.process_time() - client_before
     if not latencies:
         raise RuntimeError(f"{target.name} at concurrency {concurrency}: no request completed in {duration}s")
-    seconds = (time.perf_counter_ns() - record_from) / 1e9  # in-flight requests at stop_at finish inside it
-    return Result(target.name, concurrency, len(latencies), seconds,
-                  _percentile(latencies, 50) / 1e6, _percentile(latencies, 99) / 1e6)
+    return Result(target.name, concurrency, len(latencies), seconds, _percentile(latencies, 50) / 1e6,
+                  _percentile(latencies, 99) / 1e6, server_cpu, client_cpu)
 
 
 def _percentile(sorted_values: list[int], q: float) -> float:
@@ -313,26 +386,35 @@ def render(results: list[Result], args: argparse.Namespace, max_diff: float, loa
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M UTC} on {platform.node()} "
         f"({os.cpu_count()} CPUs, Python {platform.python_version()}), one run, client and servers on the "
-        f"same machine. Single-row HTTP/JSON requests on loopback, one keep-alive connection per client thread; "
-        f"{args.warmup:g} s warm-up then {args.duration:g} s measured per level per server. "
-        f"Model: `{MODEL}` (configured pipeline), version 1 of a throw-away registry. "
-        f"Triton: python backend running the ONNX export with onnxruntime, dynamic batching. "
+        f"same machine. Single-row HTTP/JSON requests on loopback over N keep-alive connections, driven by one "
+        f"client thread with non-blocking sockets; {args.warmup:g} s warm-up then {args.duration:g} s measured "
+        f"per level per server. Model: `{MODEL}` (configured pipeline), version 1 of a throw-away registry. "
+        f"Triton: python backend running the ONNX export with onnxruntime, dynamic batching; `triton` sends the "
+        f"packed inputs (two tensors), `triton-named` one tensor per feature (nine). "
         f"mlflow: `mlflow models serve --env-manager local -w {args.mlflow_workers}`"
         f"{f' with OMP_NUM_THREADS={args.mlflow_omp_threads}' if args.mlflow_omp_threads > 0 else ''}. "
         f"Load average before the run: {' / '.join(f'{x:.1f}' for x in load)} (1 / 5 / 15 min). "
-        f"Both servers agreed within {TOLERANCE:g} (max |difference| {max_diff:.2g}) before timing.",
+        f"The targets agreed within {TOLERANCE:g} (max |difference| {max_diff:.2g}) before timing. "
+        f"Server CPU is the server's whole process group (Triton: tritonserver and the python backend stub) over "
+        f"the measured seconds; client CPU is the load generator's.",
         "",
-        "| concurrency | server | requests | req/s | p50 ms | p99 ms |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| concurrency | server | requests | req/s | p50 ms | p99 ms | server CPU-µs / request | client cores |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(f"| {r.concurrency} | {r.server} | {r.requests} | {r.throughput:,.0f} | "
-                     f"{r.p50_ms:.2f} | {r.p99_ms:.2f} |")
-    lines += ["", "| concurrency | throughput Triton/mlflow | p99 mlflow/Triton |", "|---:|---:|---:|"]
-    for level in args.concurrency:
-        triton, mlflow = by_key[("triton", level)], by_key[("mlflow", level)]
-        lines.append(f"| {level} | {triton.throughput / mlflow.throughput:.1f}x | "
-                     f"{mlflow.p99_ms / triton.p99_ms:.1f}x |")
+                     f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.server_us_per_request:,.0f} | "
+                     f"{r.client_cpu_s / r.seconds:.2f} |")
+    pairs = [(a, b) for a, b in (("triton", "mlflow"), ("triton", "triton-named")) if a in args.servers and b in args.servers]
+    if pairs:
+        lines += ["", "| concurrency | " + " | ".join(f"throughput {a}/{b} | p99 {b}/{a}" for a, b in pairs) + " |",
+                  "|---:|" + "---:|---:|" * len(pairs)]
+        for level in args.concurrency:
+            cells = []
+            for a, b in pairs:
+                first, second = by_key[(a, level)], by_key[(b, level)]
+                cells += [f"{first.throughput / second.throughput:.1f}x", f"{second.p99_ms / first.p99_ms:.1f}x"]
+            lines.append(f"| {level} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -343,9 +425,19 @@ def _levels(text: str) -> list[int]:
     return levels
 
 
+def _servers(text: str) -> list[str]:
+    servers = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = sorted(set(servers) - set(SERVERS))
+    if not servers or unknown:
+        raise argparse.ArgumentTypeError(f"--servers takes some of {', '.join(SERVERS)} (got {text!r})")
+    return [s for s in SERVERS if s in servers]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--concurrency", type=_levels, default=[1, 16], help="comma-separated levels (default 1,16)")
+    parser.add_argument("--servers", type=_servers, default=list(SERVERS),
+                        help=f"comma-separated targets (default {','.join(SERVERS)})")
     parser.add_argument("--duration", type=float, default=12.0, help="measured seconds per level per server")
     parser.add_argument("--warmup", type=float, default=2.0, help="unrecorded seconds before each measurement")
     parser.add_argument("--mlflow-workers", type=int, default=1, help="uvicorn workers of mlflow models serve")
@@ -360,21 +452,24 @@ def main(argv: list[str] | None = None) -> int:
     triton_server = mlflow_process = None
     try:
         tracking_uri, rows = register_model(work, config)
-        triton_bodies, mlflow_bodies = encode_rows(rows, config)
+        bodies = encode_rows(rows, config)
         triton_server = start_triton(work, tracking_uri, config)
-        mlflow_process, mlflow_port = start_mlflow(work, tracking_uri, config, args.mlflow_workers, args.mlflow_omp_threads)
-        targets = [
-            Target("triton", triton_server.http_port, f"/v2/models/{config.name}/infer", triton_bodies),
-            Target("mlflow", mlflow_port, "/invocations", mlflow_bodies),
-        ]
-        max_diff = check_agreement(*targets, rows=50)
-        print(f"servers agree on 50 rows (max |difference| {max_diff:.2g})", flush=True)
+        triton_path = f"/v2/models/{config.name}/infer"
+        targets = [Target(name, triton_server.http_port, triton_path, bodies[name], triton_server.pid)
+                   for name in ("triton", "triton-named")]
+        if "mlflow" in args.servers:
+            mlflow_process, mlflow_port = start_mlflow(work, tracking_uri, config, args.mlflow_workers,
+                                                       args.mlflow_omp_threads)
+            targets.append(Target("mlflow", mlflow_port, "/invocations", bodies["mlflow"], mlflow_process.pid))
+        max_diff = check_agreement(targets, rows=50)
+        print(f"{', '.join(t.name for t in targets)} agree on 50 rows (max |difference| {max_diff:.2g})", flush=True)
         results = []
         for level in args.concurrency:
-            for target in targets:
+            for target in (t for t in targets if t.name in args.servers):
                 result = run_level(target, level, args.warmup, args.duration)
-                print(f"{result.server:>6} c={level:<3} {result.throughput:8.0f} req/s  "
-                      f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms", flush=True)
+                print(f"{result.server:>12} c={level:<3} {result.throughput:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
+                      f"p99 {result.p99_ms:7.2f} ms  server {result.server_us_per_request:6.0f} CPU-µs/request  "
+                      f"client {result.client_cpu_s / result.seconds:.2f} cores", flush=True)
                 results.append(result)
     finally:
         if mlflow_process is not None:

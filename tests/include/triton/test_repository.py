@@ -73,9 +73,16 @@ def test_export_writes_the_layout_triton_loads(registry: Registry, repo: Path) -
     assert f'name: "{registry.name}"' in config
     assert 'backend: "python"' in config
     assert "version_policy: { specific: { versions: [ 1 ] } }" in config
-    assert '{ name: "age" data_type: TYPE_INT64 dims: [ 1 ] }' in config
-    assert '{ name: "annual_income" data_type: TYPE_FP64 dims: [ 1 ] }' in config
-    assert '{ name: "region" data_type: TYPE_STRING dims: [ 1 ] }' in config
+    # one optional input per feature, and the two packed inputs with their columns listed in order
+    assert '{ name: "age" data_type: TYPE_INT64 dims: [ 1 ] optional: true }' in config
+    assert '{ name: "annual_income" data_type: TYPE_FP64 dims: [ 1 ] optional: true }' in config
+    assert '{ name: "region" data_type: TYPE_STRING dims: [ 1 ] optional: true }' in config
+    assert '{ name: "numeric_features" data_type: TYPE_FP64 dims: [ 6 ] optional: true }' in config
+    assert '{ name: "categorical_features" data_type: TYPE_STRING dims: [ 3 ] optional: true }' in config
+    assert ('parameters: { key: "numeric_features" value: { string_value: "[\\"age\\", \\"annual_income\\", '
+            '\\"loan_amount\\", \\"credit_score\\", \\"employment_years\\", \\"debt_to_income\\"]" } }') in config
+    assert ('parameters: { key: "categorical_features" value: { string_value: '
+            '"[\\"home_ownership\\", \\"loan_purpose\\", \\"region\\"]" } }') in config
     assert '{ name: "probability" data_type: TYPE_FP64 dims: [ 1 ] }' in config
     assert "dynamic_batching" in config and "max_batch_size: 1024" in config
 
@@ -213,6 +220,25 @@ def test_features_triton_cannot_take_are_named(registry: Registry) -> None:
 
     with pytest.raises(ExportError, match=r"cannot be served: decided_at \(timestamp\)"):
         repository.input_spec(config)
+
+
+def test_a_feature_named_like_a_packed_input_is_refused(registry: Registry) -> None:
+    features = [c.model_copy(update={"name": "numeric_features"}) if c.name == "age" else c
+                for c in registry.config.dataset.features]
+    config = registry.config.model_copy(update={"dataset": registry.config.dataset.model_copy(update={"features": features})})
+
+    with pytest.raises(ExportError, match=r"feature column\(s\) numeric_features take the name of a packed input"):
+        repository.input_spec(config)
+
+
+def test_a_model_without_categories_declares_no_categorical_input() -> None:
+    inputs = [{"name": "x", "type": "float", "triton": "TYPE_FP64"}, {"name": "n", "type": "int", "triton": "TYPE_INT64"}]
+
+    config = repository.render_config("m", inputs, [1])
+
+    assert '{ name: "numeric_features" data_type: TYPE_FP64 dims: [ 2 ] optional: true }' in config
+    assert "categorical_features" not in config
+    assert repository.packed_columns(inputs) == {"numeric_features": ["x", "n"]}
 
 
 @pytest.mark.parametrize("version", ["abc", "0", None])

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import numpy as np
+import pandas as pd
 import pytest
 
 from include.triton.client import TritonClient, TritonError
@@ -98,6 +103,122 @@ def test_single_rows_and_batches_score_alike(registry: Registry, triton: TritonC
 
     np.testing.assert_allclose(singles, first_version[:20], rtol=0, atol=1e-12)
     assert latency_ms < 250
+
+
+def _json_request(frame: pd.DataFrame, config, form: str) -> dict:
+    """A KServe v2 JSON body, as curl sends it: ``packed`` (two tensors) or ``named`` (one per feature)."""
+    numeric = [c.name for c in config.dataset.features if c.type != "category"]
+    categorical = [c.name for c in config.dataset.features if c.type == "category"]
+    rows = len(frame)
+    if form == "packed":
+        return {"inputs": [
+            {"name": "numeric_features", "shape": [rows, len(numeric)], "datatype": "FP64",
+             "data": frame[numeric].astype(float).to_numpy().ravel().tolist()},
+            {"name": "categorical_features", "shape": [rows, len(categorical)], "datatype": "BYTES",
+             "data": frame[categorical].astype(str).to_numpy().ravel().tolist()},
+        ]}
+    types = {c.name: {"int": "INT64", "float": "FP64", "category": "BYTES"}[c.type] for c in config.dataset.features}
+    return {"inputs": [{"name": name, "shape": [rows, 1], "datatype": datatype,
+                        "data": frame[name].astype(str if datatype == "BYTES" else object).tolist()}
+                       for name, datatype in types.items()]}
+
+
+def _post_json(server: TritonServer, name: str, body: dict) -> httpx.Response:
+    return httpx.post(f"{server.url}/v2/models/{name}/versions/1/infer", json=body, timeout=30)
+
+
+def _probabilities(response: httpx.Response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    return np.asarray(response.json()["outputs"][0]["data"], dtype=np.float64)
+
+
+def test_both_input_forms_score_alike(registry: Registry, server: TritonServer, first_version) -> None:
+    rows = registry.holdout.head(50)
+
+    for form in ("packed", "named"):
+        got = _probabilities(_post_json(server, registry.name, _json_request(rows, registry.config, form)))
+        np.testing.assert_allclose(got, first_version[:50], rtol=0, atol=1e-12, err_msg=form)
+
+
+def test_requests_of_both_forms_batched_together_each_get_their_own_rows(
+    registry: Registry, server: TritonServer, first_version
+) -> None:
+    """Concurrent single-row requests, the forms alternating: the dynamic batcher groups them into shared calls."""
+    bodies = [(i, _json_request(registry.holdout.iloc[[i]], registry.config, ("packed", "named")[i % 2]))
+              for i in range(120)]
+
+    def send(item: tuple[int, dict]) -> tuple[int, float]:
+        return item[0], float(_probabilities(_post_json(server, registry.name, item[1]))[0])
+
+    before = _counts(server, registry.name)
+    with ThreadPoolExecutor(8) as pool:
+        answers = dict(pool.map(send, bodies))
+    requests, executions = (after - was for after, was in zip(_counts(server, registry.name), before, strict=True))
+
+    np.testing.assert_allclose([answers[i] for i in range(120)], first_version[:120], rtol=0, atol=1e-12)
+    assert requests == 120 and executions < requests  # some calls scored several requests
+
+
+def _counts(server: TritonServer, name: str) -> tuple[int, int]:
+    """Triton's statistics for version 1: (requests scored, model executions)."""
+    stats = httpx.get(f"{server.url}/v2/models/{name}/versions/1/stats", timeout=10).json()["model_stats"][0]
+    return stats["inference_count"], stats["execution_count"]
+
+
+def test_the_client_sends_one_input_per_feature_to_models_without_packed_inputs(
+    registry: Registry, triton: TritonClient, first_version
+) -> None:
+    layout = triton._layout(registry.name, "1")
+    triton._layouts[(registry.name, "1")] = replace(layout, packed={})  # how it sees a model of another exporter
+    try:
+        got = triton.infer(registry.name, registry.holdout, version="1")
+    finally:
+        triton._layouts[(registry.name, "1")] = layout
+
+    np.testing.assert_allclose(got, first_version, rtol=0, atol=1e-12)
+
+
+def test_missing_float_values_are_scored_like_the_mlflow_model(registry: Registry, triton: TritonClient,
+                                                               first_version) -> None:
+    rows = registry.holdout.head(40).astype({"annual_income": float})
+    rows.loc[rows.index[::3], "annual_income"] = np.nan
+
+    got = triton.infer(registry.name, rows, version="1")
+
+    expected = np.asarray(registry.pyfunc("1").predict(rows))[:, 1]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize(("column", "value", "message"), [
+    ("age", np.nan, r"input 'age': 1 missing values cannot be sent as INT64"),
+    ("credit_score", 700.5, r"input 'credit_score': non-integer values cannot be sent as INT64"),
+])
+def test_integer_features_the_model_cannot_take_are_refused_before_sending(
+    registry: Registry, triton: TritonClient, first_version, column: str, value: float, message: str
+) -> None:
+    rows = registry.holdout.head(3).astype({column: float})
+    rows.loc[rows.index[1], column] = value
+
+    with pytest.raises(ValueError, match=message):
+        triton.infer(registry.name, rows, version="1")
+
+
+def test_bad_request_bodies_are_named_by_the_model(registry: Registry, server: TritonServer, first_version) -> None:
+    rows = registry.holdout.head(2)
+    packed = _json_request(rows, registry.config, "packed")["inputs"]
+    named = _json_request(rows, registry.config, "named")["inputs"]
+    cases = [
+        ({"inputs": packed + named[:1]}, r"send the packed inputs or one input per feature, not both \(also got age\)"),
+        ({"inputs": packed[:1]}, r"missing input categorical_features"),
+        ({"inputs": [i for i in named if i["name"] != "region"]}, r"missing input region"),
+        ({"inputs": [{**packed[0], "shape": [2, 5], "data": packed[0]["data"][:10]}, packed[1]]}, r"numeric_features"),
+    ]
+    for body, message in cases:
+        response = _post_json(server, registry.name, body)
+        assert response.status_code == 400, response.text
+        assert re.search(message, response.json()["error"]), response.json()["error"]
+    np.testing.assert_allclose(_probabilities(_post_json(server, registry.name, {"inputs": packed})),
+                               first_version[:2], rtol=0, atol=1e-12)  # still serving
 
 
 def test_second_version_loads_beside_the_first(registry: Registry, repo: Path, triton: TritonClient,
