@@ -47,7 +47,7 @@ test: $(VENV)/.installed triton
 	$(VENV)/bin/pytest
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check dags plugins include tests scripts
+	$(VENV)/bin/ruff check dags plugins include tests scripts bench
 
 lock: $(VENV)/.installed
 	$(VENV)/bin/uv pip compile requirements.in --python-version 3.11 -o requirements.txt

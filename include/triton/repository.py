@@ -472,6 +472,9 @@ def set_served_versions(repo_dir: Path | str, model_name: str, versions: Iterabl
     for v in wanted:
         if markers[v] is None:
             log.warning("%s: version %s is not exported in %s: not served", model_name, v, model_dir)
+        elif markers[v]["key"].get("exporter") != markers[primary]["key"].get("exporter"):
+            log.warning("%s: version %s was exported by another exporter: not served beside version %s", model_name,
+                        v, primary)
         elif markers[v]["inputs"] != inputs:
             log.warning("%s: version %s has other inputs than version %s: not served beside it", model_name, v, primary)
         else:
@@ -549,10 +552,27 @@ def export_version(
     A no-op when the same registry version was already exported by the same exporter and its files
     are intact; a corrupted or stale export is rebuilt. Conversion happens in a staging folder and
     is checked for parity with scikit-learn (on the logged input example, the same rows with unseen
-    categories, and ``sample`` when given) before it replaces anything. Returns the version folder.
+    categories, and ``sample`` when given) before it replaces anything. A kept version exported by
+    an older exporter (its model.py would not match the config written now) is exported again; if
+    that fails it is left out with a warning rather than failing this export. Returns the version folder.
     """
     number = version_number(version)
     model_dir = Path(repo_dir) / model_name
+    version_dir = _export_if_stale(client, model_name, number, config, model_dir, sample)
+    for kept in {version_number(v) for v in keep_versions} - {number}:
+        if (model_dir / str(kept)).exists():
+            try:
+                _export_if_stale(client, model_name, kept, config, model_dir, None)
+            except Exception as exc:  # ExportError, or the registry no longer has the version
+                log.warning("%s version %s: cannot export it again for this exporter (%s): %s", model_name, kept,
+                            type(exc).__name__, exc)
+    set_served_versions(repo_dir, model_name, [number, *keep_versions], primary=number)
+    return version_dir
+
+
+def _export_if_stale(client: MlflowClient, model_name: str, number: int, config: ModelConfig, model_dir: Path,
+                     sample: pd.DataFrame | None) -> Path:
+    """``<model_dir>/<number>`` exported from the registry by this exporter: left alone when it already is."""
     version_dir = model_dir / str(number)
     registered = client.get_model_version(model_name, str(number))
     key = {"model": model_name, "version": number, "source": registered.source, "run_id": registered.run_id,
@@ -560,18 +580,17 @@ def export_version(
     current = read_marker(version_dir)
     if current is not None and current["key"] == key:
         log.info("%s version %s is already exported in %s", model_name, number, version_dir)
-    else:
-        if version_dir.exists():
-            log.warning("%s version %s: replacing a stale or damaged export in %s", model_name, number, version_dir)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        staged = model_dir / f".{number}.staged-{os.getpid()}"
+        return version_dir
+    if version_dir.exists():
+        log.warning("%s version %s: replacing a stale or damaged export in %s", model_name, number, version_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staged = model_dir / f".{number}.staged-{os.getpid()}"
+    shutil.rmtree(staged, ignore_errors=True)
+    try:
+        marker = _stage_export(client, model_name, number, config, key, staged, sample)
+        _replace_dir(staged, version_dir)
+    finally:
         shutil.rmtree(staged, ignore_errors=True)
-        try:
-            marker = _stage_export(client, model_name, number, config, key, staged, sample)
-            _replace_dir(staged, version_dir)
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
-        log.info("Exported %s version %s (%s) to %s; parity max |diff| %.3g on %d rows", model_name, number,
-                 marker["converted"], version_dir, marker["parity"]["max_abs_diff"], marker["parity"]["rows"])
-    set_served_versions(repo_dir, model_name, [number, *keep_versions], primary=number)
+    log.info("Exported %s version %s (%s) to %s; parity max |diff| %.3g on %d rows", model_name, number,
+             marker["converted"], version_dir, marker["parity"]["max_abs_diff"], marker["parity"]["rows"])
     return version_dir

@@ -125,6 +125,42 @@ def test_a_new_version_is_served_beside_the_kept_one_which_stays_untouched(regis
     assert (repo / registry.name / "2" / "model.onnx").is_file()
 
 
+@pytest.mark.parametrize("stale", ["older format", "other exporter"])
+def test_a_kept_version_from_an_older_exporter_is_exported_again_to_serve_beside(
+    registry: Registry, repo: Path, stale: str
+) -> None:
+    """After an upgrade of the exporter, the previous champion is re-exported so that it keeps serving (and a
+    rollback stays instant) beside the new version, with the model.py that the new config.pbtxt is written for."""
+    old = export_version(registry.client, registry.name, "1", registry.config, repo)
+    marker = json.loads((old / "export.json").read_text())
+    if stale == "older format":
+        marker["format"] = repository.FORMAT - 1
+    else:
+        marker["key"]["exporter"] = "0123456789abcdef"
+    (old / "export.json").write_text(json.dumps(marker))
+
+    export_version(registry.client, registry.name, "2", registry.config, repo, keep_versions=["1"])
+
+    assert _served(repo, registry.name) == "version_policy: { specific: { versions: [ 1, 2 ] } }"
+    refreshed = repository.read_marker(old)
+    assert refreshed is not None and refreshed["key"]["exporter"] == repository.exporter_id()
+
+
+def test_a_kept_version_that_cannot_be_exported_again_is_left_out(registry: Registry, repo: Path, caplog) -> None:
+    old = export_version(registry.client, registry.name, "1", registry.config, repo)
+    marker = json.loads((old / "export.json").read_text())
+    marker["key"]["exporter"] = "0123456789abcdef"
+    (old / "export.json").write_text(json.dumps(marker))
+    shutil.copytree(old, repo / registry.name / "3")  # version 3 is the DummyClassifier: it does not convert
+
+    with caplog.at_level(logging.WARNING, logger="include.triton.repository"):
+        export_version(registry.client, registry.name, "2", registry.config, repo, keep_versions=["3"])
+
+    assert _served(repo, registry.name) == "version_policy: { specific: { versions: [ 2 ] } }"
+    assert "version 3: cannot export it again" in caplog.text and "skl2onnx cannot convert" in caplog.text
+    assert "version 3 was exported by another exporter: not served" in caplog.text
+
+
 def test_a_kept_version_that_is_not_exported_is_left_out(registry: Registry, repo: Path, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="include.triton.repository"):
         export_version(registry.client, registry.name, "1", registry.config, repo, keep_versions=["7"])
