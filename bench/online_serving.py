@@ -133,11 +133,11 @@ def encode_rows(frame, config) -> dict[str, list[bytes]]:
     """The same rows as single-row request bodies: KServe v2 JSON for Triton in both input forms
     (``triton``: the packed inputs; ``triton-named``: one input per feature, as the README's curl
     sends it), ``dataframe_split`` for mlflow."""
-    from include.triton.repository import CATEGORICAL_INPUT, NUMERIC_INPUT, STRING_TYPES
+    from include.triton.repository import CATEGORICAL_INPUT, NUMERIC_INPUT, input_spec, packed_columns
 
     columns = [(c.name, c.type) for c in config.dataset.features]
-    numeric = [name for name, kind in columns if kind not in STRING_TYPES]
-    categorical = [name for name, kind in columns if kind in STRING_TYPES]
+    packed_layout = packed_columns(input_spec(config))
+    numeric, categorical = packed_layout[NUMERIC_INPUT], packed_layout[CATEGORICAL_INPUT]
     bodies: dict[str, list[bytes]] = {"triton": [], "triton-named": [], "mlflow": []}
     for record in frame.to_dict("records"):
         row = {name: _python_value(record[name], kind) for name, kind in columns}

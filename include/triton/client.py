@@ -6,8 +6,8 @@ frames are not inflated into JSON numbers.
 
 Models exported by :mod:`include.triton.repository` take a frame in two tensors, the packed inputs
 ``numeric_features`` (``FP64`` ``[N, k]``) and ``categorical_features`` (``BYTES`` ``[N, m]``), whose
-columns the model config's ``parameters`` list; the client sends that form, which costs the server
-a fraction of nine separate tensors. For any other model each feature column is one input of shape
+columns the model config's ``parameters`` list. The client sends that form: two tensors cost the
+server much less than one per feature (``bench/online_serving.py``). For any other model each feature column is one input of shape
 ``[N, 1]`` with the datatype the model's metadata declares (``FP64``, ``INT64``, ``BOOL`` or ``BYTES``).
 Either way a column is checked against the datatype its own input declares: an integer column with
 missing or fractional values is refused before anything is sent.
