@@ -129,7 +129,7 @@ class TritonPythonModel:
         self.output = spec["output"]
 
     def _columns(self, request):
-        """(numeric [N, k] float64, categorical [N, m] object) from either input form."""
+        """(numeric [N, k], categorical [N, m] of str, N) from either input form; a bad request raises BadRequest."""
         tensors = {t.name(): t for t in request.inputs()}
         if NUMERIC in tensors or CATEGORICAL in tensors:
             extra = sorted(set(tensors) - {NUMERIC, CATEGORICAL})
@@ -148,6 +148,12 @@ class TritonPythonModel:
         rows = {len(p) for p in parts if p is not None}
         if len(rows) != 1:
             raise BadRequest(f"inputs disagree on the number of rows: {sorted(rows)}")
+        if parts[1] is not None:
+            try:
+                text = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in parts[1].ravel()]
+            except UnicodeDecodeError as exc:
+                raise BadRequest(f"categorical values must be UTF-8 text: {exc}") from None
+            parts[1] = np.array(text, dtype=object).reshape(parts[1].shape)
         return parts[0], parts[1], rows.pop()
 
     def _score(self, numeric, categorical):
@@ -156,8 +162,7 @@ class TritonPythonModel:
             columns = np.ascontiguousarray(numeric.astype(np.float64, copy=False).T)
             feeds.update((name, columns[i].reshape(-1, 1)) for i, name in enumerate(self.numeric))
         if categorical is not None:
-            text = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in categorical.T.ravel()]
-            columns = np.array(text, dtype=object).reshape(categorical.shape[1], -1)
+            columns = np.ascontiguousarray(categorical.T)
             feeds.update((name, columns[j].reshape(-1, 1)) for j, name in enumerate(self.categorical))
         probabilities = self.session.run([self.onnx_output], feeds)[0]
         return probabilities[:, self.column].astype(np.float64).reshape(-1, 1)

@@ -7,10 +7,12 @@ load while version 2 keeps serving, a config without version 4 is the rollback, 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -219,6 +221,22 @@ def test_bad_request_bodies_are_named_by_the_model(registry: Registry, server: T
         assert re.search(message, response.json()["error"]), response.json()["error"]
     np.testing.assert_allclose(_probabilities(_post_json(server, registry.name, {"inputs": packed})),
                                first_version[:2], rtol=0, atol=1e-12)  # still serving
+
+
+def test_categories_that_are_not_utf8_are_a_bad_request(registry: Registry, server: TritonServer, first_version) -> None:
+    numeric = np.zeros((1, 6)).tobytes()
+    categorical = b"".join(struct.pack("<I", len(v)) + v for v in (b"rent", b"\xff\xfe", b"north"))
+    header = json.dumps({"inputs": [
+        {"name": "numeric_features", "shape": [1, 6], "datatype": "FP64", "parameters": {"binary_data_size": 48}},
+        {"name": "categorical_features", "shape": [1, 3], "datatype": "BYTES",
+         "parameters": {"binary_data_size": len(categorical)}},
+    ]}).encode()
+
+    response = httpx.post(f"{server.url}/v2/models/{registry.name}/versions/1/infer", content=header + numeric + categorical,
+                          headers={"Inference-Header-Content-Length": str(len(header))}, timeout=30)
+
+    assert response.status_code == 400, response.text
+    assert "categorical values must be UTF-8 text" in response.json()["error"]
 
 
 def test_second_version_loads_beside_the_first(registry: Registry, repo: Path, triton: TritonClient,
