@@ -3,14 +3,19 @@
 
 Validated, fingerprinted data → a trained model in MLflow → a new version with alias `@challenger`.
 
-1. **validate** the batch at `dataset_uri` with the model's Great Expectations suite. A failing batch
-   is quarantined (its MLflow run is tagged `quarantine=rejected` with its fingerprint) and nothing
-   downstream runs.
+1. **validate** the batch at `dataset_uri`: read with the declared column types, then the model's Great
+   Expectations suite plus the checks derived from the config (finite, plausible numbers; timestamps not
+   after the run's logical date; the target's classes, enough rows of each on both sides of the split).
+   A refused batch is quarantined (its MLflow run is FAILED and tagged `quarantine=rejected` with the
+   reason and its fingerprint), the task fails without retries and nothing downstream runs.
 2. **fingerprint** every row (a full-content SHA-256, unlike MLflow's 10,000-row digest) and the schema.
 3. **needs_training** skips the rest when a version was already trained from the same data, code and params.
 4. **train** with the configured backend: a local process, or a Kubernetes pod.
 5. **evaluate** on the held-out split; metrics and plots go to the MLflow run.
 6. **register** the version with its lineage tags, alias `@challenger`; the asset event starts promotion.
+
+The MLflow run always ends: FINISHED when a version is registered, KILLED when training is skipped,
+FAILED (with the task and the error in `modelops.outcome`) when any step fails for good.
 
 Trigger with a `dataset_uri` from the UI, the REST API or a drift webhook.
 """
@@ -33,7 +38,7 @@ def build(config):
         description=f"Train {config.name}: validate, fingerprint, train, evaluate, register",
         doc_md=__doc__,
         schedule=config.training.schedule,
-        **dag_args(config, "training"),
+        **dag_args(config, "training", on_task_failure=t.CloseRunOnFailure(config.name)),
         params={
             "dataset_uri": Param(config.dataset.uri, type="string", minLength=1, description="Dataset to train on (file, parquet folder, or URI)"),
             "force": Param(False, type="boolean", description="Retrain even if a version exists for the same data, code and params"),

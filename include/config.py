@@ -40,6 +40,25 @@ class Column(_Strict):
     type: ColumnType
 
 
+class DataChecks(_Strict):
+    """What validation refuses besides the expectation suite, derived from the declared columns.
+
+    Non-finite numbers are always refused; the rest is tunable per model.
+    """
+
+    max_abs_value: float = Field(1e12, gt=0, description="Numbers beyond +/- this are implausible (and overflow training's arithmetic).")
+    max_future_minutes: float = Field(60, ge=0, description="Event timestamps later than the run's logical date plus this are refused.")
+    max_age_days: float | None = Field(None, gt=0, description="Event timestamps older than the run's logical date minus this are refused; none = no limit.")
+    classes: list[int | str] = Field(default_factory=lambda: [0, 1], min_length=2, max_length=2, description="The target's classes (binary; the second is the positive class); other labels are refused.")
+    min_rows_per_class: int = Field(10, ge=1, description="Rows each class needs in the training split and in the holdout split.")
+
+    @model_validator(mode="after")
+    def _distinct_classes(self) -> DataChecks:
+        if self.classes[0] == self.classes[1]:
+            raise ValueError(f"classes: must be two different values, got {self.classes}")
+        return self
+
+
 class DatasetConfig(_Strict):
     uri: str = Field(description="Default dataset location (file, directory of parquet, or URI).")
     id_column: str
@@ -48,6 +67,7 @@ class DatasetConfig(_Strict):
     outcome: Column | None = Field(None, description="Business outcome that arrives after prediction.")
     features: list[Column] = Field(min_length=1)
     expectation_suite: str = Field(description="GX suite JSON, relative to config/.")
+    checks: DataChecks = DataChecks()
 
     @model_validator(mode="after")
     def _distinct_columns(self) -> DatasetConfig:
@@ -55,6 +75,16 @@ class DatasetConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"columns declared twice: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _classes_of_target_type(self) -> DatasetConfig:
+        wanted = {"int": int, "bool": int, "category": str, "string": str}.get(self.target.type)
+        if wanted is None:
+            raise ValueError(f"target: type {self.target.type} cannot be a class label; use int, bool, category or string")
+        wrong = [c for c in self.checks.classes if not isinstance(c, wanted)]
+        if wrong:
+            raise ValueError(f"checks.classes: {wrong} do not match the target's type {self.target.type}")
         return self
 
     @property

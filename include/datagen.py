@@ -69,12 +69,18 @@ CORRUPTIONS: dict[str, str] = {
     "nulls": "credit_score is null in some rows",
     "out_of_range": "age is 150 or -3 in some rows",
     "missing_column": "debt_to_income is missing",
+    "non_finite": "annual_income is inf, -inf or 1e308 in some rows",
+    "future_timestamps": "applied_at is 70 years in the future in some rows",
+    "unknown_label": "defaulted is 2 (not a class) in some rows",
 }
 CORRUPTED_COLUMN: dict[str, str] = {
     "wrong_types": "annual_income",
     "nulls": "credit_score",
     "out_of_range": "age",
     "missing_column": "debt_to_income",
+    "non_finite": "annual_income",
+    "future_timestamps": "applied_at",
+    "unknown_label": "defaulted",
 }
 CORRUPTED_FRACTION = 0.05
 
@@ -161,6 +167,12 @@ def _corrupt(df: pd.DataFrame, corruption: str, rng: np.random.Generator) -> pd.
         out[column] = values
     elif corruption == "out_of_range":
         out.loc[rows, column] = rng.choice(np.array([150, -3], dtype=np.int64), size=len(rows))
+    elif corruption == "non_finite":
+        out.loc[rows, column] = rng.choice(np.array([np.inf, -np.inf, 1e308]), size=len(rows))
+    elif corruption == "future_timestamps":
+        out.loc[rows, column] = out.loc[rows, column] + pd.DateOffset(years=70)
+    elif corruption == "unknown_label":
+        out.loc[rows, column] = 2
     return out
 
 

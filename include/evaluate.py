@@ -59,7 +59,7 @@ def evaluate_run(client: MlflowClient, config: ModelConfig, dataset_uri: str, ru
     if not model_uri:
         raise ValueError(f"run {run_id} has no {MODEL_URI_TAG} tag: training did not log a model")
     model = mlflow.sklearn.load_model(model_uri)
-    _, holdout = holdout_split(read_dataset(dataset_uri), config)
+    _, holdout = holdout_split(read_dataset(dataset_uri, config.dataset.column_types), config)
     x, y = features_and_target(holdout, config)
     if y.nunique() < 2:
         raise ValueError(f"holdout split of {dataset_uri} has a single class in {config.dataset.target.name}")

@@ -66,10 +66,38 @@ def upsert_run(client: MlflowClient, experiment: str, key_tags: dict[str, str], 
     Keyed so that a retried task reuses its run instead of leaving orphans behind.
     """
     experiment_id = ensure_experiment(client, experiment)
-    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in key_tags.items())
-    found = client.search_runs([experiment_id], filter_string=query, max_results=1)
-    if found:
-        return found[0].info.run_id
+    found = find_run(client, experiment, key_tags)
+    if found is not None:
+        return found
     run = client.create_run(experiment_id, run_name=run_name, tags=key_tags)
     log.info("Created MLflow run %s in %s", run.info.run_id, experiment)
     return run.info.run_id
+
+
+OUTCOME_TAG = "modelops.outcome"
+
+
+def find_run(client: MlflowClient, experiment: str, key_tags: dict[str, str]) -> str | None:
+    """The id of the run carrying ``key_tags`` in ``experiment``, or None."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in key_tags.items())
+    runs = client.search_runs([found.experiment_id], filter_string=query, max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def close_run(
+    client: MlflowClient, run_id: str, status: str, outcome: str, *, only_if: tuple[str, ...] | None = None
+) -> bool:
+    """End ``run_id`` with ``status`` (``FINISHED``, ``FAILED``, ``KILLED``) and the ``modelops.outcome`` tag saying why.
+
+    With ``only_if``, a run whose current status is not listed is left alone (e.g. not to turn a
+    quarantined, FAILED run into another failure). Returns whether the run was closed.
+    """
+    if only_if is not None and client.get_run(run_id).info.status not in only_if:
+        return False
+    client.set_tag(run_id, OUTCOME_TAG, outcome[:5000])
+    client.set_terminated(run_id, status=status)
+    log.info("MLflow run %s closed as %s: %s", run_id, status, outcome)
+    return True

@@ -140,7 +140,7 @@ def train(config: ModelConfig, dataset_uri: str, run_id: str, *, expected_finger
     from include.dataset import read_dataset
     from include.fingerprint import dataset_fingerprint
 
-    df = read_dataset(dataset_uri)
+    df = read_dataset(dataset_uri, config.dataset.column_types)
     if expected_fingerprint:
         actual = dataset_fingerprint(df, config.dataset.column_types)
         if actual != expected_fingerprint:

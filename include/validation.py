@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +87,20 @@ class ValidationReport:
         return "\n".join(lines)
 
 
+    def with_checks(self, failures: Sequence[FailedExpectation], evaluated: int) -> ValidationReport:
+        """This report plus ``evaluated`` checks run outside GX, of which ``failures`` failed."""
+        stats = dict(self.statistics)
+        stats["evaluated_expectations"] = stats.get("evaluated_expectations", 0) + evaluated
+        stats["unsuccessful_expectations"] = stats.get("unsuccessful_expectations", 0) + len(failures)
+        stats["successful_expectations"] = stats["evaluated_expectations"] - stats["unsuccessful_expectations"]
+        result = {**self.result, "project_checks": [
+            {"type": f.expectation_type, "column": f.column, "detail": f.detail} for f in failures]}
+        return ValidationReport(
+            success=self.success and not failures, failures=[*self.failures, *failures], statistics=stats,
+            result=result, json_path=self.json_path, docs_path=self.docs_path,
+        )
+
+
 class DataValidationError(ValueError):
     """A batch failed validation; ``report`` holds the details and ``str()`` is its summary."""
 
@@ -95,8 +109,8 @@ class DataValidationError(ValueError):
         self.report = report
 
 
-def load_suite(path: str | Path) -> gx.ExpectationSuite:
-    """Read a GX suite JSON file; every problem is a ``ValueError`` naming the file."""
+def load_suite(path: str | Path, *, extra_expectations: Sequence[dict[str, Any]] = ()) -> gx.ExpectationSuite:
+    """Read a GX suite JSON file (plus ``extra_expectations``); every problem is a ``ValueError`` naming the file."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -116,6 +130,7 @@ def load_suite(path: str | Path) -> gx.ExpectationSuite:
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"expectation suite file {path}: 'expectations' must be a non-empty list")
     expectations = [_build_expectation(path, index, entry) for index, entry in enumerate(entries)]
+    expectations += [_build_expectation(path, len(entries) + index, entry) for index, entry in enumerate(extra_expectations)]
     try:
         return gx.ExpectationSuite(
             name=name,
@@ -142,15 +157,25 @@ def _build_expectation(path: Path, index: int, entry: Any) -> Any:
         raise ValueError(f"{where} ({expectation_type}): invalid configuration: {exc}") from exc
 
 
-def validate_dataframe(df: pd.DataFrame, suite_path: str | Path, *, report_dir: Path | None = None) -> ValidationReport:
-    """Validate ``df`` against the suite at ``suite_path``.
+def validate_dataframe(
+    df: pd.DataFrame,
+    suite_path: str | Path,
+    *,
+    report_dir: Path | None = None,
+    extra_expectations: Sequence[dict[str, Any]] = (),
+) -> ValidationReport:
+    """Validate ``df`` against the suite at ``suite_path`` plus ``extra_expectations``.
+
+    ``extra_expectations`` are suite entries (``{"type", "kwargs", "meta"}``) appended to the file's
+    suite for this run, e.g. the checks derived from the model's declared columns; they appear in the
+    result and the Data Docs like the file's own.
 
     With ``report_dir``, ``validation_result.json`` and the Data Docs site (``data_docs/``)
     are written there and their paths set on the report. Nothing is printed and nothing is
     written anywhere else. GX keeps a process-wide "current context"; it is restored
     afterwards, so this is safe to call between other GX work (but not from two threads at once).
     """
-    suite = load_suite(suite_path)
+    suite = load_suite(suite_path, extra_expectations=extra_expectations)
     docs_dir = Path(report_dir) / DOCS_DIR if report_dir is not None else None
     with _ephemeral_context(docs_dir) as context:
         batch = (

@@ -12,19 +12,26 @@ from modelops.notify import dag_failure_callback
 START_DATE = datetime(2026, 1, 1)
 
 
-def dag_args(config: ModelConfig, *tags: str, retry_delay: timedelta = timedelta(minutes=1)) -> dict[str, Any]:
+def dag_args(
+    config: ModelConfig, *tags: str, retry_delay: timedelta = timedelta(minutes=1),
+    on_task_failure: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
     """``@dag`` keyword arguments common to the lifecycle DAGs of ``config``'s model.
 
     One run at a time per DAG (alias moves are last-writer-wins), no catch-up, retries by default,
     the model's owner, tags: ``modelops``, ``tags`` (the stage, the system) and the model name, and a
-    failure callback that alerts the model's Slack channel (or the log).
+    failure callback that alerts the model's Slack channel (or the log). ``on_task_failure`` becomes every
+    task's ``on_failure_callback`` (called once a task has failed for good, not on retries).
     """
+    default_args: dict[str, Any] = {"owner": config.owner, "retries": 2, "retry_delay": retry_delay}
+    if on_task_failure is not None:
+        default_args["on_failure_callback"] = on_task_failure
     return {
         "start_date": START_DATE,
         "catchup": False,
         "max_active_runs": 1,
         "tags": ["modelops", *tags, config.name],
-        "default_args": {"owner": config.owner, "retries": 2, "retry_delay": retry_delay},
+        "default_args": default_args,
         "on_failure_callback": dag_failure_callback,
     }
 

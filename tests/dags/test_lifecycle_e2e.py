@@ -79,6 +79,14 @@ def first_champion(env, dags):
     return uri
 
 
+def _mlflow_run(client, dag_run):
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name(f"modelops/{MODEL}").experiment_id],
+        filter_string=f"tags.`airflow.run_id` = '{dag_run.run_id}'",
+    )
+    return run
+
+
 def test_clean_batch_becomes_champion_with_lineage_tags(env, first_champion):
     from include.datagen import COLUMN_TYPES
     from include.dataset import read_dataset
@@ -102,6 +110,8 @@ def test_clean_batch_becomes_champion_with_lineage_tags(env, first_champion):
     assert any('"action": "promote"' in a for a in audit_actions)
 
     run = client.get_run(version.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["modelops.outcome"] == "registered as version 1"
     assert run.data.metrics["roc_auc"] > 0.7
     assert run.data.tags["data_fingerprint"] == version.tags["data_fingerprint"]
     assert run.inputs.dataset_inputs[0].dataset.source  # logged with mlflow.log_input
@@ -118,6 +128,9 @@ def test_same_data_code_and_params_skips_retraining(env, dags, first_champion):
     assert states["needs_training"] == "success"
     assert {states[t] for t in ("train", "evaluate", "register")} == {"skipped"}
     assert _versions(client) == [1]
+    run = _mlflow_run(client, dag_run)  # closed, not left RUNNING
+    assert run.info.status == "KILLED"
+    assert run.data.tags["modelops.outcome"].startswith("skipped: version 1 was trained from the same data")
 
 
 @pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
@@ -132,14 +145,50 @@ def test_bad_batch_is_rejected_and_nothing_changes(env, dags, first_champion, co
     assert _versions(client) == [1]
     assert _alias(client, "champion") == "1"
 
-    (run,) = client.search_runs(
-        [client.get_experiment_by_name(f"modelops/{MODEL}").experiment_id],
-        filter_string=f"tags.`airflow.run_id` = '{dag_run.run_id}'",
-    )
+    # Bad data is not retried: the first try fails for good.
+    assert {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}["validate"] == 1
+
+    run = _mlflow_run(client, dag_run)
     assert run.info.status == "FAILED"
     assert run.data.tags["quarantine"] == "rejected"
-    assert run.data.tags["data_fingerprint"].startswith("sha256:")
+    assert run.data.tags["data_fingerprint" if "unreadable" not in run.data.tags["quarantine.reason"]
+                         else "files_sha256"].startswith("sha256:")
     assert CORRUPTED_COLUMN[corruption] in run.data.tags["validation.summary"]
+
+
+def test_corrupt_parquet_is_quarantined_without_retries(env, dags, first_champion):
+    client = env["client"]
+    good = Path(_batch(env, "to-corrupt", seed=8))
+    raw = good.read_bytes()
+    good.write_bytes(raw[: len(raw) // 2] + bytes(4000) + raw[len(raw) // 2 + 4000:])
+    dag_run = dags["train"].test(run_conf={"dataset_uri": str(good)})
+    assert str(dag_run.state) == "failed"
+    validate = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "validate")
+    assert (str(validate.state), validate.try_number) == ("failed", 1)
+    run = _mlflow_run(client, dag_run)
+    assert run.info.status == "FAILED"
+    assert "to-corrupt.parquet" in run.data.tags["quarantine.reason"]
+    assert _versions(client) == [1]
+
+
+def test_a_failure_after_validation_closes_the_mlflow_run_as_failed(env, dags, first_champion):
+    """Training that cannot start (bad estimator params) used to leave the MLflow run RUNNING forever."""
+    client = env["client"]
+    path = env["tmp"] / "config" / "models" / f"{MODEL}.yaml"
+    original = path.read_text()
+    raw = yaml.safe_load(original)
+    raw["model"]["params"] = {**raw["model"]["params"], "max_iter": -5}
+    path.write_text(yaml.safe_dump(raw))
+    try:
+        dag_run = dags["train"].test(run_conf={"dataset_uri": _batch(env, "params", seed=9)})
+    finally:
+        path.write_text(original)
+    states = _states(dag_run)
+    assert (str(dag_run.state), states["validate"], states["train"]) == ("failed", "success", "failed")
+    run = _mlflow_run(client, dag_run)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["modelops.outcome"].startswith("failed in task train: ")
+    assert _versions(client) == [1]
 
 
 def test_worse_challenger_is_not_promoted(env, dags, first_champion):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import task
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 def validate(model: str, dataset_uri: str, **context: Any) -> dict[str, str]:
     """Open (or reuse, on retry) this Airflow run's MLflow run and validate the batch with its GX suite."""
     from include import data_checks, tracking
+    from include.dataset import DatasetError
     from include.validation import DataValidationError
 
     config = get_model_config(model)
@@ -38,12 +40,47 @@ def validate(model: str, dataset_uri: str, **context: Any) -> dict[str, str]:
     )
     uri = resolve_uri(dataset_uri)
     try:
-        data_checks.validate(client, config, uri, run_id)
-    except DataValidationError as exc:
+        data_checks.validate(client, config, uri, run_id, as_of=_as_of(context))
+    except (DataValidationError, DatasetError) as exc:
+        # Bad data does not get better with a retry: fail for good, the batch is quarantined.
         raise AirflowFailException(f"{uri} rejected and quarantined (MLflow run {run_id}).\n{exc}") from None
     except (FileNotFoundError, ValueError) as exc:
+        tracking.close_run(client, run_id, "FAILED", f"failed: cannot read dataset {uri}: {exc}")
         raise AirflowFailException(f"cannot read dataset {uri}: {exc}") from None
     return {"mlflow_run_id": run_id, "dataset_uri": uri}
+
+
+def _as_of(context: Any) -> datetime:
+    """The moment the run stands for: its logical date, else (a manual run in Airflow 3) when it was due."""
+    dag_run = context["dag_run"]
+    when = context.get("logical_date") or getattr(dag_run, "run_after", None) or datetime.now(UTC)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+class CloseRunOnFailure:
+    """Task ``on_failure_callback`` of the training DAG: the run's MLflow run ends FAILED, with why.
+
+    The MLflow run is found by its Airflow ids (it may not have been handed on yet). A run already
+    closed as FAILED or KILLED (a quarantined batch, a skip) is left as it is.
+    """
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def __call__(self, context: Any) -> None:
+        from include import tracking
+
+        config = get_model_config(self.model)
+        client = MlflowHook().client
+        keys = ids(context)
+        run_id = tracking.find_run(client, config.experiment_name,
+                                   {"airflow.dag_id": keys["dag_id"], "airflow.run_id": keys["run_id"]})
+        if run_id is None:
+            return
+        task_id = context["ti"].task_id
+        error = context.get("exception")
+        reason = f"failed in task {task_id}: {type(error).__name__}: {error}" if error else f"failed in task {task_id}"
+        tracking.close_run(client, run_id, "FAILED", reason, only_if=("RUNNING", "FINISHED", "SCHEDULED"))
 
 
 @task
@@ -83,7 +120,10 @@ def needs_training(model: str, batch: dict[str, str], **context: Any) -> bool:
         "Skipping retraining: %s version %s was already trained from the same data (%s), code commit %s and params",
         model, existing.version, batch["data_fingerprint"], lineage.code_commit(),
     )
-    client.set_tag(batch["mlflow_run_id"], "modelops.outcome", f"skipped: same as version {existing.version}")
+    from include import tracking
+
+    tracking.close_run(client, batch["mlflow_run_id"], "KILLED",
+                       f"skipped: version {existing.version} was trained from the same data, code and params")
     return False
 
 
@@ -93,7 +133,10 @@ def evaluate(model: str, batch: dict[str, str]) -> dict[str, float]:
     from include.evaluate import evaluate_run
 
     config = get_model_config(model)
-    return evaluate_run(MlflowHook().client, config, batch["dataset_uri"], batch["mlflow_run_id"])
+    try:
+        return evaluate_run(MlflowHook().client, config, batch["dataset_uri"], batch["mlflow_run_id"])
+    except ValueError as exc:  # the data or the model cannot be evaluated: a retry gives the same answer
+        raise AirflowFailException(f"cannot evaluate run {batch['mlflow_run_id']}: {exc}") from None
 
 
 @task
@@ -132,6 +175,8 @@ def register(model: str, batch: dict[str, str], metrics: dict[str, float], **con
         airflow_run_id=keys["run_id"],
     )
     number = str(version.version)
-    client.set_tag(run.info.run_id, "modelops.outcome", f"registered as version {number}")
+    from include import tracking
+
+    tracking.close_run(client, run.info.run_id, "FINISHED", f"registered as version {number}")
     context["outlet_events"][challenger_asset(model)].extra = {"version": number, "run_id": run.info.run_id}
     return number
