@@ -1,4 +1,4 @@
-"""Drift alerts from outside: request signatures, the three payload formats, one normalized alert each.
+"""Drift alerts from outside: request signatures, the three payload formats, which alerts mean drift.
 
 **Signature.** A sender signs every request with a shared secret::
 
@@ -23,9 +23,18 @@ later. In a shell::
      "summary": "...", "drift_score": 0.41, "features": ["annual_income"], "labels": {...}}
 
 In Alertmanager and Grafana alerts the model is the alert label ``model`` (add it in the alert
-rule). Every alert becomes a :class:`DriftAlert` whose :attr:`~DriftAlert.run_id` is derived from
-the alert's identity (Alertmanager/Grafana: ``fingerprint`` + ``startsAt``; project: ``alert_id``),
-so a redelivered alert maps to the same retraining run.
+rule). Every alert becomes a :class:`DriftAlert`, its text cleaned (:func:`clean_text`: no control or
+bidirectional formatting characters, bounded lengths) and its identity taken from the alert
+(Alertmanager/Grafana: ``fingerprint`` + ``startsAt``; project: ``alert_id``).
+
+**Only drift starts retraining** (:func:`triage`): resolved alerts, Grafana's ``DatasourceNoData`` /
+``DatasourceError`` alerts (they carry the rule's labels, ``model`` included), alerts Grafana fired
+because of ``NoData`` or ``Error`` (annotation ``grafana_state_reason``) and always-firing heartbeats
+(``Watchdog``, ``InfoInhibitor``) are :class:`Ignored` with a reason.
+
+**One run per model** (:func:`group_by_model`): the firing drift alerts of one model in one request
+start one retraining run (:class:`RetrainGroup`), whose run id is derived from the alerts'
+identities (:func:`group_run_id`), so a redelivery maps to the same run.
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -56,6 +67,7 @@ SIGNATURE_SCHEME = "sha256"
 DEFAULT_TOLERANCE_S = 300
 RUN_ID_PREFIX = "drift_webhook__"
 MODEL_LABEL = "model"
+ALERTNAME_LABEL = "alertname"
 
 _SIGNATURE = re.compile(r"^sha256=([0-9a-fA-F]{64})$")
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
@@ -123,6 +135,62 @@ def verify(
     return ts
 
 
+# --- text that came with an alert ------------------------------------------------------------------
+
+TEXT_LIMIT = 1024
+KEY_LIMIT = 128
+URL_LIMIT = 2048
+NOTE_LIMIT = 900
+
+#: Unicode's bidirectional formatting characters (UAX #9): embeddings and overrides U+202A-U+202E,
+#: isolates U+2066-U+2069, and the marks U+200E, U+200F, U+061C. They make text read differently
+#: from what it is ("Trojan Source"), so alert text never keeps them.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_BREAKS = re.compile("[\t\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029]+")
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{BIDI_CONTROLS}\u2028\u2029]")
+
+
+def clean_text(value: str, limit: int = TEXT_LIMIT) -> str:
+    """``value`` made safe for a run note, a log line, the Airflow UI or Slack; at most ``limit`` characters.
+
+    Line and paragraph breaks and tabs (``\\t \\n \\v \\f \\r``, U+001C-U+001E, U+0085, U+2028, U+2029)
+    become one space, so a value cannot forge a log line; every other C0/C1 control character (U+0000-
+    U+001F, U+007F-U+009F) and every bidirectional formatting character (:data:`BIDI_CONTROLS`) is
+    removed; the ends are stripped and a longer text is cut to ``limit - 1`` characters plus ``…``.
+    """
+    text = _UNSAFE.sub("", _BREAKS.sub(" ", value)).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clean(value: str) -> str:
+    return clean_text(value, TEXT_LIMIT)
+
+
+def _clean_key(value: str) -> str:
+    return clean_text(value, KEY_LIMIT)
+
+
+def _clean_url(value: str) -> str:
+    return clean_text(value, URL_LIMIT)
+
+
+def _clean_feature(value: str) -> str:
+    return clean_text(value, 256)
+
+
+def _no_unsafe_characters(value: str) -> str:
+    if _UNSAFE.search(value):
+        raise ValueError("must not contain control characters or bidirectional formatting characters")
+    return value
+
+
+CleanText = Annotated[str, AfterValidator(_clean)]
+CleanKey = Annotated[str, AfterValidator(_clean_key)]
+CleanUrl = Annotated[str, AfterValidator(_clean_url)]
+CleanFeature = Annotated[str, AfterValidator(_clean_feature)]
+Identifier = Annotated[str, AfterValidator(_no_unsafe_characters)]
+
+
 # --- payloads --------------------------------------------------------------------------------------
 
 def _to_utc(value: datetime) -> datetime:
@@ -135,6 +203,7 @@ def _to_utc(value: datetime) -> datetime:
 ModelName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 Status = Literal["firing", "resolved"]
+Source = Literal["alertmanager", "grafana", "project"]
 ShortText = Annotated[str, StringConstraints(max_length=4096)]
 
 
@@ -158,7 +227,7 @@ class AlertmanagerAlert(BaseModel):
     startsAt: UtcDatetime  # noqa: N815 - the wire name
     endsAt: UtcDatetime | None = None  # noqa: N815
     generatorURL: str | None = None  # noqa: N815
-    fingerprint: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    fingerprint: Annotated[Identifier, StringConstraints(min_length=1, max_length=128)]
 
 
 class GrafanaAlert(AlertmanagerAlert):
@@ -187,7 +256,11 @@ class AlertmanagerPayload(BaseModel):
 
 
 class GrafanaPayload(AlertmanagerPayload):
-    """Grafana alerting's webhook payload, version 1: Alertmanager's shape plus a few fields."""
+    """Grafana alerting's webhook payload, version 1: Alertmanager's shape plus a few fields.
+
+    ``state`` is ``alerting`` when any alert of the notification fires and ``ok`` otherwise; it says
+    nothing about a single alert, so only each alert's ``status``, labels and annotations are read.
+    """
 
     model_config = ConfigDict(extra="ignore", title="GrafanaWebhook")
 
@@ -205,8 +278,9 @@ class ProjectAlert(BaseModel):
     model_config = ConfigDict(extra="forbid", title="ProjectDriftAlert")
 
     model: ModelName = Field(description="The configured model the alert is about.")
-    alert_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
-        description="Stable id of this alert; the same id never starts a second retraining run.")
+    alert_id: Annotated[Identifier, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="Stable id of this alert; the same id never starts a second retraining run. "
+                    "No control or bidirectional formatting characters.")
     status: Status
     summary: ShortText | None = None
     drift_score: float | None = Field(None, allow_inf_nan=False)
@@ -239,7 +313,11 @@ def payload_json_schema(ref_template: str = "#/$defs/{model}") -> dict[str, Any]
 
 
 class PayloadError(ValueError):
-    """The payload is not JSON or not one of the formats; ``errors`` name each field (pydantic's loc)."""
+    """The payload is not JSON or not one of the formats; ``errors`` name each field (pydantic's loc).
+
+    Each error is ``{"loc": [...], "msg": str, "type": str, "format"?: str}``; names in ``loc`` that
+    came from the body (keys) are passed through :func:`clean_text`, so the message is safe to log.
+    """
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         self.errors = errors
@@ -253,7 +331,7 @@ def parse_payload(body: bytes | str) -> AlertmanagerPayload | GrafanaPayload | P
     except ValidationError as exc:
         errors = []
         for err in exc.errors(include_url=False, include_input=False):
-            loc = list(err["loc"])
+            loc = [clean_text(part, KEY_LIMIT) if isinstance(part, str) else part for part in err["loc"]]
             fmt = loc.pop(0) if loc and loc[0] in ("alertmanager", "grafana", "project") else None
             errors.append({"loc": loc, "msg": err["msg"], "type": err["type"], **({"format": fmt} if fmt else {})})
         raise PayloadError(errors) from None
@@ -263,24 +341,35 @@ def parse_payload(body: bytes | str) -> AlertmanagerPayload | GrafanaPayload | P
 
 
 class DriftAlert(BaseModel):
-    """One alert, whatever format it came in; ``run_id`` is its retraining run."""
+    """One alert, whatever format it came in.
+
+    Every text field (summary, label and annotation names and values, URL, features) is passed
+    through :func:`clean_text` when the alert is built, so whatever reads it (run note, run conf,
+    log, Slack) gets no control or bidirectional formatting characters and bounded lengths:
+    :data:`TEXT_LIMIT` characters per value, :data:`KEY_LIMIT` per name, :data:`URL_LIMIT` for the URL.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     model: str
-    source: Literal["alertmanager", "grafana", "project"]
+    source: Source
     status: Status
-    identity: str = Field(description="fingerprint@startsAt (Alertmanager, Grafana) or alert_id (project)")
-    summary: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    identity: Identifier = Field(description="fingerprint@startsAt (Alertmanager, Grafana) or alert_id (project)")
+    summary: CleanText | None = None
+    labels: dict[CleanKey, CleanText] = Field(default_factory=dict)
+    annotations: dict[CleanKey, CleanText] = Field(default_factory=dict)
     starts_at: datetime | None = None
-    generator_url: str | None = None
+    generator_url: CleanUrl | None = None
     drift_score: float | None = None
-    features: list[str] = Field(default_factory=list)
+    features: list[CleanFeature] = Field(default_factory=list)
+
+    @property
+    def alertname(self) -> str | None:
+        return self.labels.get(ALERTNAME_LABEL)
 
     @property
     def run_id(self) -> str:
+        """The run id this alert gets when it is the only new alert of its model in a request."""
         return run_id_for(self.source, self.identity)
 
     @property
@@ -288,19 +377,36 @@ class DriftAlert(BaseModel):
         return f"train_{self.model}"
 
     def to_conf(self) -> dict[str, Any]:
-        """The JSON-safe dict passed as the run's ``alert`` param."""
-        return {**self.model_dump(mode="json"), "run_id": self.run_id}
+        """The alert as a JSON-safe dict (one entry of the run conf's ``alert.alerts``)."""
+        return self.model_dump(mode="json")
+
+
+def identity_kind(source: str) -> str:
+    """The namespace of an alert identity: Grafana speaks Alertmanager's (fingerprint@startsAt)."""
+    return "project" if source == "project" else "alertmanager"
 
 
 def run_id_for(source: str, identity: str) -> str:
     """``drift_webhook__<32 hex>``: the same alert (same identity) always gets the same run id."""
-    kind = "project" if source == "project" else "alertmanager"  # Grafana speaks Alertmanager's identity
-    digest = hashlib.sha256(f"{kind}\n{identity}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{identity_kind(source)}\n{identity}".encode()).hexdigest()
+    return f"{RUN_ID_PREFIX}{digest[:32]}"
+
+
+def group_run_id(source: str, identities: Iterable[str]) -> str:
+    """The run id of one retraining run for several alerts: the same set of identities, in any order,
+    gets the same id; a set of one gets :func:`run_id_for` that alert's (so single alerts keep the ids
+    earlier releases gave them). Raises ``ValueError`` for an empty set."""
+    unique = sorted(set(identities))
+    if not unique:
+        raise ValueError("a retraining run needs at least one alert")
+    if len(unique) == 1:
+        return run_id_for(source, unique[0])
+    digest = hashlib.sha256("\n".join([identity_kind(source), "group", *unique]).encode()).hexdigest()
     return f"{RUN_ID_PREFIX}{digest[:32]}"
 
 
 def _summary(annotations: dict[str, str], labels: dict[str, str], fallback: str | None) -> str | None:
-    return annotations.get("summary") or annotations.get("description") or fallback or labels.get("alertname")
+    return annotations.get("summary") or annotations.get("description") or fallback or labels.get(ALERTNAME_LABEL)
 
 
 def normalize(payload: AlertmanagerPayload | GrafanaPayload | ProjectAlert) -> list[DriftAlert]:
@@ -327,5 +433,161 @@ def normalize(payload: AlertmanagerPayload | GrafanaPayload | ProjectAlert) -> l
             ))
     unique: dict[str, DriftAlert] = {}
     for alert in alerts:
-        unique.setdefault(alert.run_id, alert)
+        unique.setdefault(alert.identity, alert)
     return list(unique.values())
+
+
+# --- which alerts mean drift -----------------------------------------------------------------------
+
+#: Grafana's annotation that says why an alert is in its state (``NoData``, ``Error``, ``NoData, KeepLast``…).
+STATE_REASON_ANNOTATION = "grafana_state_reason"
+#: State reasons of an alert that fires because its query returned nothing or failed, not because of drift.
+NOT_DRIFT_STATE_REASONS = frozenset({"NoData", "Error"})
+#: Alert names that never mean drift: Grafana's no-data and error alerts (they carry the rule's labels,
+#: so also its ``model``) and the always-firing heartbeat alerts of kube-prometheus (``Watchdog``,
+#: ``InfoInhibitor``).
+DEFAULT_IGNORED_ALERTNAMES = ("DatasourceNoData", "DatasourceError", "Watchdog", "InfoInhibitor")
+_KNOWN = {
+    "DatasourceNoData": "Grafana's no-data alert: the rule's query returned no data",
+    "DatasourceError": "Grafana's error alert: the rule's query failed",
+    "Watchdog": "an always-firing heartbeat alert",
+    "InfoInhibitor": "an always-firing alert that only inhibits others",
+}
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """An alert that starts nothing, and why (``reason``, a sentence for people)."""
+
+    alert: DriftAlert
+    reason: str
+
+
+def not_drift_reason(alert: DriftAlert, *, ignored_alertnames: Iterable[str] = DEFAULT_IGNORED_ALERTNAMES,
+                     alertnames: Iterable[str] = ()) -> str | None:
+    """Why ``alert`` must not start retraining, or None when it is a firing drift alert.
+
+    In this order: a resolved alert (``"resolved"``); an ``alertname`` label in ``ignored_alertnames``;
+    a ``grafana_state_reason`` annotation naming ``NoData`` or ``Error`` (a Grafana rule set to fire on
+    no data or on errors fires under its own name: the reason is the only sign); and, when
+    ``alertnames`` is not empty, an Alertmanager or Grafana alert whose ``alertname`` is not in it (the
+    project format is a drift alert by definition and is not held to that list).
+    """
+    if alert.status != "firing":
+        return "resolved"
+    name = alert.alertname
+    if name is not None and name in set(ignored_alertnames):
+        return f"not a drift alert: {name} is " + _KNOWN.get(name, "in the ignored alertnames")
+    reasons = {part.strip() for part in alert.annotations.get(STATE_REASON_ANNOTATION, "").split(",")}
+    if hit := sorted(reasons & NOT_DRIFT_STATE_REASONS):
+        return (f"not a drift alert: {STATE_REASON_ANNOTATION} is {alert.annotations[STATE_REASON_ANNOTATION]} "
+                f"(Grafana fired it because its query {'returned no data' if 'NoData' in hit else 'failed'})")
+    allowed = set(alertnames)
+    if allowed and alert.source != "project" and name not in allowed:
+        what = f"alertname {name}" if name is not None else "an alert without an alertname label"
+        return f"not a drift alert: {what} is not one of the drift alertnames"
+    return None
+
+
+def triage(alerts: Iterable[DriftAlert], *, ignored_alertnames: Iterable[str] = DEFAULT_IGNORED_ALERTNAMES,
+           alertnames: Iterable[str] = ()) -> tuple[list[DriftAlert], list[Ignored]]:
+    """Split ``alerts`` into the firing drift alerts and the :class:`Ignored` rest (see :func:`not_drift_reason`)."""
+    ignored_alertnames, alertnames = tuple(ignored_alertnames), tuple(alertnames)
+    drift: list[DriftAlert] = []
+    ignored: list[Ignored] = []
+    for alert in alerts:
+        reason = not_drift_reason(alert, ignored_alertnames=ignored_alertnames, alertnames=alertnames)
+        if reason is None:
+            drift.append(alert)
+        else:
+            ignored.append(Ignored(alert, reason))
+    return drift, ignored
+
+
+# --- one retraining run per model ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetrainGroup:
+    """The firing drift alerts of one model in one request: they start one retraining run together.
+
+    One run per model is what the alerts mean (retrain the model on fresh data); N runs of the same
+    DAG would queue behind each other (``max_active_runs=1``) and repeat the same work.
+    """
+
+    alerts: tuple[DriftAlert, ...]
+
+    def __post_init__(self) -> None:
+        if not self.alerts:
+            raise ValueError("a retraining group needs at least one alert")
+        if len({(a.model, identity_kind(a.source)) for a in self.alerts}) != 1:
+            raise ValueError("the alerts of a retraining group must be about one model and from one format")
+
+    @property
+    def model(self) -> str:
+        return self.alerts[0].model
+
+    @property
+    def source(self) -> str:
+        return self.alerts[0].source
+
+    @property
+    def dag_id(self) -> str:
+        return self.alerts[0].dag_id
+
+    @property
+    def identities(self) -> tuple[str, ...]:
+        return tuple(a.identity for a in self.alerts)
+
+    @property
+    def run_id(self) -> str:
+        """:func:`group_run_id` of the identities: a redelivery of the same alerts finds this run."""
+        return group_run_id(self.source, self.identities)
+
+    def only(self, identities: Iterable[str]) -> RetrainGroup:
+        """The group of just the alerts with these identities (in this group's order)."""
+        keep = set(identities)
+        return RetrainGroup(tuple(a for a in self.alerts if a.identity in keep))
+
+    def _summaries(self) -> str:
+        return "; ".join(dict.fromkeys(a.summary or a.identity for a in self.alerts))
+
+    @property
+    def summary(self) -> str | None:
+        """The alert's summary; for several alerts ``"<n> alerts: <summary>; <summary>…"`` (cleaned, capped)."""
+        if len(self.alerts) == 1:
+            return self.alerts[0].summary
+        return clean_text(f"{len(self.alerts)} alerts: {self._summaries()}")
+
+    def note(self) -> str:
+        """The run's note (Markdown in the UI): where the alerts came from and what they say, at most
+        :data:`NOTE_LIMIT` characters, cleaned like every alert text."""
+        head = (f"Drift alert from {self.source}" if len(self.alerts) == 1
+                else f"{len(self.alerts)} drift alerts from {self.source}")
+        return clean_text(f"{head}: {self._summaries()}", NOTE_LIMIT)
+
+    def to_conf(self) -> dict[str, Any]:
+        """The run's ``alert`` param (JSON-safe): the first alert's fields at the top level (as when one
+        alert started a run), plus ``run_id``, ``identities``, the earliest ``starts_at``, the highest
+        ``drift_score``, all ``features`` and each alert under ``alerts``."""
+        entries = [a.to_conf() for a in self.alerts]
+        timed = [(a.starts_at, e["starts_at"]) for a, e in zip(self.alerts, entries, strict=True) if a.starts_at]
+        scores = [a.drift_score for a in self.alerts if a.drift_score is not None]
+        return {
+            **entries[0],
+            "summary": self.summary,
+            "starts_at": min(timed)[1] if timed else None,
+            "drift_score": max(scores) if scores else None,
+            "features": list(dict.fromkeys(f for a in self.alerts for f in a.features)),
+            "run_id": self.run_id,
+            "identities": list(self.identities),
+            "alerts": entries,
+        }
+
+
+def group_by_model(alerts: Iterable[DriftAlert]) -> list[RetrainGroup]:
+    """One :class:`RetrainGroup` per model, in the order the models first appear; alerts keep their order."""
+    by_model: dict[str, list[DriftAlert]] = {}
+    for alert in alerts:
+        by_model.setdefault(alert.model, []).append(alert)
+    return [RetrainGroup(tuple(group)) for group in by_model.values()]

@@ -1,4 +1,5 @@
-"""Drift webhook library: signatures, the three payload formats, alert identities and run ids."""
+"""Drift webhook library: signatures, the three payload formats, alert identities and run ids, which
+alerts mean drift, one run per model, and alert text made safe to show."""
 
 from __future__ import annotations
 
@@ -176,10 +177,13 @@ def test_a_group_keeps_each_alert_once_in_order():
 
 def test_the_conf_is_json_and_names_the_run():
     (alert,) = parse(alertmanager(am_alert()))
-    conf = alert.to_conf()
+    (group,) = webhook.group_by_model([alert])
+    conf = group.to_conf()
     assert json.loads(json.dumps(conf)) == conf
-    assert conf["run_id"] == alert.run_id
+    assert conf["run_id"] == group.run_id == alert.run_id  # one alert keeps the id earlier releases gave it
+    assert conf["identity"] == alert.identity and conf["identities"] == [alert.identity]
     assert conf["starts_at"] == "2026-11-22T10:00:00Z"
+    assert conf["labels"]["severity"] == "warning"
 
 
 @pytest.mark.parametrize(("payload", "loc", "fmt"), [
@@ -216,3 +220,187 @@ def test_the_json_schema_offers_the_three_formats():
     assert [ref["$ref"].rsplit("/", 1)[1] for ref in schema["oneOf"]] == [
         "AlertmanagerPayload", "GrafanaPayload", "ProjectAlert"]
     assert schema["$defs"]["AlertLabels"]["required"] == ["model"]
+
+
+# --- text from alerts is made safe -------------------------------------------------------------------
+
+BIDI = ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069",
+        "\u200e", "\u200f", "\u061c"]
+CONTROLS = ["\x00", "\x07", "\x08", "\x1b", "\x7f", "\x80", "\x9b", "\x9f"]
+BREAKS = ["\n", "\r", "\r\n", "\t", "\v", "\f", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("char", BIDI + CONTROLS)
+def test_clean_text_removes_control_and_bidirectional_formatting_characters(char):
+    assert webhook.clean_text(f"annual{char}_income") == "annual_income"
+
+
+@pytest.mark.parametrize("brk", BREAKS)
+def test_clean_text_turns_line_breaks_into_one_space_so_no_log_line_can_be_forged(brk):
+    assert webhook.clean_text(f"drifted{brk}INFO - granted admin") == "drifted INFO - granted admin"
+
+
+def test_clean_text_caps_the_length_and_keeps_other_text():
+    assert webhook.clean_text("x" * 5000) == "x" * 1023 + "…"
+    assert webhook.clean_text("abcdef", 4) == "abc…"
+    assert webhook.clean_text("  Ünïcödé – 漂移 😀 ") == "Ünïcödé – 漂移 😀"
+
+
+def test_every_text_of_an_alertmanager_alert_is_cleaned_and_capped():
+    evil = "drift\u202eevil\x1b[31m\nERROR fake line"
+    raw = am_alert(labels={"alertname": "FeatureDrift", "model": "credit_approval", f"team{chr(0x2066)}": evil},
+                   annotations={"summary": evil, "description": "d" * 3000, "k\rey": evil},
+                   generatorURL="http://prometheus:9090/graph?\u202eq=1\n")
+    (alert,) = parse(alertmanager(raw))
+    clean = "driftevil[31m ERROR fake line"
+    assert alert.summary == clean
+    assert alert.labels["team"] == clean
+    assert alert.annotations["k ey"] == clean
+    assert alert.annotations["description"] == "d" * 1023 + "…"
+    assert alert.generator_url == "http://prometheus:9090/graph?q=1"
+    dumped = json.dumps(webhook.group_by_model([alert])[0].to_conf(), ensure_ascii=False)
+    for char in BIDI + CONTROLS + ["\\n", "\\r", "\\u001b"]:
+        assert char not in dumped
+
+
+def test_grafana_titles_and_project_text_are_cleaned_too():
+    (grafana_alert,) = parse(grafana(am_alert(annotations={})) | {"title": "[FIRING:1]\n\u2067FeatureDrift"})
+    assert grafana_alert.summary == "[FIRING:1] FeatureDrift"
+    (project,) = parse({"model": "credit_approval", "alert_id": "a-1", "status": "firing",
+                        "summary": "3\u202e features\r\n", "features": ["inc\u200fome", "a\tb"],
+                        "labels": {"x\x00": "y\x9b"}})
+    assert (project.summary, project.features) == ("3 features", ["income", "a b"])
+    assert project.labels == {"x": "y", "model": "credit_approval"}
+
+
+@pytest.mark.parametrize(("payload", "loc"), [
+    (alertmanager(am_alert(fingerprint="a1b2\u202ec3")), ["alerts", 0, "fingerprint"]),
+    (alertmanager(am_alert(fingerprint="a1b2\nc3")), ["alerts", 0, "fingerprint"]),
+    ({"model": "credit_approval", "alert_id": "evidently\x1b-1", "status": "firing"}, ["alert_id"]),
+    ({"model": "credit_approval", "alert_id": "evidently\u2066-1", "status": "firing"}, ["alert_id"]),
+])
+def test_identities_with_control_or_bidi_characters_are_refused_naming_the_field(payload, loc):
+    with pytest.raises(PayloadError) as err:
+        webhook.parse_payload(json.dumps(payload).encode())
+    assert any(e["loc"] == loc and "control characters" in e["msg"] for e in err.value.errors)
+
+
+def test_field_names_quoted_in_a_payload_error_are_cleaned():
+    body = {"model": "credit_approval", "alert_id": "a", "status": "firing", "x\n\u202eINFO forged": 1}
+    with pytest.raises(PayloadError) as err:
+        webhook.parse_payload(json.dumps(body).encode())
+    assert err.value.errors[0]["loc"] == ["x INFO forged"]
+    assert "\n" not in str(err.value) and "\u202e" not in str(err.value)
+
+
+# --- only drift starts retraining ----------------------------------------------------------------------
+
+
+def named(name: str, fingerprint: str = "f1", **extra) -> dict:
+    raw = am_alert(fingerprint, **extra)
+    raw["labels"] = {**raw["labels"], "alertname": name}
+    return raw
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("DatasourceNoData", "returned no data"),
+    ("DatasourceError", "query failed"),
+    ("Watchdog", "heartbeat"),
+    ("InfoInhibitor", "inhibits"),
+])
+def test_alerts_that_are_not_about_drift_are_ignored_with_the_reason(name, says):
+    drift, ignored = webhook.triage(parse(grafana(named(name), named("FeatureDrift", "f2"))))
+    assert [a.identity.split("@")[0] for a in drift] == ["f2"]
+    (only,) = ignored
+    assert only.alert.model == "credit_approval"  # Grafana copies the rule's labels: the model is there
+    assert only.reason.startswith(f"not a drift alert: {name} is") and says in only.reason
+
+
+@pytest.mark.parametrize("reason", ["NoData", "Error", "NoData, KeepLast", "Error, KeepLast"])
+def test_an_alert_grafana_fired_because_of_no_data_or_an_error_is_ignored(reason):
+    raw = am_alert(annotations={"summary": "annual_income drifted", "grafana_state_reason": reason})
+    drift, (ignored,) = webhook.triage(parse(grafana(raw)))
+    assert drift == []
+    assert ignored.reason.startswith(f"not a drift alert: grafana_state_reason is {reason}")
+
+
+@pytest.mark.parametrize("reason", ["", "Updated", "MissingSeries"])
+def test_other_grafana_state_reasons_do_not_hide_a_firing_drift_alert(reason):
+    drift, ignored = webhook.triage(parse(grafana(am_alert(annotations={"grafana_state_reason": reason}))))
+    assert len(drift) == 1 and ignored == []
+
+
+def test_resolved_alerts_are_ignored_as_resolved():
+    drift, (ignored,) = webhook.triage(parse(alertmanager(am_alert(status="resolved"))))
+    assert drift == [] and ignored.reason == "resolved"
+
+
+def test_the_ignored_alertnames_are_configurable():
+    alerts = parse(alertmanager(named("DatasourceNoData", "f1"), named("Heartbeat", "f2")))
+    drift, ignored = webhook.triage(alerts, ignored_alertnames=["Heartbeat"])
+    assert [a.alertname for a in drift] == ["DatasourceNoData"]
+    assert ignored[0].reason == "not a drift alert: Heartbeat is in the ignored alertnames"
+    assert len(webhook.triage(alerts, ignored_alertnames=[])[0]) == 2
+
+
+def test_a_list_of_drift_alertnames_keeps_every_other_alertmanager_alert_out():
+    alerts = parse(alertmanager(named("FeatureDrift", "f1"), named("HighLatency", "f2")))
+    project = parse({"model": "credit_approval", "alert_id": "e-1", "status": "firing"})
+    drift, ignored = webhook.triage([*alerts, *project], alertnames=["FeatureDrift"])
+    assert [a.identity.split("@")[0] for a in drift] == ["f1", "e-1"]  # the project format is drift by definition
+    assert ignored[0].reason == "not a drift alert: alertname HighLatency is not one of the drift alertnames"
+
+
+# --- one retraining run per model --------------------------------------------------------------------------
+
+
+def test_the_firing_alerts_of_one_model_form_one_group_per_model():
+    alerts = parse(alertmanager(am_alert("01"), am_alert("02", model="churn"), am_alert("03")))
+    groups = webhook.group_by_model(alerts)
+    assert [(g.model, g.dag_id, [i.split("@")[0] for i in g.identities]) for g in groups] == [
+        ("credit_approval", "train_credit_approval", ["01", "03"]), ("churn", "train_churn", ["02"])]
+
+
+def test_a_group_run_id_follows_the_set_of_identities():
+    a, b, c = parse(alertmanager(am_alert("01"), am_alert("02"), am_alert("03")))
+    ab = webhook.RetrainGroup((a, b))
+    assert ab.run_id == webhook.RetrainGroup((b, a)).run_id == webhook.group_run_id("grafana", [b.identity, a.identity])
+    assert len({ab.run_id, webhook.RetrainGroup((a, b, c)).run_id, a.run_id, b.run_id}) == 4
+    assert webhook.RetrainGroup((a,)).run_id == a.run_id
+    assert ab.only([b.identity]).identities == (b.identity,)
+    with pytest.raises(ValueError, match="at least one"):
+        webhook.group_run_id("alertmanager", [])
+
+
+def test_a_group_is_one_model_and_one_identity_kind():
+    a, other = parse(alertmanager(am_alert("01"), am_alert("02", model="churn")))
+    (project,) = parse({"model": "credit_approval", "alert_id": "e-1", "status": "firing"})
+    for alerts in [(), (a, other), (a, project)]:
+        with pytest.raises(ValueError):
+            webhook.RetrainGroup(alerts)
+
+
+def test_the_conf_of_a_group_lists_every_alert():
+    a, b = parse(alertmanager(am_alert("01", starts_at="2026-11-22T10:00:00Z"),
+                              am_alert("02", starts_at="2026-11-22T09:00:00Z",
+                                       annotations={"summary": "region drifted"})))
+    project = [webhook.DriftAlert(model="credit_approval", source="project", status="firing", identity=i,
+                                  drift_score=s, features=f) for i, s, f in [("p1", 0.2, ["x", "y"]), ("p2", 0.7, ["y", "z"])]]
+    conf = webhook.RetrainGroup((a, b)).to_conf()
+    assert json.loads(json.dumps(conf)) == conf
+    assert conf["identities"] == [a.identity, b.identity] and conf["identity"] == a.identity
+    assert conf["starts_at"] == "2026-11-22T09:00:00Z"  # the earliest
+    assert conf["summary"] == "2 alerts: annual_income drifted; region drifted"
+    assert [e["identity"] for e in conf["alerts"]] == [a.identity, b.identity]
+    pconf = webhook.RetrainGroup(tuple(project)).to_conf()
+    assert (pconf["drift_score"], pconf["features"]) == (0.7, ["x", "y", "z"])
+
+
+def test_the_run_note_names_the_source_and_is_capped():
+    (one,) = parse(grafana(am_alert()))
+    assert webhook.RetrainGroup((one,)).note() == "Drift alert from grafana: annual_income drifted"
+    many = parse(alertmanager(*(am_alert(f"{i:02}", annotations={"summary": f"feature_{i} drifted " + "x" * 80})
+                                for i in range(20))))
+    note = webhook.RetrainGroup(tuple(many)).note()
+    assert note.startswith("20 drift alerts from alertmanager: feature_0 drifted")
+    assert len(note) == webhook.NOTE_LIMIT and note.endswith("…")

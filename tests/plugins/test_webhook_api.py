@@ -1,11 +1,16 @@
 """The drift webhook served by a real ``airflow api-server`` on loopback (one server for this module).
 
+Drift alerts start one run per model; no-data, error and resolved alerts start nothing; a request
+over the alert limit starts nothing; alert text arrives in notes, conf and log without control or
+bidirectional formatting characters.
+
 Runs are checked in the metadata database the server writes to. The OpenAPI fuzz (schemathesis)
 runs twice: unsigned, as anyone on the network could send it, and signed, to reach payload validation.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -17,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -103,7 +109,7 @@ def runs(dag_id: str = DAG_ID) -> dict[str, dict]:
 
     with create_session() as session:
         return {r.run_id: {"conf": r.conf, "run_type": str(r.run_type), "triggered_by": r.triggered_by.value,
-                           "state": str(r.state), "user": r.triggering_user_name}
+                           "state": str(r.state), "user": r.triggering_user_name, "note": r.note}
                 for r in session.scalars(select(DagRun).where(DagRun.dag_id == dag_id))}
 
 
@@ -116,9 +122,9 @@ def post(server: Server, payload: dict | bytes, *, secret: str | None = SECRET, 
 
 
 def am_alert(fingerprint: str, *, model: str = MODEL, status: str = "firing",
-             starts_at: str = "2026-11-22T10:00:00Z") -> dict:
-    return {"status": status, "labels": {"alertname": "FeatureDrift", "model": model, "severity": "critical"},
-            "annotations": {"summary": f"drift on {model}"}, "startsAt": starts_at,
+             starts_at: str = "2026-11-22T10:00:00Z", alertname: str = "FeatureDrift", **annotations: str) -> dict:
+    return {"status": status, "labels": {"alertname": alertname, "model": model, "severity": "critical"},
+            "annotations": {"summary": f"drift on {model}", **annotations}, "startsAt": starts_at,
             "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prometheus:9090/graph", "fingerprint": fingerprint}
 
 
@@ -200,14 +206,89 @@ def test_a_resolved_alert_starts_nothing(api_server):
     assert runs() == before
 
 
-def test_a_group_starts_its_firing_alerts_and_ignores_the_resolved_ones(api_server):
+def test_a_group_starts_one_run_for_its_firing_alerts_and_ignores_the_resolved_ones(api_server):
     before = runs()
     response = post(api_server, alertmanager(am_alert("am00000000000004"), am_alert("am00000000000005"),
                                              am_alert("am00000000000006", status="resolved")))
     assert response.status_code == 200
-    assert [r["created"] for r in response.json()["runs"]] == [True, True]
-    assert len(response.json()["ignored"]) == 1
-    assert len(runs()) == len(before) + 2
+    (run,) = response.json()["runs"]
+    assert run["created"] is True
+    assert [a.split("@")[0] for a in run["alerts"]] == ["am00000000000004", "am00000000000005"]
+    assert [i["reason"] for i in response.json()["ignored"]] == ["resolved"]
+    assert set(runs()) - set(before) == {run["run_id"]}
+    conf = runs()[run["run_id"]]["conf"]["alert"]
+    assert conf["identities"] == run["alerts"] and len(conf["alerts"]) == 2
+
+
+# --- only drift starts retraining, once per model ----------------------------------------------------
+
+
+@pytest.mark.parametrize("alertname", ["DatasourceNoData", "DatasourceError"])
+def test_grafanas_no_data_and_error_alerts_start_nothing_and_say_why(api_server, alertname):
+    before = runs()
+    alert = am_alert(f"nd{alertname[10:].lower():0>14}", alertname=alertname, rulename="FeatureDrift",
+                     datasource_uid="prom")
+    response = post(api_server, grafana(alert))
+    assert response.status_code == 200, response.text
+    assert response.json()["runs"] == []
+    (ignored,) = response.json()["ignored"]
+    assert ignored["model"] == MODEL and ignored["reason"].startswith(f"not a drift alert: {alertname} is Grafana's")
+    assert runs() == before
+
+
+def test_an_alert_grafana_fired_because_its_query_returned_no_data_starts_nothing(api_server):
+    before = runs()
+    response = post(api_server, grafana(am_alert("sr00000000000001", grafana_state_reason="NoData")))
+    assert response.status_code == 200
+    assert response.json()["runs"] == []
+    assert "grafana_state_reason is NoData" in response.json()["ignored"][0]["reason"]
+    assert runs() == before
+
+
+def test_many_alerts_about_one_model_start_one_run_and_redeliveries_none(api_server):
+    ids = [f"co{i:014}" for i in range(5)]
+    started = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")  # earlier runs are looked up from here
+    alert = functools.partial(am_alert, starts_at=started)
+    before = runs()
+    first = post(api_server, grafana(*(alert(i) for i in ids[:3])))
+    (run,) = first.json()["runs"]
+    assert run["created"] is True and len(run["alerts"]) == 3
+    assert set(runs()) - set(before) == {run["run_id"]}
+    assert runs()[run["run_id"]]["note"].startswith("3 drift alerts from grafana: drift on credit_approval")
+
+    # Redelivered, or with one alert resolved since: every firing alert has its run already.
+    for payload in (grafana(*(alert(i) for i in ids[:3])),
+                    grafana(alert(ids[0], status="resolved"), alert(ids[1]), alert(ids[2]))):
+        again = post(api_server, payload)
+        assert [(r["run_id"], r["created"]) for r in again.json()["runs"]] == [(run["run_id"], False)]
+    assert set(runs()) - set(before) == {run["run_id"]}
+
+    # Two alerts joined the group: one new run, for the newcomers only.
+    grown = post(api_server, grafana(*(alert(i) for i in ids)))
+    assert [(r["run_id"], r["created"], len(r["alerts"])) for r in grown.json()["runs"]] == [
+        (run["run_id"], False, 3), (grown.json()["runs"][1]["run_id"], True, 2)]
+    new = grown.json()["runs"][1]["run_id"]
+    assert set(runs()) - set(before) == {run["run_id"], new}
+    assert [i.split("@")[0] for i in runs()[new]["conf"]["alert"]["identities"]] == ids[3:]
+
+
+def test_alert_text_reaches_the_run_note_conf_and_log_without_control_or_bidi_characters(api_server):
+    evil = "income\u202eevil\u2066\x1b[2J\r\nERROR forged line\x85"
+    alert = am_alert("tx00000000000001", summary=evil, description="d" * 5000)
+    alert["labels"]["team\u200f"] = evil
+    response = post(api_server, alertmanager(alert))
+    assert response.status_code == 200, response.text
+    created = runs()[response.json()["runs"][0]["run_id"]]
+    assert created["note"] == "Drift alert from alertmanager: incomeevil[2J ERROR forged line"
+    conf = created["conf"]["alert"]
+    assert conf["summary"] == conf["labels"]["team"] == "incomeevil[2J ERROR forged line"
+    assert conf["annotations"]["description"] == "d" * 1023 + "…"
+    # A refused request that quotes body text in the log (a field name) cannot forge a log line either.
+    _refused(api_server, 422, payload={"model": MODEL, "alert_id": "tx-2", "status": "firing",
+                                       "x\nERROR forged\u202e": 1})
+    log = api_server.log.read_text(errors="replace")
+    assert "\u202e" not in log and "\u2066" not in log and "\x1b[2J" not in log
+    assert not any(line.startswith("ERROR forged") for line in log.splitlines())
 
 
 # --- refused requests start nothing ----------------------------------------------------------------
@@ -278,6 +359,27 @@ def test_a_body_that_is_not_json_is_422(api_server):
     assert response.json()["detail"][0]["type"] == "json_invalid"
 
 
+def test_more_firing_drift_alerts_than_the_limit_is_422_and_starts_nothing(api_server):
+    alerts = [am_alert(f"lim{i:013}") for i in range(500)]
+    response = _refused(api_server, 422, payload=alertmanager(*alerts))
+    (error,) = response.json()["detail"]
+    assert error["type"] == "too_many_alerts" and error["loc"] == ["body", "alerts"]
+    assert "500 firing drift alerts" in error["msg"] and "at most 20" in error["msg"]
+    assert "AIRFLOW__MODELOPS__DRIFT_WEBHOOK_MAX_ALERTS" in error["msg"]
+    _refused(api_server, 422, payload=alertmanager(*alerts[:21]))
+
+
+def test_the_limit_counts_drift_alerts_only(api_server):
+    noise = [am_alert(f"nd{i:014}", alertname="DatasourceNoData") for i in range(60)]
+    resolved = [am_alert(f"rs{i:014}", status="resolved") for i in range(30)]
+    before = runs()
+    response = post(api_server, grafana(*noise, *resolved, *(am_alert(f"ok{i:014}") for i in range(20))))
+    assert response.status_code == 200, response.text
+    (run,) = response.json()["runs"]
+    assert len(run["alerts"]) == 20 and len(response.json()["ignored"]) == 90
+    assert set(runs()) - set(before) == {run["run_id"]}
+
+
 def test_an_unknown_model_is_404(api_server):
     response = _refused(api_server, 404, payload=alertmanager(am_alert("bad0000000000004", model="no_such_model")))
     assert "no_such_model" in response.json()["detail"]
@@ -315,6 +417,38 @@ def test_without_a_secret_the_webhook_fails_closed(airflow_db, monkeypatch, conn
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+    assert runs() == before
+
+
+@pytest.mark.parametrize(("variable", "value", "says"), [
+    ("AIRFLOW__MODELOPS__DRIFT_WEBHOOK_MAX_ALERTS", "lots", "must be a whole number, got 'lots'"),
+    ("AIRFLOW__MODELOPS__DRIFT_WEBHOOK_MAX_ALERTS", "0", "must be at least 1, got 0"),
+    ("AIRFLOW__MODELOPS__DRIFT_WEBHOOK_MAX_BODY_BYTES", "256k", "must be a whole number, got '256k'"),
+])
+def test_a_setting_that_is_not_valid_is_503_naming_it(airflow_db, monkeypatch, variable, value, says):
+    """The app in this process, served on loopback, with one setting broken."""
+    import uvicorn
+
+    from modelops.webhook import create_app
+
+    monkeypatch.setenv("AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK", json.dumps({"conn_type": "generic", "password": SECRET}))
+    monkeypatch.setenv(variable, value)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    body = json.dumps(alertmanager(am_alert("cfg0000000000001"))).encode()
+    before = runs()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        response = httpx.post(f"http://127.0.0.1:{port}/api/v1/drift-alerts", content=body,
+                              headers={"Content-Type": "application/json", **signed_headers(SECRET, body)})
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert response.status_code == 503
+    assert f"{variable} {says}" in response.json()["detail"]
     assert runs() == before
 
 

@@ -8,24 +8,26 @@ from pydantic import BaseModel, Field
 
 
 class AlertRun(BaseModel):
-    """The retraining run of one firing alert."""
+    """The retraining run of a model's firing drift alerts in this request."""
 
     model: str
-    alert: str = Field(description="The alert's identity: fingerprint@startsAt, or the project format's alert_id.")
+    alert: str = Field(description="The first alert's identity: fingerprint@startsAt, or the project format's alert_id.")
+    alerts: list[str] = Field(description="The identities of the alerts of this request this run is for.")
     source: Literal["alertmanager", "grafana", "project"]
     dag_id: str
     run_id: str
     state: str
-    created: bool = Field(description="False when an earlier delivery of the same alert already started this run.")
+    created: bool = Field(description="True when this request started the run; false when an earlier delivery "
+                                      "of the same alerts did.")
 
 
 class IgnoredAlert(BaseModel):
-    """An alert that starts nothing (a resolved alert)."""
+    """An alert that starts nothing: resolved, or not a drift alert."""
 
     model: str
     alert: str
     source: Literal["alertmanager", "grafana", "project"]
-    reason: str
+    reason: str = Field(description='"resolved", or "not a drift alert: " and why (e.g. Grafana\'s DatasourceNoData).')
 
 
 class DriftAlertsResponse(BaseModel):

@@ -2,22 +2,32 @@
 
 Like the core API's ``trigger_dag_run``: the DAG must be in the metadata DB (not stale, no import
 errors, manual runs allowed); the latest serialized version creates the run (``run_type=manual``,
-``triggered_by=rest_api``, state queued) and validates the conf against the DAG's params. The run id
-comes from the alert (:attr:`include.webhook.DriftAlert.run_id`), so an alert delivered twice finds its
-run instead of starting another. Everything is checked before anything is written, and all runs of
-one request are created in one transaction.
+``triggered_by=rest_api``, state queued) and validates the conf against the DAG's params.
+Everything is checked before anything is written, and all runs of one request are created in one
+transaction.
+
+**One run per model, once per alert.** The firing drift alerts of one model in a request
+(:class:`include.webhook.RetrainGroup`) start at most one run. An alert that an earlier run of the
+model's training DAG already covers (its identity is in that run's ``alert.identities``) starts
+nothing; the answer names that run. Only the alerts no run covers start a new one, whose id comes
+from their identities (:func:`include.webhook.group_run_id`). So a redelivered group, or the same
+group with one alert resolved, starts nothing, and a group that gained an alert starts one run for
+the newcomer. Earlier runs are found by id (the ids :attr:`~include.webhook.DriftAlert.run_id` and
+:attr:`~include.webhook.RetrainGroup.run_id`) and among the webhook's runs of that DAG queued since the
+alerts' earliest ``startsAt`` minus :data:`LOOKBACK` (a run cannot cover an alert that had not fired
+yet; the day absorbs clock skew between the alert's source and Airflow).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from include.config import ConfigError, get_model_config
-from include.webhook import DriftAlert
+from include.webhook import RUN_ID_PREFIX, RetrainGroup, identity_kind
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -25,7 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelops.webhook")
 
 TRIGGERING_USER = "drift-webhook"
-NOTE_LIMIT = 900
+LOOKBACK = timedelta(days=1)
+_SOURCES = ("alertmanager", "grafana", "project")
 
 
 class TriggerError(Exception):
@@ -38,7 +49,9 @@ class TriggerError(Exception):
 
 @dataclass(frozen=True)
 class RunOutcome:
-    alert: DriftAlert
+    """The run that covers ``group`` (alerts of this request): started now (``created``) or earlier."""
+
+    group: RetrainGroup
     dag_id: str
     run_id: str
     state: str
@@ -51,13 +64,6 @@ def _dag_bag():
     from airflow.api_fastapi.common.dagbag import create_dag_bag
 
     return create_dag_bag()
-
-
-def _existing_run(session: Session, dag_id: str, run_id: str):
-    from airflow.models import DagRun
-    from sqlalchemy import select
-
-    return session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
 
 
 def _triggerable_dag(session: Session, dag_id: str):
@@ -79,70 +85,107 @@ def _triggerable_dag(session: Session, dag_id: str):
     return dag
 
 
-def _conf(alert: DriftAlert) -> dict[str, Any]:
-    return {"alert": alert.to_conf()}
+def _identities(conf: Any, kind: str) -> set[str]:
+    """The alert identities a run's conf says it was started for (``alert.identities``; a run from an
+    earlier release has only ``alert.identity``); none when the conf is not the webhook's."""
+    alert = conf.get("alert") if isinstance(conf, dict) else None
+    if not isinstance(alert, dict) or alert.get("source") not in _SOURCES or identity_kind(alert["source"]) != kind:
+        return set()
+    identities = alert.get("identities")
+    if not isinstance(identities, list):
+        identities = [alert.get("identity")]
+    return {i for i in identities if isinstance(i, str)}
 
 
-def _note(alert: DriftAlert) -> str:
-    text = f"Drift alert from {alert.source}: {alert.summary or alert.identity}"
-    return text if len(text) <= NOTE_LIMIT else text[: NOTE_LIMIT - 1] + "…"
+def covering_runs(session: Session, group: RetrainGroup) -> dict[str, tuple[str, str]]:
+    """``{identity: (run_id, state)}`` for each alert of ``group`` that an existing run already covers."""
+    from airflow.models import DagRun
+    from sqlalchemy import and_, or_, select
+
+    kind = identity_kind(group.source)
+    wanted = set(group.identities)
+    by_id = {alert.run_id: {alert.identity} for alert in group.alerts} | {group.run_id: wanted}
+    found = [DagRun.run_id.in_(list(by_id))]
+    starts = [alert.starts_at for alert in group.alerts if alert.starts_at is not None]
+    if starts:
+        found.append(and_(DagRun.run_id.startswith(RUN_ID_PREFIX, autoescape=True),
+                          DagRun.run_after >= min(starts) - LOOKBACK))
+    rows = session.execute(
+        select(DagRun.run_id, DagRun.state, DagRun.conf)
+        .where(DagRun.dag_id == group.dag_id, or_(*found))
+        .order_by(DagRun.run_after, DagRun.id)
+    )
+    covered: dict[str, tuple[str, str]] = {}
+    for run_id, state, conf in rows:
+        for identity in (by_id.get(run_id, set()) | _identities(conf, kind)) & wanted:
+            covered.setdefault(identity, (run_id, str(state)))
+    return covered
 
 
-def check_models(alerts: list[DriftAlert]) -> None:
-    """404 unless every alert's model is configured (``config/models/<model>.yaml``)."""
-    for model in dict.fromkeys(a.model for a in alerts):
+def check_models(groups: list[RetrainGroup]) -> None:
+    """404 unless every group's model is configured (``config/models/<model>.yaml``)."""
+    for model in dict.fromkeys(g.model for g in groups):
         try:
             get_model_config(model)
         except ConfigError as exc:
             raise TriggerError(404, str(exc)) from None
 
 
-def start_runs(alerts: list[DriftAlert], session: Session) -> list[RunOutcome]:
-    """One run of ``train_<model>`` per firing alert, or the run an earlier delivery started.
+def start_runs(groups: list[RetrainGroup], session: Session) -> list[RunOutcome]:
+    """At most one new run of ``train_<model>`` per group, for the group's alerts no run covers yet,
+    and the earlier runs that cover the others (see the module's docstring).
 
-    Raises :class:`TriggerError` before writing anything when any alert cannot start its run.
-    The caller commits ``session``.
+    ``groups`` are the firing drift alerts, one group per model (:func:`include.webhook.group_by_model`).
+    Raises :class:`TriggerError` (404 unknown model or DAG, 409 DAG not triggerable, 422 conf not
+    valid for the DAG's params) before writing anything. The caller commits ``session``.
     """
     from airflow.exceptions import ParamValidationError
     from airflow.utils.state import DagRunState
     from airflow.utils.types import DagRunTriggeredByType, DagRunType
 
-    firing = [a for a in alerts if a.status == "firing"]
-    check_models(firing)
-    dags = {dag_id: _triggerable_dag(session, dag_id) for dag_id in dict.fromkeys(a.dag_id for a in firing)}
+    check_models(groups)
+    dags = {dag_id: _triggerable_dag(session, dag_id) for dag_id in dict.fromkeys(g.dag_id for g in groups)}
 
     outcomes: list[RunOutcome | None] = []
-    to_create: list[tuple[int, DriftAlert]] = []
-    for alert in firing:
-        existing = _existing_run(session, alert.dag_id, alert.run_id)
-        if existing is not None:
-            outcomes.append(RunOutcome(alert, alert.dag_id, alert.run_id, str(existing.state), created=False))
+    to_create: list[tuple[int, RetrainGroup]] = []
+    for group in groups:
+        covered = covering_runs(session, group)
+        earlier: dict[str, list[str]] = {}
+        for identity in group.identities:
+            if identity in covered:
+                earlier.setdefault(covered[identity][0], []).append(identity)
+        for run_id, identities in earlier.items():
+            state = covered[identities[0]][1]
+            outcomes.append(RunOutcome(group.only(identities), group.dag_id, run_id, state, created=False))
+        new = [identity for identity in group.identities if identity not in covered]
+        if not new:
             continue
+        fresh = group.only(new)
         try:
-            dags[alert.dag_id].params.deep_merge(_conf(alert)).validate()
+            dags[fresh.dag_id].params.deep_merge({"alert": fresh.to_conf()}).validate()
         except ParamValidationError as exc:
-            raise TriggerError(422, f"{alert.dag_id}: the alert does not fit the DAG's params: {exc}") from None
-        to_create.append((len(outcomes), alert))
+            raise TriggerError(422, f"{fresh.dag_id}: the alert does not fit the DAG's params: {exc}") from None
+        to_create.append((len(outcomes), fresh))
         outcomes.append(None)
 
     now = datetime.now(UTC)
-    for index, alert in to_create:
+    for index, fresh in to_create:
         try:
-            run = dags[alert.dag_id].create_dagrun(
-                run_id=alert.run_id,
+            run = dags[fresh.dag_id].create_dagrun(
+                run_id=fresh.run_id,
                 logical_date=None,
                 data_interval=None,
                 run_after=now,
-                conf=_conf(alert),
+                conf={"alert": fresh.to_conf()},
                 run_type=DagRunType.MANUAL,
                 triggered_by=DagRunTriggeredByType.REST_API,
                 triggering_user_name=TRIGGERING_USER,
                 state=DagRunState.QUEUED,
-                note=_note(alert),
+                note=fresh.note(),
                 session=session,
             )
         except (ParamValidationError, ValueError) as exc:
-            raise TriggerError(422, f"{alert.dag_id}: {exc}") from None
-        outcomes[index] = RunOutcome(alert, alert.dag_id, alert.run_id, str(run.state), created=True)
+            raise TriggerError(422, f"{fresh.dag_id}: {exc}") from None
+        outcomes[index] = RunOutcome(fresh, fresh.dag_id, fresh.run_id, str(run.state), created=True)
     session.flush()
     return [o for o in outcomes if o is not None]

@@ -11,12 +11,13 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, status
 
-from include.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
+from include.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, clean_text, verify
 from modelops.webhook import settings
 
 log = logging.getLogger("modelops.webhook")
 
 AUTHENTICATE = f'HMAC-SHA256 headers="{TIMESTAMP_HEADER} {SIGNATURE_HEADER}"'
+LOG_LIMIT = 2000
 
 
 def client_of(request: Request) -> str:
@@ -24,10 +25,19 @@ def client_of(request: Request) -> str:
 
 
 def reject(request: Request, code: int, reason: str, detail: object = None, **headers: str) -> HTTPException:
-    """Log the refusal (never the secret or the signature) and build the error to raise."""
+    """Log the refusal (never the secret or the signature) and build the error to raise.
+
+    ``reason`` may quote the body (field names, an alert's model): it is logged through
+    :func:`include.webhook.clean_text`, so it cannot forge log lines or reorder text.
+    """
     log.warning("drift webhook: rejected %s %s from %s: %s %s", request.method, request.url.path,
-                client_of(request), code, reason)
+                client_of(request), code, clean_text(reason, LOG_LIMIT))
     return HTTPException(code, detail if detail is not None else reason, headers=headers or None)
+
+
+def misconfigured(request: Request, exc: settings.SettingsError) -> HTTPException:
+    """503 naming the setting that is not valid (the operator must fix it; the sender may retry)."""
+    return reject(request, status.HTTP_503_SERVICE_UNAVAILABLE, f"the drift webhook is misconfigured: {exc}")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -53,14 +63,19 @@ async def signed_body(
         description='"sha256=" + hex HMAC-SHA256 of "{timestamp}." + raw body with the shared secret.',
     )] = None,
 ) -> bytes:
-    """The request body, once its signature is verified; otherwise 401, 413 or 503."""
+    """The request body, once its signature is verified; otherwise 401, 413 or 503 (no secret, or a
+    setting that is not valid: the detail names it)."""
     secret = settings.secret()
     if not secret:
         raise reject(request, status.HTTP_503_SERVICE_UNAVAILABLE,
                      f"the drift webhook is not configured: connection {settings.conn_id()!r} has no password")
-    body = await read_body(request, settings.max_body_bytes())
     try:
-        verify(secret, timestamp, signature, body, tolerance_s=settings.tolerance_seconds())
+        limit, tolerance = settings.max_body_bytes(), settings.tolerance_seconds()
+    except settings.SettingsError as exc:
+        raise misconfigured(request, exc) from None
+    body = await read_body(request, limit)
+    try:
+        verify(secret, timestamp, signature, body, tolerance_s=tolerance)
     except SignatureError as exc:
         raise reject(request, status.HTTP_401_UNAUTHORIZED, f"{exc.reason}: {exc}", str(exc),
                      **{"WWW-Authenticate": AUTHENTICATE}) from None

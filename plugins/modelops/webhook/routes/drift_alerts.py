@@ -1,4 +1,4 @@
-"""``POST /api/v1/drift-alerts``: a signed drift alert starts a retraining run of its model."""
+"""``POST /api/v1/drift-alerts``: signed drift alerts start a retraining run of their model."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, status
 
 from include import webhook
+from modelops.webhook import settings
 from modelops.webhook.models import AlertRun, DriftAlertsResponse, ErrorResponse, IgnoredAlert, ValidationErrorResponse
 from modelops.webhook.runs import TriggerError, start_runs
-from modelops.webhook.security import SignedBody, client_of, reject, signed_body
+from modelops.webhook.security import SignedBody, client_of, misconfigured, reject, signed_body
 
 log = logging.getLogger("modelops.webhook")
 
@@ -25,8 +26,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     status.HTTP_409_CONFLICT: {"model": ErrorResponse, "description": "The training DAG cannot be triggered"},
     status.HTTP_413_CONTENT_TOO_LARGE: {"model": ErrorResponse, "description": "Body over the size limit"},
     status.HTTP_422_UNPROCESSABLE_CONTENT: {"model": ValidationErrorResponse,
-                                            "description": "Not one of the payload formats; `loc` names the field"},
-    status.HTTP_503_SERVICE_UNAVAILABLE: {"model": ErrorResponse, "description": "No shared secret configured"},
+                                            "description": "Not one of the payload formats (`loc` names the field), "
+                                                           "or more firing drift alerts than the limit"},
+    status.HTTP_503_SERVICE_UNAVAILABLE: {"model": ErrorResponse,
+                                          "description": "No shared secret configured, or a setting is not valid"},
 }
 
 
@@ -38,10 +41,13 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": PAYLOAD_REF}}}}},
 )
 def post_drift_alerts(request: Request, body: SignedBody) -> DriftAlertsResponse:
-    """Each firing alert of a configured model starts one run of ``train_<model>`` with the alert in its
-    conf (param ``alert``). The run id is derived from the alert's identity, so a redelivered alert
-    answers 200 with the run it started before. Resolved alerts start nothing. Nothing starts unless
-    every alert in the body can start (all or nothing)."""
+    """The firing drift alerts of a configured model start one run of ``train_<model>`` with the alerts
+    in its conf (param ``alert``). Resolved alerts and alerts that do not mean drift (Grafana's
+    DatasourceNoData / DatasourceError, alerts Grafana fired on NoData or Error, the ignored
+    alertnames) start nothing and are listed under ``ignored`` with the reason. An alert an earlier
+    delivery already started a run for starts nothing again (``created: false``). More firing drift
+    alerts than the limit is 422. Nothing starts unless every alert in the body can start (all or
+    nothing)."""
     from airflow.utils.session import create_session
     from sqlalchemy.exc import IntegrityError
 
@@ -50,13 +56,25 @@ def post_drift_alerts(request: Request, body: SignedBody) -> DriftAlertsResponse
     except webhook.PayloadError as exc:
         detail = [{**e, "loc": ["body", *e["loc"]]} for e in exc.errors]
         raise reject(request, status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc), detail) from None
+    try:
+        limit, ignored_names, names = settings.max_alerts(), settings.ignored_alertnames(), settings.alertnames()
+    except settings.SettingsError as exc:
+        raise misconfigured(request, exc) from None
     alerts = webhook.normalize(payload)
     source = alerts[0].source
+    drift, ignored = webhook.triage(alerts, ignored_alertnames=ignored_names, alertnames=names)
+    if len(drift) > limit:
+        message = (f"the request carries {len(drift)} firing drift alerts; at most {limit} are accepted per "
+                   f"request ({settings.env_name('drift_webhook_max_alerts')}); nothing was started")
+        loc = ["body"] if source == "project" else ["body", "alerts"]
+        raise reject(request, status.HTTP_422_UNPROCESSABLE_CONTENT, message,
+                     [{"loc": loc, "msg": message, "type": "too_many_alerts", "format": source}])
+    groups = webhook.group_by_model(drift)
 
-    for attempt in (1, 2):  # a concurrent delivery of the same alert may insert its run first: look again
+    for attempt in (1, 2):  # a concurrent delivery of the same alerts may insert their run first: look again
         try:
             with create_session(scoped=False) as session:
-                outcomes = start_runs(alerts, session)
+                outcomes = start_runs(groups, session)
             break
         except TriggerError as exc:
             raise reject(request, exc.status_code, str(exc)) from None
@@ -67,17 +85,19 @@ def post_drift_alerts(request: Request, body: SignedBody) -> DriftAlertsResponse
 
     response = DriftAlertsResponse(
         format=source,
-        runs=[AlertRun(model=o.alert.model, alert=o.alert.identity, source=o.alert.source, dag_id=o.dag_id,
-                       run_id=o.run_id, state=o.state, created=o.created) for o in outcomes],
-        ignored=[IgnoredAlert(model=a.model, alert=a.identity, source=a.source, reason=a.status)
-                 for a in alerts if a.status != "firing"],
+        runs=[AlertRun(model=o.group.model, alert=o.group.identities[0], alerts=list(o.group.identities),
+                       source=o.group.source, dag_id=o.dag_id, run_id=o.run_id, state=o.state, created=o.created)
+              for o in outcomes],
+        ignored=[IgnoredAlert(model=i.alert.model, alert=i.alert.identity, source=i.alert.source, reason=i.reason)
+                 for i in ignored],
     )
+    resolved = sum(i.reason == "resolved" for i in ignored)
     log.info(
-        "drift webhook: accepted %s alert(s) (%s) from %s: started %s, already started %s, ignored %s",
+        "drift webhook: accepted %s alert(s) (%s) from %s: started %s, already started %s, "
+        "ignored %s resolved and %s not drift",
         len(alerts), source, client_of(request),
-        [f"{r.dag_id}/{r.run_id}" for r in response.runs if r.created] or "none",
+        [f"{r.dag_id}/{r.run_id} ({len(r.alerts)} alert(s))" for r in response.runs if r.created] or "none",
         [f"{r.dag_id}/{r.run_id}" for r in response.runs if not r.created] or "none",
-        len(response.ignored),
+        resolved, len(ignored) - resolved,
     )
     return response
-
