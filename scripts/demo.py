@@ -184,8 +184,9 @@ def monitor(config, run, bag, triton_url: str) -> bool:
         run(bag.get_dag(f"rollback_{MODEL}"), f"rollback_{MODEL}", found["rollback_conf"])
         say(f"   -> @champion is back to version {alias_version(client, MODEL, CHAMPION).version}, serving on Triton")
     latest = Path(resolve_uri(config.dataset.uri))
-    write_dataset(generate_batch(20_000, seed=7, start="2026-11-01T00:00:00Z", drift=0.9, concept_drift=1.0),
-                  str(latest))
+    # The last 30 days: validation refuses applications dated after the run (dataset.checks.max_future_minutes).
+    write_dataset(generate_batch(20_000, seed=7, start=(hour - pd.Timedelta(days=30)).isoformat(), drift=0.9,
+                                 concept_drift=1.0), str(latest))
     say(f"   training on the latest labelled applications at {latest} (the feature pipeline's snapshot)")
     before = alias_version(client, MODEL, CHALLENGER)
     # dataset_uri spelled out: dag.test() keeps the previous run's params on the DAG object.
