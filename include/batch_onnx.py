@@ -28,6 +28,7 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -200,18 +201,31 @@ def score_and_write(
 class Reader:
     """How a task reads its share of the input with pyarrow: the columns, the day's rows, the types to cast to.
 
-    ``day_filter`` keeps the rows whose timestamp falls on the day (a pyarrow expression, applied while
-    decoding). The timestamp becomes ``ts`` (UTC, microseconds; an int64 column is nanoseconds since the
-    epoch, as Spark reads pandas' timestamps), the id becomes the string ``request_id``, and each feature
-    is cast to its type in ``feature_types`` (the input's schema as the driver saw it), so every file of
-    the input yields the same schema.
+    :meth:`day_filter` keeps the rows whose timestamp falls on the day starting at ``day_start`` (UTC), as
+    a pyarrow expression typed for each file's own timestamp column (with or without a time zone: a
+    naive timestamp is UTC wall time), applied while decoding. The timestamp becomes ``ts`` (UTC,
+    microseconds), the id becomes the string ``request_id``, and each feature is cast to its declared type
+    in ``feature_types`` (:data:`include.dataset.ARROW_TYPES`), so every file of the input yields the same
+    schema whatever its physical types (``int32``, dictionary-encoded text...).
     """
 
     id_column: str
     timestamp_column: str
     feature_types: pa.Schema
-    day_filter: Any  # pyarrow.compute.Expression
+    day_start: datetime  # aware, UTC
     batch_rows: int = 100_000
+
+    def day_filter(self, ts_type: pa.DataType) -> Any:
+        """``day_start <= timestamp < day_start + 1 day`` for a timestamp column of ``ts_type``."""
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        bounds = (self.day_start, self.day_start + timedelta(days=1))
+        if not pa.types.is_timestamp(ts_type):
+            raise TypeError(f"timestamp column {self.timestamp_column!r} is {ts_type}, not a timestamp")
+        lo, hi = (pa.scalar(b if ts_type.tz else b.replace(tzinfo=None), type=ts_type) for b in bounds)
+        column = ds.field(self.timestamp_column)
+        return (column >= lo) & (column < hi)
 
 
 def read_score_and_write(
@@ -238,7 +252,8 @@ def read_score_and_write(
                 for path, row_groups in zip(paths, groups, strict=True):
                     fragment = parquet.make_fragment(path, local, row_groups=row_groups)
                     try:
-                        for batch in fragment.to_batches(columns=columns, filter=reader.day_filter,
+                        day_filter = reader.day_filter(fragment.physical_schema.field(reader.timestamp_column).type)
+                        for batch in fragment.to_batches(columns=columns, filter=day_filter,
                                                          batch_size=reader.batch_rows, use_threads=False):
                             if batch.num_rows:
                                 yield _normalized(batch, reader)

@@ -65,7 +65,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from datetime import date as Date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -237,6 +237,7 @@ def score_partition(
                     id_column=id_column,
                     timestamp_column=timestamp_column,
                     reader=SPARK if reader == SPARK or _local_folder(input_uri) is None else PYARROW,
+                    column_types=model_config.dataset.column_types if model_config is not None else None,
                 )
         finally:
             if spark is None and session is not None:
@@ -285,6 +286,7 @@ def _score(
     id_column: str,
     timestamp_column: str,
     reader: str,
+    column_types: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     from functools import partial
 
@@ -295,7 +297,7 @@ def _score(
 
     target = _Target(model_name, model_version, output_uri, log_uri, day, features, id_column, timestamp_column)
     if onnx is not None and reader == PYARROW:
-        plan = _plan_reads(spark, input_uri, target, onnx)
+        plan = _plan_reads(spark, input_uri, target, column_types)
         splits = spark.createDataFrame(spark.sparkContext.parallelize(plan.splits, max(len(plan.splits), 1)),
                                        "paths array<string>, row_groups array<array<int>>")
         rows_out, rows_logged, hours = _score_onnx(
@@ -393,11 +395,13 @@ class _ReadPlan:
     rows: int
 
 
-def _plan_reads(spark: SparkSession, input_uri: str, target: _Target, onnx: OnnxScorer) -> _ReadPlan:
+def _plan_reads(spark: SparkSession, input_uri: str, target: _Target, column_types: Mapping[str, str]) -> _ReadPlan:
     """Check the input's schema and split the row groups that may hold the day's rows into tasks.
 
-    The input is read like Spark reads it: a Parquet file or a folder of them (hive partitions
-    discovered, names starting with ``_`` or ``.`` skipped). Row groups whose timestamp statistics
+    The input is read with the declared types of ``column_types`` (the model's ``dataset.column_types``):
+    a Parquet file or a folder of them, names starting with ``_`` or ``.`` skipped, zero-row files
+    skipped, and a file whose columns or types disagree refused with its name
+    (:func:`include.dataset.inspect_dataset`). Row groups whose timestamp statistics
     rule the day out are not read. As with Spark's reader there are at least as many tasks as the
     default parallelism, and none reads more than ``spark.sql.files.maxPartitionBytes``; each task
     reads a contiguous run of row groups.
@@ -406,31 +410,29 @@ def _plan_reads(spark: SparkSession, input_uri: str, target: _Target, onnx: Onnx
 
     import pyarrow as pa
     import pyarrow.dataset as ds
+    import pyarrow.fs
 
     from include import batch_onnx
+    from include.dataset import ARROW_TYPES, inspect_dataset
 
     day, timestamp_column = target.day, target.timestamp_column
-    dataset = ds.dataset(str(_local_folder(input_uri)), format="parquet", partitioning="hive",
-                         ignore_prefixes=[".", "_"])
-    schema = dataset.schema
-    _check_columns(schema.names, target, input_uri)
-    for name in _numeric_inputs(onnx):
-        _check_numeric(name, schema.field(name).type, input_uri)
-    ts_type = schema.field(timestamp_column).type
-    if not (pa.types.is_timestamp(ts_type) or pa.types.is_int64(ts_type)):
-        raise ValueError(f"timestamp column {timestamp_column!r} has type {ts_type}; expected a timestamp")
-    lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    bounds = [lo, lo + timedelta(days=1)]
-    if pa.types.is_timestamp(ts_type):
-        lo_value, hi_value = (pa.scalar(b if ts_type.tz else b.replace(tzinfo=None), type=ts_type) for b in bounds)
-    else:  # int64: nanoseconds since the epoch
-        lo_value, hi_value = (pa.scalar(int(b.timestamp()) * 1_000_000_000, type=pa.int64()) for b in bounds)
-    day_filter = (ds.field(timestamp_column) >= lo_value) & (ds.field(timestamp_column) < hi_value)
+    # The input as the model's config declares it: zero-row files skipped, a file whose columns or types
+    # disagree refused by name, undeclared columns not read (:mod:`include.dataset`).
+    declared = {c: column_types[c] for c in (target.id_column, timestamp_column, *target.features)}
+    input_plan = inspect_dataset(input_uri, declared, extra="ignore")
+    if input_plan.partition_keys and set(input_plan.partition_keys) & set(declared):
+        raise ValueError(f"input {input_uri}: partition folders {list(input_plan.partition_keys)} hold declared "
+                         "columns, which the pyarrow reader does not read: use reader='spark'")
+    feature_types = pa.schema([pa.field(f, ARROW_TYPES[declared[f]]) for f in target.features])
+    reader = batch_onnx.Reader(target.id_column, timestamp_column, feature_types,
+                               datetime(day.year, day.month, day.day, tzinfo=UTC))
 
-    fragments = list(dataset.get_fragments())
+    parquet, local = ds.ParquetFileFormat(), pyarrow.fs.LocalFileSystem()
     pieces = []  # (path, row group, rows, bytes) of the row groups that may hold rows of the day
-    for fragment in fragments:
-        for piece in fragment.split_by_row_group(day_filter, schema=schema):
+    for file in input_plan.files:
+        fragment = parquet.make_fragment(str(file.path), local)
+        day_filter = reader.day_filter(fragment.physical_schema.field(timestamp_column).type)
+        for piece in fragment.split_by_row_group(day_filter):
             for group in piece.row_groups:
                 pieces.append((piece.path, group.id, group.num_rows, group.total_byte_size))
     max_bytes = spark._jsparkSession.sessionState().conf().filesMaxPartitionBytes()
@@ -447,9 +449,7 @@ def _plan_reads(spark: SparkSession, input_uri: str, target: _Target, onnx: Onnx
             groups.append([])
         groups[-1].append(group)
         taken += rows
-    feature_types = pa.schema([pa.field(f, _plain(schema.field(f).type)) for f in target.features])
-    reader = batch_onnx.Reader(target.id_column, timestamp_column, feature_types, day_filter)
-    return _ReadPlan(splits, reader, sum(f.metadata.num_rows for f in fragments))
+    return _ReadPlan(splits, reader, input_plan.rows)
 
 
 def _check_columns(available: Sequence[str], target: _Target, input_uri: str) -> None:

@@ -213,12 +213,9 @@ def test_the_pyarrow_reader_skips_row_groups_of_other_days_and_splits_the_rest(s
     days = [generate_batch(1000, seed=20 + i, start=f"2026-03-0{i + 1}T00:00:00Z", hours=24) for i in range(3)]
     table = pa.Table.from_pandas(pd.concat(days, ignore_index=True).sort_values(TS), preserve_index=False)
     pq.write_table(table, tmp_path / "three_days.parquet", row_group_size=250)  # 4 row groups per day
-    scorer = type("Scorer", (), {"inputs": tuple((f, f in ("home_ownership", "loan_purpose", "region"))
-                                                 for f in CFG.dataset.feature_names)})()
-
     target = _Target(MODEL, "1", str(tmp_path / "out"), str(tmp_path / "log"), pd.Timestamp(DAY2).date(),
                      CFG.dataset.feature_names, ID, TS)
-    plan = _plan_reads(spark, str(tmp_path / "three_days.parquet"), target, scorer)
+    plan = _plan_reads(spark, str(tmp_path / "three_days.parquet"), target, CFG.dataset.column_types)
 
     assert plan.rows == 3000
     read = sorted(group for _, groups in plan.splits for per_file in groups for group in per_file)
@@ -368,10 +365,29 @@ def test_a_numeric_feature_stored_as_text_is_named_before_any_work(spark, regist
     text_age = data["day2"].assign(age=data["day2"]["age"].astype(str))
     write_dataset(text_age, str(data["tmp"] / "text_age.parquet"))
 
-    with pytest.raises(ValueError, match="feature 'age' is string, the model expects a number"):
+    with pytest.raises(ValueError, match=r"text_age\.parquet: column 'age' is text \(string\), declared int"):
         _score(spark, registry, data, DAY2, "text_age.parquet")
 
     assert _snapshot(data["out"]) == before
+
+
+def test_a_folder_whose_first_file_has_no_rows_and_whose_files_differ_in_time_zone_is_scored(
+    spark, registry, data
+) -> None:
+    """pandas writes an empty frame's text columns with the null type; pyarrow's schema inference then failed."""
+    folder = data["tmp"] / "empty_first"
+    folder.mkdir()
+    day2 = data["day2"]
+    day2.iloc[:0].to_parquet(folder / "a-empty.parquet", index=False)
+    half = len(day2) // 2
+    day2.iloc[:half].to_parquet(folder / "b-aware.parquet", index=False)
+    day2.iloc[half:].assign(**{TS: day2[TS].iloc[half:].dt.tz_localize(None)}).to_parquet(
+        folder / "c-naive.parquet", index=False)  # naive: UTC wall time
+
+    stats = _score(spark, registry, data, DAY2, folder.name, reader="pyarrow")
+
+    assert (stats["rows_in"], stats["rows_out"], stats["rows_other_dates"]) == (len(day2), len(day2), 0)
+    assert sorted(_output(data, DAY2)[ID]) == sorted(day2[ID])
 
 
 @pytest.mark.parametrize("reader", ["pyarrow", "spark"])
