@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -302,6 +303,16 @@ def _refused(server: Server, expected: int, send=None, **kwargs) -> httpx.Respon
     assert response.status_code == expected, response.text
     assert runs() == before
     return response
+
+
+def test_the_docs_page_loads_its_assets_from_the_server_not_a_cdn(api_server):
+    page = httpx.get(f"{api_server.url}/modelops/docs", timeout=10)
+    assert page.status_code == 200
+    assets = re.findall(r"""(?:src|href)=["']([^"']+\.(?:js|css))["']""", page.text)
+    assert assets and all(a.startswith("/modelops/") for a in assets), assets  # no https://cdn...
+    for asset in assets:
+        assert httpx.get(f"{api_server.url}{asset}", timeout=10).status_code == 200, asset
+    assert "/modelops/openapi.json" in page.text
 
 
 def test_an_unsigned_request_cannot_trigger_anything(api_server):

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 
 from include.webhook import payload_json_schema
 from modelops.webhook.routes import drift_alerts
@@ -26,8 +27,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def create_app() -> FastAPI:
-    """The app ``plugins/modelops_plugin.py`` registers under ``/modelops``."""
-    app = FastAPI(
+    """The app ``plugins/modelops_plugin.py`` registers under ``/modelops``.
+
+    ``/docs`` (Swagger UI) and ``/redoc`` load their scripts from the ``fastapi-offline`` package, served
+    by this app, not from a CDN: they work where the browser cannot reach the internet.
+    """
+    app = FastAPIOffline(
         title=TITLE,
         version="1",
         description="Signed drift alerts (Alertmanager, Grafana, the project format) start retraining runs. "
