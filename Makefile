@@ -1,7 +1,7 @@
 # Model Ops on Airflow 3 — every target installs what it needs itself.
 #   make demo   the lifecycle end to end on embedded defaults (SQLite, local training, local MLflow)
 #   make test   the whole test suite
-#   make up     Airflow UI (airflow standalone) on :8080 and MLflow UI on :5000; make down stops them
+#   make up     Airflow on :8080, MLflow on :5000, Triton on :8000, all on loopback; make down stops them
 
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -18,8 +18,24 @@ export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 export GX_ANALYTICS_ENABLED ?= false
 export MLFLOW_TRACKING_URI ?= sqlite:///$(STATE)/mlflow/mlflow.db
+# MLflow's download progress bar writes to stderr, which Airflow's logs show as errors.
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
 
-.PHONY: install triton demo test lint lock up down clean
+# The local stack (make up) is for one person on one machine: every server on loopback, DAGs active as
+# soon as they are parsed (production keeps Airflow's default: paused at creation), and sized for a
+# small machine: 4 concurrent tasks (LocalExecutor starts one worker process per slot), one API worker.
+LOCAL_HOST ?= 127.0.0.1
+AIRFLOW_PORT ?= 8080
+MLFLOW_PORT ?= 5000
+TRITON_PORT ?= 8000
+LOCAL_STACK_ENV = AIRFLOW__API__HOST=$(LOCAL_HOST) AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
+  AIRFLOW__API__BASE_URL=http://localhost:$(AIRFLOW_PORT) AIRFLOW__API__WORKERS=1 \
+  AIRFLOW__CORE__PARALLELISM=$${AIRFLOW__CORE__PARALLELISM:-4} \
+  AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=$${AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION:-False} \
+  AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=$${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin} \
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
+
+.PHONY: install triton demo test lint lock up down clean airflow
 
 # Bytecode is compiled at install: uv does not by default, and where PYTHONDONTWRITEBYTECODE is set every
 # process (each Spark worker, each test's Airflow import) would compile mlflow, Airflow and Spark's Python again.
@@ -53,21 +69,33 @@ lock: $(VENV)/.installed
 	$(VENV)/bin/uv pip compile requirements.in --python-version 3.11 -o requirements.txt
 	$(VENV)/bin/uv pip compile requirements-dev.in --python-version 3.11 -o requirements-dev.txt
 
+# Airflow's components as separate processes rather than `airflow standalone`, whose log servers listen
+# on every interface; here the API server reads task logs from the local files instead.
 up: $(AIRFLOW_HOME)/airflow.db triton
 	mkdir -p $(STATE)/logs $(STATE)/triton/models
 	$(PY) -m include.datagen $(STATE)/data/credit_approval/train.parquet --rows 20000 --seed 1
-	setsid nohup $(VENV)/bin/airflow standalone > $(STATE)/logs/airflow.log 2>&1 & echo $$! > $(STATE)/airflow.pid
-	setsid nohup $(VENV)/bin/mlflow server --backend-store-uri $(MLFLOW_TRACKING_URI) \
-	  --default-artifact-root $(STATE)/mlflow/artifacts --host 127.0.0.1 --port 5000 \
-	  > $(STATE)/logs/mlflow.log 2>&1 & echo $$! > $(STATE)/mlflow.pid
-	setsid nohup $(PY) -m include.triton.server --repository $(STATE)/triton/models --http-port 8000 \
-	  > $(STATE)/logs/triton.log 2>&1 & echo $$! > $(STATE)/triton.pid
-	@echo "Airflow UI: http://localhost:8080 (admin password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
-	@echo "MLflow UI:  http://localhost:5000   Triton: http://localhost:8000   logs: $(STATE)/logs/"
+	@start() { name=$$1; shift; env $(LOCAL_STACK_ENV) setsid nohup "$$@" > $(STATE)/logs/$$name.log 2>&1 & \
+	  echo $$! > $(STATE)/$$name.pid; }; \
+	start api-server $(VENV)/bin/airflow api-server --host $(LOCAL_HOST) --port $(AIRFLOW_PORT) --workers 1; \
+	start scheduler $(VENV)/bin/airflow scheduler --skip-serve-logs; \
+	start dag-processor $(VENV)/bin/airflow dag-processor; \
+	start triggerer $(VENV)/bin/airflow triggerer --skip-serve-logs; \
+	start mlflow $(VENV)/bin/mlflow server --backend-store-uri $(MLFLOW_TRACKING_URI) --workers 1 \
+	  --default-artifact-root $(STATE)/mlflow/artifacts --host $(LOCAL_HOST) --port $(MLFLOW_PORT); \
+	start triton $(PY) -m include.triton.server --repository $(STATE)/triton/models --host $(LOCAL_HOST) \
+	  --http-port $(TRITON_PORT)
+	@echo "Airflow UI: http://localhost:$(AIRFLOW_PORT) (user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
+	@echo "MLflow UI:  http://localhost:$(MLFLOW_PORT)   Triton: http://localhost:$(TRITON_PORT)   logs: $(STATE)/logs/"
+
+LOCAL_SERVICES := api-server scheduler dag-processor triggerer mlflow triton
 
 down:
-	@for f in $(STATE)/airflow.pid $(STATE)/mlflow.pid $(STATE)/triton.pid; do \
+	@for name in $(LOCAL_SERVICES) airflow; do f=$(STATE)/$$name.pid; \
 	  if [ -f $$f ]; then kill -- -$$(cat $$f) 2>/dev/null || true; rm -f $$f; fi; done
+
+# Airflow's CLI on the local stack's state: make airflow ARGS='connections add modelops_drift_webhook --conn-type generic --conn-password …'
+airflow: $(AIRFLOW_HOME)/airflow.db
+	env $(LOCAL_STACK_ENV) $(VENV)/bin/airflow $(ARGS)
 
 clean: down
 	rm -rf $(STATE)
