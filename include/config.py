@@ -215,6 +215,9 @@ class MonitoringConfig(_Strict):
     outcome_delay_days: int = Field(30, ge=0, description="How long after a prediction its outcome may arrive.")
     cooldown_hours: float = Field(6, ge=0, description="An alert is not repeated this soon unless it worsens.")
     report_sample_rows: int = Field(5000, ge=100, description="Rows per side in the human-facing Evidently report.")
+    data_quality_warning: float = Field(0.01, gt=0, le=1, description="Share of the hour's rows with an unusable value in one column (missing, wrong type, non-finite) or an unusable prediction that warns.")
+    invalid_predictions_critical: float | None = Field(0.5, gt=0, le=1, description="Share of the hour's predictions missing, NaN, infinite or outside [0, 1] that is critical (the served version is broken: roll back); none = never critical.")
+    traffic_lookback_hours: int = Field(24, ge=1, description="An hour without predictions warns when the median of the hours assessed this long before it reached min_rows.")
 
 
 class AlertsConfig(_Strict):

@@ -231,6 +231,12 @@ class DriftReport:
     n_reference: int
     n_current: int
     drifted_columns: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # feature -> why it could not be checked
+
+    @property
+    def n_features(self) -> int:
+        """The profile's features: the checked ones and the skipped ones."""
+        return len(self.features) + len(self.skipped)
 
     @property
     def n_drifted(self) -> int:
@@ -247,6 +253,7 @@ class DriftReport:
             "dataset_drift": self.dataset_drift,
             "drifted_columns": list(self.drifted_columns),
             "features": {name: _json_feature(f) for name, f in self.features.items()},
+            "skipped": dict(self.skipped),
         }
 
 
@@ -255,28 +262,45 @@ def detect_drift(
 ) -> DriftReport:
     """Evidently's ``DataDriftPreset`` decisions for ``current`` against the profile, on all rows.
 
-    Columns are checked in parallel threads (numpy's sorts release the GIL); ``max_workers``
-    defaults to the CPU count.
+    A feature that cannot be checked (missing from ``current``, no finite non-null value, text
+    where the profile has numbers) is left out of ``features`` and named in ``skipped`` with the
+    reason; the drifted share still counts it (as not drifted), so it is a lower bound, and the other
+    features are checked as usual. Columns are checked in parallel threads (numpy's sorts release
+    the GIL); ``max_workers`` defaults to the CPU count.
+
+    Raises ``ValueError`` for a bad ``drift_share`` or a ``current`` frame without rows.
     """
     if not 0 < drift_share <= 1:
         raise ValueError(f"drift_share must be in (0, 1], got {drift_share}")
-    _check_frame(current, profile.column_types, "current")
-    workers = max(1, min(max_workers or os.cpu_count() or 1, len(profile.column_types)))
+    if current.empty:
+        raise ValueError("current data has no rows")
+    present = [name for name in profile.column_types if name in current.columns]
+    workers = max(1, min(max_workers or os.cpu_count() or 1, len(present)))
 
-    def check(name: str) -> FeatureDrift:
-        return _check_column(name, profile.column_types[name], profile.columns[name], current[name])
+    def check(name: str) -> FeatureDrift | str:
+        try:
+            return _check_column(name, profile.column_types[name], profile.columns[name], current[name])
+        except (ValueError, TypeError, ArithmeticError) as exc:  # this column's data; the others go on
+            return str(exc)
 
     if workers == 1:
-        results = [check(name) for name in profile.column_types]
+        outcomes = [check(name) for name in present]
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drift") as pool:
-            results = list(pool.map(check, profile.column_types))
-    return _report(results, drift_share, profile.n_rows, len(current))
+            outcomes = list(pool.map(check, present))
+    skipped = {name: "missing from the current data" for name in profile.column_types if name not in current.columns}
+    skipped.update({name: why for name, why in zip(present, outcomes, strict=True) if isinstance(why, str)})
+    results = [r for r in outcomes if isinstance(r, FeatureDrift)]
+    if skipped:
+        log.warning("drift not checked for %s", "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return _report(results, drift_share, profile.n_rows, len(current),
+                   {name: skipped[name] for name in profile.column_types if name in skipped})
 
 
-def _report(results: list[FeatureDrift], drift_share: float, n_reference: int, n_current: int) -> DriftReport:
+def _report(results: list[FeatureDrift], drift_share: float, n_reference: int, n_current: int,
+            skipped: dict[str, str] | None = None) -> DriftReport:
     drifted = [f.column for f in results if f.drifted]
-    share = len(drifted) / len(results)
+    share = len(drifted) / (len(results) + len(skipped or {}))
     return DriftReport(
         features={f.column: f for f in results},
         share_drifted=share,
@@ -285,6 +309,7 @@ def _report(results: list[FeatureDrift], drift_share: float, n_reference: int, n
         n_reference=n_reference,
         n_current=n_current,
         drifted_columns=drifted,
+        skipped=dict(skipped or {}),
     )
 
 
@@ -394,28 +419,62 @@ def _as_counts(values: np.ndarray, counts: np.ndarray) -> dict[float, int]:
 # --- Evidently itself ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class HtmlReport:
+    """An Evidently HTML report written by :func:`evidently_report`, and the features it leaves out (and why)."""
+
+    path: Path
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
 def evidently_report(
     profile: ReferenceProfile, current: pd.DataFrame, path: Path, *, sample_rows: int = 5000, drift_share: float = 0.5
-) -> Path:
+) -> HtmlReport:
     """Evidently's ``DataDriftPreset`` HTML report of a sample of ``current`` against the profile's sample.
 
-    For people to look at: the decision is :func:`detect_drift`'s, on all rows.
+    For people to look at: the decision is :func:`detect_drift`'s, on all rows. Features Evidently
+    cannot draw (missing from ``current``, no finite non-null value in its sample, text where the
+    profile has numbers) are left out of the report and named in :attr:`HtmlReport.skipped`.
+    Raises ``ValueError`` when ``current`` has no rows or no feature can be shown.
     """
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
-    _check_frame(current, profile.column_types, "current")
-    sample = current[profile.features]
+    if current.empty:
+        raise ValueError("current data has no rows")
+    present = [c for c in profile.features if c in current.columns]
+    sample = current[present]
     if len(sample) > sample_rows:
         sample = sample.sample(n=sample_rows, random_state=0)
-    definition = _data_definition(profile.column_types)
+    skipped = {c: "missing from the current data" for c in profile.features if c not in current.columns}
+    for name in present:
+        why = _unusable(sample[name], profile.column_types[name], "sample")
+        if why:
+            skipped[name] = why
+    skipped = {c: skipped[c] for c in profile.features if c in skipped}  # in feature order
+    shown = {c: t for c, t in profile.column_types.items() if c not in skipped}
+    if not shown:
+        raise ValueError("no feature can be shown in the Evidently report: "
+                         + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    if skipped:
+        log.warning("Evidently report leaves out %s", "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    definition = _data_definition(shown)
     snapshot = Report([DataDriftPreset(drift_share=drift_share)]).run(
-        _dataset(sample, definition), _dataset(profile.sample, definition)
+        _dataset(sample[list(shown)], definition), _dataset(profile.sample[list(shown)], definition)
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(path))
-    return path
+    return HtmlReport(path, skipped)
+
+
+def _unusable(series: pd.Series, kind: str, where: str) -> str | None:
+    """Why a column cannot be drawn or tested (None when it can)."""
+    if kind in NUMERIC_TYPES and not pd.api.types.is_numeric_dtype(series.dtype):
+        return f"should be numeric, got dtype {series.dtype}"
+    if _clean(series).empty:
+        return f"no finite non-null value in the {where}"
+    return None
 
 
 def evidently_drift(

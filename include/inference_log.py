@@ -14,9 +14,12 @@ Online serving appends with :func:`log_predictions`: one new file per call and h
 written to a dot-file first and renamed into place, so readers never see half a file and
 concurrent writers never collide. Batch scoring (:mod:`include.batch_scoring`) writes the
 ``source=batch`` partitions from its Spark job (pyarrow in the Python workers with the ONNX scorer,
-Spark's writer with ``spark_udf``) and replaces a date's partitions on a re-run. Hourly monitoring reads an
-hour or a range with :func:`read_hour` / :func:`read_range`, which open only the partition folders
-of the hours asked for (no scan of the whole log).
+Spark's writer with ``spark_udf``) and replaces a date's partitions on a re-run. An hour or a range is read
+with :func:`read_hour` / :func:`read_range`, which open only the partition folders of the hours asked
+for (no scan of the whole log) and raise on a file they cannot read as declared. Hourly monitoring
+reads with :func:`read_checked`, which reads every file on its own, conforms it to the declared
+types and reports what it could not read (a corrupt file, a missing column, text where a number is
+declared) instead of losing the hour.
 
 The root is a local folder or ``file://`` URI: the ``root`` argument, else ``MODELOPS_INFERENCE_LOG``,
 else ``<MODELOPS_HOME or <project>/.modelops>/inference_log``.
@@ -30,8 +33,10 @@ import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -207,6 +212,50 @@ def write_new_file(table: pa.Table, folder: Path) -> Path:
 
 # --- reading ---------------------------------------------------------------------------------
 
+UNREADABLE_FILE = "unreadable_file"
+MISSING_COLUMN = "missing_column"
+WRONG_TYPE = "wrong_type"
+_BASE_TYPES: dict[str, pa.DataType] = {
+    "request_id": pa.string(),
+    "ts": _TS_TYPE,
+    "model_name": pa.string(),
+    "model_version": pa.string(),
+    PREDICTION: pa.float64(),
+    LATENCY: pa.float64(),
+}
+_OPTIONAL = frozenset({LATENCY})  # absent by design (batch rows): not a problem
+_EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class ReadIssue:
+    """One thing in one log file that could not be read as declared (see :func:`read_checked`).
+
+    ``kind``: ``unreadable_file`` (the file is left out: not Parquet, corrupt, or no ``ts`` column),
+    ``missing_column`` (the column is absent from the file: its rows hold null there) or
+    ``wrong_type`` (values that are not of the column's declared type and cannot be read as it:
+    they become null). ``rows``: the file's rows for the first two kinds (0 when the file cannot
+    even be opened), the bad values for ``wrong_type``.
+    """
+
+    kind: str
+    file: str
+    column: str | None
+    rows: int
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class LogRead:
+    """What :func:`read_checked` read: the conformed frame, what was wrong, and how many files it opened."""
+
+    frame: pd.DataFrame
+    issues: tuple[ReadIssue, ...] = ()
+    files: int = 0
+
 
 def read_hour(
     model_name: str,
@@ -234,29 +283,252 @@ def read_range(
 
     Columns: ``request_id, ts, model_name, model_version``, the features, ``prediction``,
     ``latency_ms`` and ``source``. ``features`` (name -> type keyword, e.g. a model config's feature types) selects
-    and orders the feature columns and types them when no data exists; without it every feature
-    column found in the files is returned. No data gives an empty frame with those columns.
+    and orders the feature columns and types them (each file is read as declared); without it every feature
+    column found in the files is returned. No data gives an empty frame with those columns. A file
+    missing a column that other files have gives null in its rows.
+
+    Raises ``ValueError`` naming the file and column when a file cannot be read, holds values that
+    are not of their declared type, or when a declared feature is in none of the files;
+    :func:`read_checked` reads past those and reports them instead.
     """
+    if features is not None:
+        read = read_checked(model_name, start, end, features=features, root=root, source=source)
+        _raise_on(read, features)
+        return read.frame
+    tables, issues = [], []
+    for src, file in _files(model_name, start, end, root, source):
+        table, problems = _read_file(file, None)
+        issues += problems
+        if table is not None:
+            tables.append(table.append_column(SOURCE_COLUMN, pa.array([src] * table.num_rows, pa.string())))
+    if issues:
+        raise ValueError("inference log: " + "; ".join(map(str, issues)))
+    if not tables:
+        return _empty_frame(None)
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ValueError(f"inference log files of {model_name} between {start} and {end} disagree on a column's "
+                         f"type ({exc}); pass features= to read them as declared") from exc
+    return _in_range(_select_columns(table, None), _utc(start), _utc(end))
+
+
+def read_checked(
+    model_name: str,
+    start: datetime | pd.Timestamp | str,
+    end: datetime | pd.Timestamp | str,
+    *,
+    features: Mapping[str, str],
+    root: str | os.PathLike[str] | None = None,
+    source: str | None = None,
+) -> LogRead:
+    """Like :func:`read_range` with declared ``features``, but what cannot be read is reported, not raised.
+
+    Each file is read on its own and conformed to the declared types (``int`` -> int64, ``float``
+    -> float64, ``category``/``string`` -> text, ``bool``, ``timestamp`` -> UTC; the log's own
+    columns to theirs): a value stored in another type that reads as the declared one (``"42"``
+    for an int, an int for a float, a number for text) is converted; one that does not (``"12k"``
+    for a number) becomes null and is counted as ``wrong_type``; a missing column becomes null
+    (``missing_column``); a file that cannot be opened, or has no readable ``ts``, is left out
+    (``unreadable_file``). A zero-row file reads as nothing. The issues name the file.
+    """
+    types = {name: _arrow_type(name, kind) for name, kind in features.items()}
+    clash = sorted(RESERVED & set(types))
+    if clash:
+        raise ValueError(f"feature column(s) {clash} clash with the inference log's own columns")
+    tables, issues, files = [], [], 0
+    for src, file in _files(model_name, start, end, root, source):
+        files += 1
+        table, problems = _read_file(file, types)
+        issues += problems
+        if table is not None:
+            tables.append(table.append_column(SOURCE_COLUMN, pa.array([src] * table.num_rows, pa.string())))
+    if not tables:
+        return LogRead(_empty_frame(features), tuple(issues), files)
+    table = pa.concat_tables(tables)  # one schema: every file was conformed to it
+    return LogRead(_in_range(table, _utc(start), _utc(end)), tuple(issues), files)
+
+
+def _files(model_name: str, start, end, root, source: str | None) -> Iterator[tuple[str, Path]]:
     _check_name(model_name)
     sources = SOURCES if source is None else (_check_source(source),)
     lo, hi = _utc(start), _utc(end)
     if hi < lo:
         raise ValueError(f"end {hi} is before start {lo}")
-
-    tables = []
     for src in sources:
         for folder in _hour_folders(model_name, src, lo, hi, root):
-            files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_")))
-            if files:
-                table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
-                tables.append(table.append_column(SOURCE_COLUMN, pa.array([src] * table.num_rows, pa.string())))
-    if not tables:
-        return _empty_frame(features)
-    table = pa.concat_tables(tables, promote_options="permissive")
-    table = _select_columns(table, features)
-    frame = table.to_pandas()
-    in_range = (frame["ts"] >= lo) & (frame["ts"] < hi)
-    return frame[in_range].reset_index(drop=True)
+            for file in sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_"))):
+                yield src, file
+
+
+def _read_file(file: Path, types: Mapping[str, pa.DataType] | None) -> tuple[pa.Table | None, list[ReadIssue]]:
+    """One file conformed to the log's columns (and the declared feature types), or None, with its issues."""
+    try:
+        table = pq.read_table(file)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        rows = _footer_rows(file)
+        return None, [ReadIssue(UNREADABLE_FILE, str(file), None, rows, f"cannot be read as Parquet ({exc})")]
+    n = table.num_rows
+    if "ts" not in table.column_names:
+        return None, [ReadIssue(UNREADABLE_FILE, str(file), "ts", n,
+                                f"has no 'ts' column: its {n} row(s) cannot be placed in time")]
+    issues: list[ReadIssue] = []
+    feature_types = types if types is not None else {
+        name: _plain_type(table.schema.field(name).type) for name in table.column_names if name not in RESERVED
+    }
+    columns: dict[str, pa.ChunkedArray] = {}
+    base = {name: _BASE_TYPES[name] for name in BASE_COLUMNS}
+    for name, target in {**base, **feature_types, PREDICTION: pa.float64(), LATENCY: pa.float64()}.items():
+        if name not in table.column_names:
+            if name not in _OPTIONAL and n:
+                issues.append(ReadIssue(MISSING_COLUMN, str(file), name, n, f"has no {name!r} column ({n} row(s))"))
+            columns[name] = pa.chunked_array([pa.nulls(n, target)], target)
+            continue
+        values, bad, examples = _coerce(table.column(name), target)
+        if bad:
+            issues.append(ReadIssue(WRONG_TYPE, str(file), name, bad,
+                                    f"column {name!r}: {bad} value(s) of type {table.schema.field(name).type} "
+                                    f"cannot be read as {target} (e.g. {', '.join(examples)}): read as null"))
+        columns[name] = values
+    if issues and types is None:
+        return None, issues
+    return pa.table(columns), issues
+
+
+def _footer_rows(file: Path) -> int:
+    """The row count in a file's footer when the footer is readable (a corrupt page), else 0."""
+    try:
+        return pq.ParquetFile(file).metadata.num_rows
+    except (pa.ArrowException, OSError, ValueError):
+        return 0
+
+
+def _arrow_type(name: str, kind: str) -> pa.DataType:
+    if kind not in _ARROW_TYPES:
+        raise ValueError(f"feature {name!r}: unknown type {kind!r}; expected one of {sorted(_ARROW_TYPES)}")
+    return _ARROW_TYPES[kind]
+
+
+def _plain_type(arrow_type: pa.DataType) -> pa.DataType:
+    """The type a column found in a file is read as when no type is declared."""
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if pa.types.is_large_string(arrow_type):
+        return pa.string()
+    return arrow_type
+
+
+def _coerce(column: pa.ChunkedArray, target: pa.DataType) -> tuple[pa.ChunkedArray, int, list[str]]:
+    """``column`` as ``target``: Arrow's cast when it succeeds, else value by value (bad values -> null).
+
+    Returns the values, how many non-null values could not be read, and a few of them (repr).
+    """
+    if column.type == target:
+        return column, 0, []
+    try:
+        return column.cast(target, safe=not pa.types.is_timestamp(target)), 0, []
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        pass
+    convert = _CONVERTERS[_kind_of(target)]
+    out, bad = [], []
+    for value in column.to_pylist():
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            out.append(None)
+            continue
+        try:
+            out.append(convert(value))
+        except (TypeError, ValueError, OverflowError, UnicodeDecodeError):
+            out.append(None)
+            bad.append(value)
+    examples = list(dict.fromkeys(repr(v)[:40] for v in bad))[:_EXAMPLES]
+    return pa.chunked_array([pa.array(out, type=target)], target), len(bad), examples
+
+
+def _kind_of(target: pa.DataType) -> str:
+    if pa.types.is_integer(target):
+        return "int"
+    if pa.types.is_floating(target):
+        return "float"
+    if pa.types.is_boolean(target):
+        return "bool"
+    if pa.types.is_timestamp(target):
+        return "timestamp"
+    return "string"
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    number = float(value)
+    if not number.is_integer():
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(number)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    if not isinstance(value, int | float | str | np.number):
+        raise TypeError(f"{type(value).__name__} is not a number")
+    return float(value)
+
+
+def _to_str(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, str | int | float | bool | np.number):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not text")
+
+
+_TRUE, _FALSE = frozenset({"true", "t", "yes", "y", "1"}), frozenset({"false", "f", "no", "n", "0"})
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    text = _to_str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(f"{value!r} is not a boolean")
+
+
+def _to_timestamp(value: Any) -> pd.Timestamp:
+    if isinstance(value, bool) or not isinstance(value, str | datetime | pd.Timestamp | np.datetime64):
+        raise TypeError(f"{type(value).__name__} is not a timestamp")
+    stamp = _utc(value)
+    if pd.isna(stamp):
+        raise ValueError(f"{value!r} is not a timestamp")
+    return stamp
+
+
+_CONVERTERS = {"int": _to_int, "float": _to_float, "string": _to_str, "bool": _to_bool, "timestamp": _to_timestamp}
+
+
+def _raise_on(read: LogRead, features: Mapping[str, str]) -> None:
+    """read_range's strictness: what read_checked reports, as one error naming the files."""
+    missing = [name for name in features if _missing_everywhere(read, name)]
+    if missing:
+        raise ValueError(f"feature column(s) {missing} are not in the inference log")
+    serious = [i for i in read.issues if i.kind != MISSING_COLUMN]
+    if serious:
+        raise ValueError("inference log: " + "; ".join(map(str, serious)))
+
+
+def _missing_everywhere(read: LogRead, name: str) -> bool:
+    """Whether no readable file of the read had column ``name`` (with at least one readable file)."""
+    readable = read.files - len({i.file for i in read.issues if i.kind == UNREADABLE_FILE})
+    lacking = {i.file for i in read.issues if i.kind == MISSING_COLUMN and i.column == name}
+    return readable > 0 and len(lacking) >= readable
 
 
 def _hour_folders(model_name: str, source: str, lo: pd.Timestamp, hi: pd.Timestamp, root) -> Iterator[Path]:
@@ -266,6 +538,12 @@ def _hour_folders(model_name: str, source: str, lo: pd.Timestamp, hi: pd.Timesta
         if folder.is_dir():
             yield folder
         hour += _HOUR
+
+
+def _in_range(table: pa.Table, lo: pd.Timestamp, hi: pd.Timestamp) -> pd.DataFrame:
+    frame = table.to_pandas()
+    in_range = (frame["ts"] >= lo) & (frame["ts"] < hi)
+    return frame[in_range].reset_index(drop=True)
 
 
 def _select_columns(table: pa.Table, features: Mapping[str, str] | None) -> pa.Table:
@@ -290,9 +568,7 @@ def _empty_frame(features: Mapping[str, str] | None) -> pd.DataFrame:
         ("model_version", pa.string()),
     ]
     for name, kind in (features or {}).items():
-        if kind not in _ARROW_TYPES:
-            raise ValueError(f"feature {name!r}: unknown type {kind!r}; expected one of {sorted(_ARROW_TYPES)}")
-        fields.append((name, _ARROW_TYPES[kind]))
+        fields.append((name, _arrow_type(name, kind)))
     fields += [(PREDICTION, pa.float64()), (LATENCY, pa.float64()), (SOURCE_COLUMN, pa.string())]
     return pa.schema(fields).empty_table().to_pandas()
 

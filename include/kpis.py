@@ -32,43 +32,71 @@ class KpiValue:
 
 def compute_kpis(config: ModelConfig, kpis: Sequence[KpiConfig], frame: pd.DataFrame) -> dict[str, KpiValue]:
     """KPIs of ``frame``: one row per prediction with ``prediction`` (the positive-class score), the
-    features, and the target / outcome columns where the outcome has arrived (NaN elsewhere)."""
+    features, and the target / outcome columns where the outcome has arrived (NaN elsewhere).
+
+    Only rows with a valid prediction (a finite score in [0, 1]) count: a missing, NaN, infinite
+    or out-of-range score is no decision (:func:`valid_predictions`; monitoring reports them as a
+    data-quality finding). Likewise an ``outcome_per_unit`` row needs a finite outcome and a finite
+    ``per`` value. Values that are not numbers (text from another writer) count as missing. A KPI
+    whose rows are fewer than its ``min_rows`` has no value (None), never NaN.
+    Raises ``ValueError`` naming a column a KPI needs that ``frame`` lacks.
+    """
     threshold = config.monitoring.decision_threshold
     target = config.dataset.target.name
     outcome = config.dataset.outcome.name if config.dataset.outcome else None
     if PREDICTION not in frame.columns:
         raise ValueError(f"KPIs need a {PREDICTION!r} column")
-    scores = frame[PREDICTION].to_numpy(dtype=float)
-    declined = scores >= threshold
-    labelled = frame[target].notna().to_numpy() if target in frame.columns else np.zeros(len(frame), bool)
+    valid = valid_predictions(frame[PREDICTION])
+    scores = _numbers(frame[PREDICTION])
+    declined = valid & (scores >= threshold)
+    approved = valid & ~(scores >= threshold)
+    labelled = valid & (_numbers(frame[target]).notna() if target in frame.columns else False)
 
     out = {}
     for kpi in kpis:
         if kpi.metric == "approval_rate":
-            rows, value = len(frame), float(np.mean(~declined)) if len(frame) else None
+            rows = int(valid.sum())
+            value = float(approved.sum() / rows) if rows else None
         else:
             _require(frame, [target, *([outcome, kpi.per] if kpi.metric == "outcome_per_unit" else [])], kpi)
-            rows, value = _labelled_value(kpi, frame, labelled, declined, target, outcome)
+            rows, value = _labelled_value(kpi, frame, labelled.to_numpy(), declined.to_numpy(), approved.to_numpy(),
+                                          target, outcome)
+        if value is not None and not np.isfinite(value):
+            value = None
         out[kpi.name] = KpiValue(kpi.name, value if rows >= kpi.min_rows else None, rows)
     return out
 
 
+def valid_predictions(scores: pd.Series) -> pd.Series:
+    """Which predictions are usable: a finite probability in [0, 1] (bool per row)."""
+    values = _numbers(scores)
+    return values.notna() & np.isfinite(values) & (values >= 0) & (values <= 1)
+
+
+def _numbers(series: pd.Series) -> pd.Series:
+    """``series`` as float64; values that are not numbers become NaN."""
+    if pd.api.types.is_bool_dtype(series.dtype) or not pd.api.types.is_numeric_dtype(series.dtype):
+        series = pd.to_numeric(series.astype(object), errors="coerce")
+    return series.astype("float64")
+
+
 def _labelled_value(
-    kpi: KpiConfig, frame: pd.DataFrame, labelled: np.ndarray, declined: np.ndarray, target: str, outcome: str | None
+    kpi: KpiConfig, frame: pd.DataFrame, labelled: np.ndarray, declined: np.ndarray, approved: np.ndarray,
+    target: str, outcome: str | None,
 ) -> tuple[int, float | None]:
     """(rows in the KPI's denominator, value): declined for precision, defaults for recall, approved for
     outcome_per_unit; labelled rows only."""
-    truth = frame[target].to_numpy(dtype=float)
+    truth = _numbers(frame[target]).to_numpy()
     if kpi.metric == "precision":
         rows = labelled & declined
         return int(rows.sum()), float(truth[rows].mean()) if rows.any() else None
     if kpi.metric == "recall":
         rows = labelled & (truth == 1)
         return int(rows.sum()), float(declined[rows].mean()) if rows.any() else None
-    rows = labelled & ~declined
-    per = frame[kpi.per].to_numpy(dtype=float)[rows]
-    value = float(frame[outcome].to_numpy(dtype=float)[rows].sum() / per.sum()) if per.sum() else None
-    return int(rows.sum()), value
+    per, paid = _numbers(frame[kpi.per]).to_numpy(), _numbers(frame[outcome]).to_numpy()
+    rows = labelled & approved & np.isfinite(per) & np.isfinite(paid)
+    total = per[rows].sum()
+    return int(rows.sum()), float(paid[rows].sum() / total) if total else None
 
 
 def _require(frame: pd.DataFrame, columns: list[str | None], kpi: KpiConfig) -> None:

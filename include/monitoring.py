@@ -12,11 +12,48 @@ One hour of one model is assessed at a time (the monitoring DAG's data interval)
 Tiers (thresholds in the model's ``monitoring`` config):
 
 * ``warning``: the share of drifted features reaches ``drift.warning``, or a KPI fell by at least
-  its ``max_drop``;
-* ``critical``: the drifted share reaches ``drift.critical`` **and** a KPI fell by its ``max_drop``:
-  the model is rolled back and retrained;
+  its ``max_drop``, or a data-quality finding (below);
+* ``critical``: the drifted share reaches ``drift.critical`` **and** a KPI fell by its ``max_drop``,
+  or invalid predictions reach ``invalid_predictions_critical``: the model is rolled back and retrained;
 * during the first ``cold_start_days`` after a deployment no drift condition is raised (so nothing
-  is critical either); KPI drops still warn.
+  is critical from drift either); KPI drops and data-quality findings still warn.
+
+Data quality: the hour is always assessed. What would otherwise stop it or silently lose it is a
+finding named ``data_quality.<kind>`` (``data_quality.<kind>.<column>`` for a column) with its
+count, and the rest of the assessment (drift on the other features, KPIs) goes on:
+
+* ``no_rows``: no prediction in the hour. Warns when traffic was expected: the median ``rows`` of
+  the hours assessed in the ``traffic_lookback_hours`` before reached ``min_rows`` (value: that
+  median, threshold: ``min_rows``); otherwise recorded only.
+* ``unreadable_file``: a log file that is not Parquet, is corrupt or has no ``ts``; left out. Always
+  warns (value: files).
+* ``missing_feature``: a feature absent from log files (null in their rows); ``missing_column``: the
+  same for ``request_id`` / ``model_version`` / ``model_name``. Warn at ``data_quality_warning``
+  (a share of the hour's rows).
+* ``wrong_type``: values not of the declared type (text where a number is declared, from another
+  writer), read as null; also for the outcome files' columns. Warns at ``data_quality_warning``.
+* ``all_null``: a feature without a single value in the hour (not explained by the kinds above):
+  drift not checked. Always warns.
+* ``non_finite``: +/-inf in a numeric feature, left out of drift. Warns at ``data_quality_warning``.
+* ``constant``: one value in every row where the reference makes that less likely than
+  :data:`CONSTANT_CHANCE` (``p(value) ** rows``): a default filled in upstream. Always warns.
+* ``invalid_predictions``: a prediction missing, NaN, infinite or outside [0, 1]; such a row counts
+  in no KPI. Warns at ``data_quality_warning``.
+* ``no_reference_profile``: the served version is not registered or has no reference profile:
+  drift not checked. Always warns.
+* ``outcomes_unreadable``: an outcome file that cannot be read or lacks a column; left out. Always
+  warns (value: files).
+* ``unchecked_feature``: a feature the drift check could not test for another reason. Always warns.
+
+What escalates: invalid predictions in at least ``invalid_predictions_critical`` of the hour's rows
+make it ``critical`` (the served version is broken: it is rolled back), cold start or not. Other
+data-quality findings are warnings: the fault is upstream of the model, a rollback cannot fix it.
+A feature that could not be checked counts as not drifted in the drifted share (a lower bound).
+Below ``min_rows`` (but with rows) nothing is decided from the values, so only ``no_rows`` and
+``unreadable_file`` count then; every finding is recorded all the same. Data-quality findings go
+through the same cooldown; one re-fires within it when its value grew by half (of the larger of
+its threshold and its last value). An hour with a data-quality finding is not healthy (no baseline
+is made of it).
 
 Cooldown: a condition that fired is not repeated within ``cooldown_hours`` of the hour it fired
 for, unless it got worse (a higher tier, or a value at least half its threshold beyond the one that
@@ -24,16 +61,24 @@ fired) or another version serves now (a fresh deployment that goes bad is rolled
 nothing twice.
 
 Everything measured per hour goes to that monitoring run as MLflow metrics (step = hours since the
-epoch, timestamp = the hour), so their history plots in the MLflow UI.
+epoch, timestamp = the hour), so their history plots in the MLflow UI: among them
+``data_quality.<kind>`` (rows, values or files concerned, 0 when none) for every kind each hour and
+``data_quality.<kind>.<column>`` where a column had some.
+
+:func:`assess_window` runs it all for one hour: read the log (:func:`include.inference_log.read_checked`),
+check the data, join the outcomes, drift, KPIs, tier, metrics and the Evidently HTML report.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,9 +86,9 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from include import audit, tracking
+from include import audit, drift, inference_log, tracking
 from include.config import ModelConfig
-from include.kpis import KPI_PREFIX, compute_kpis, drops
+from include.kpis import KPI_PREFIX, PREDICTION, compute_kpis, drops, valid_predictions
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +101,25 @@ DRIFT = "data_drift"
 CRITICAL = "critical"
 WORSE_FRACTION = 0.5  # re-fire within the cooldown when the value moved this share of its threshold further
 
+DATA_QUALITY = "data_quality"
+NO_ROWS = "no_rows"
+UNREADABLE_FILE = "unreadable_file"
+MISSING_FEATURE = "missing_feature"
+MISSING_COLUMN = "missing_column"
+WRONG_TYPE = "wrong_type"
+ALL_NULL = "all_null"
+NON_FINITE = "non_finite"
+CONSTANT = "constant"
+INVALID_PREDICTIONS = "invalid_predictions"
+NO_REFERENCE_PROFILE = "no_reference_profile"
+OUTCOMES_UNREADABLE = "outcomes_unreadable"
+UNCHECKED_FEATURE = "unchecked_feature"
+DATA_QUALITY_KINDS = (NO_ROWS, UNREADABLE_FILE, MISSING_FEATURE, MISSING_COLUMN, WRONG_TYPE, ALL_NULL, NON_FINITE,
+                      CONSTANT, INVALID_PREDICTIONS, NO_REFERENCE_PROFILE, OUTCOMES_UNREADABLE, UNCHECKED_FEATURE)
+HOUR_KINDS = frozenset({NO_ROWS, UNREADABLE_FILE})  # count toward the tier even below min_rows
+CONSTANT_CHANCE = 1e-3  # a single-valued feature is a finding when the reference makes it this unlikely
+MAX_NAMED_FILES = 3  # files named in a finding's detail; the rest are counted
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -67,25 +131,70 @@ class Finding:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class DataQualityIssue:
+    """Something wrong with the hour's data (see the module docstring's table of kinds).
+
+    ``count``: the rows, values or files concerned (1 for ``no_rows`` and ``no_reference_profile``).
+    ``value`` is compared with ``threshold``: a share of the hour's rows for the per-row kinds, a
+    file count for files, the expected rows per hour for ``no_rows``. It becomes a :class:`Finding`
+    (counts toward the tier) when ``value >= threshold``.
+    """
+
+    kind: str
+    column: str | None
+    count: int
+    value: float
+    threshold: float
+    detail: str
+    files: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """``data_quality.<kind>`` or ``data_quality.<kind>.<column>``: the finding's and the metric's name."""
+        return f"{DATA_QUALITY}.{self.kind}" + (f".{self.column}" if self.column else "")
+
+    @property
+    def fires(self) -> bool:
+        return self.value >= self.threshold
+
+    def finding(self) -> Finding:
+        return Finding(self.name, float(self.value), float(self.threshold), self.detail)
+
+
 @dataclass
 class HourAssessment:
     model: str
     version: str | None
     hour: str  # ISO start of the hour
     rows: int
-    level: str  # "skipped" (too few rows), "ok", "warning", "critical"
+    level: str  # "skipped" (too few rows, nothing that counts), "ok", "warning", "critical"
     reason: str
     cold_start: bool = False
-    healthy: bool = True  # no drift or KPI condition, cold start or not: what a baseline may use
+    healthy: bool = True  # no drift, KPI or data-quality condition, cold start or not: what a baseline may use
     drift: dict | None = None
     kpis: dict[str, dict] = field(default_factory=dict)
     baseline: dict[str, float] = field(default_factory=dict)
     baseline_source: str = "none"
     drops: dict[str, float] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+    data_quality: list[DataQualityIssue] = field(default_factory=list)  # all, whether they count or not
+    notes: list[str] = field(default_factory=list)  # for people: e.g. what the Evidently report leaves out
 
     def as_dict(self) -> dict:
+        """JSON-ready (an XCom): findings and data-quality issues as dicts."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> HourAssessment:
+        """The inverse of :meth:`as_dict`."""
+        return cls(**{
+            **data,
+            "findings": [Finding(**f) for f in data.get("findings", [])],
+            "data_quality": [DataQualityIssue(**{**i, "files": tuple(i.get("files", ()))})
+                             for i in data.get("data_quality", [])],
+            "notes": list(data.get("notes", [])),
+        })
 
 
 def hour_step(hour: pd.Timestamp) -> int:
@@ -103,52 +212,320 @@ def assess(
     deployed_at: pd.Timestamp | None,
     baseline: Mapping[str, float],
     baseline_source: str,
+    data_quality: Sequence[DataQualityIssue] = (),
+    notes: Sequence[str] = (),
 ) -> HourAssessment:
-    """Decide the tier of one hour from its predictions (joined to outcomes) and its drift report."""
+    """Decide the tier of one hour from its predictions (joined to outcomes), its drift report and its
+    data-quality issues (the rules: the module docstring).
+
+    ``drift_report``: a :class:`include.drift.DriftReport`, or None when drift could not be checked
+    (a ``no_reference_profile`` issue says why). ``frame``: one row per prediction with
+    ``prediction`` and the columns the KPIs need; it may be empty.
+    """
     mon = config.monitoring
     rows = len(frame)
+    issues = list(data_quality)
     if rows < mon.min_rows:
-        return HourAssessment(config.name, version, hour.isoformat(), rows, "skipped",
-                              f"{rows} predictions in the hour, fewer than monitoring.min_rows={mon.min_rows}")
+        counted = [i.finding() for i in issues if i.fires and i.kind in HOUR_KINDS]
+        reason = "; ".join(f"{f.name}: {f.detail}" for f in counted) or (
+            f"{rows} predictions in the hour, fewer than monitoring.min_rows={mon.min_rows}"
+            + "".join(f"; {i.name} recorded, not alerted: {i.detail}" for i in issues)
+        )
+        return HourAssessment(config.name, version, hour.isoformat(), rows, "warning" if counted else "skipped",
+                              reason, healthy=not counted, findings=counted, data_quality=issues, notes=list(notes))
     kpis = compute_kpis(config, mon.kpis, frame)
     fell = drops(mon.kpis, kpis, baseline)
     # An hour is in the cold start when it ends within it (a deployment mid-hour is judged on that hour).
     cold = deployed_at is not None and hour + timedelta(hours=1) <= deployed_at + timedelta(days=mon.cold_start_days)
 
-    share = float(drift_report.share_drifted)
-    drifted = sorted(f.column for f in drift_report.features.values() if f.drifted)
-    drift_finding = Finding(DRIFT, share, mon.drift.warning,
-                            f"{len(drifted)} of {len(drift_report.features)} features drifted"
-                            + (f": {', '.join(drifted)}" if drifted else ""))
+    if drift_report is not None:
+        share = float(drift_report.share_drifted)
+        drifted = sorted(f.column for f in drift_report.features.values() if f.drifted)
+        skipped = sorted(getattr(drift_report, "skipped", {}) or {})
+        detail = (f"{len(drifted)} of {len(drift_report.features) + len(skipped)} features drifted"
+                  + (f": {', '.join(drifted)}" if drifted else "")
+                  + (f" ({', '.join(skipped)} not checked)" if skipped else ""))
+    else:
+        share, detail = 0.0, "drift not checked (no reference profile)"
+    drift_finding = Finding(DRIFT, share, mon.drift.warning, detail)
     kpi_findings = [
         Finding(f"{KPI_PREFIX}{k.name}", fell[k.name], k.max_drop,
                 f"{k.name} {kpis[k.name].value:.4f} vs baseline {baseline[k.name]:.4f} ({baseline_source})")
         for k in mon.kpis if fell.get(k.name, float("-inf")) >= k.max_drop
     ]
+    quality_findings = [i.finding() for i in issues if i.fires]
     drift_warns = share >= mon.drift.warning
-    findings = ([drift_finding] if drift_warns and not cold else []) + kpi_findings
-    critical = not cold and share >= mon.drift.critical and bool(kpi_findings)
-    if critical:
-        findings.insert(0, Finding(CRITICAL, share, mon.drift.critical,
-                                   f"drift {share:.2f} >= {mon.drift.critical} and "
-                                   + ", ".join(f.name for f in kpi_findings) + " beyond max_drop"))
-    level = "critical" if critical else "warning" if findings else "ok"
+    findings = ([drift_finding] if drift_warns and not cold else []) + kpi_findings + quality_findings
+    drift_critical = not cold and share >= mon.drift.critical and bool(kpi_findings)
+    invalid = next((i for i in issues if i.kind == INVALID_PREDICTIONS), None)
+    broken = (invalid is not None and mon.invalid_predictions_critical is not None
+              and invalid.value >= mon.invalid_predictions_critical)
+    if drift_critical or broken:
+        parts = []
+        if drift_critical:
+            parts.append(f"drift {share:.2f} >= {mon.drift.critical} and "
+                         + ", ".join(f.name for f in kpi_findings) + " beyond max_drop")
+        if broken:
+            parts.append(f"{invalid.value:.0%} of the predictions are invalid, >= invalid_predictions_critical="
+                         f"{mon.invalid_predictions_critical}: the served version is broken")
+        value, threshold = ((share, mon.drift.critical) if drift_critical
+                            else (invalid.value, mon.invalid_predictions_critical))
+        findings.insert(0, Finding(CRITICAL, value, threshold, "; ".join(parts)))
+    level = "critical" if drift_critical or broken else "warning" if findings else "ok"
     reason = "; ".join(f"{f.name}: {f.detail}" for f in findings) or (
         f"healthy: {drift_finding.detail}" + (" (cold start: drift not alerted)" if cold and drift_warns else "")
     )
     return HourAssessment(
         config.name, version, hour.isoformat(), rows, level, reason, cold_start=cold,
-        healthy=not drift_warns and not kpi_findings, drift=drift_report.as_dict(),
+        healthy=not drift_warns and not kpi_findings and not quality_findings,
+        drift=drift_report.as_dict() if drift_report is not None else None,
         kpis={k: v.as_dict() for k, v in kpis.items()}, baseline=dict(baseline), baseline_source=baseline_source,
-        drops=fell, findings=findings,
+        drops=fell, findings=findings, data_quality=issues, notes=list(notes),
     )
+
+
+# --- data quality ----------------------------------------------------------------------------
+
+
+def read_quality(config: ModelConfig, read: inference_log.LogRead) -> list[DataQualityIssue]:
+    """What the log read could not read as declared, as issues (per kind and column, files named).
+
+    Problems with ``prediction`` are left to :func:`frame_quality` (they show as invalid predictions).
+    """
+    warn = config.monitoring.data_quality_warning
+    features = set(config.dataset.feature_names)
+    total = max(len(read.frame), 1)
+    out: list[DataQualityIssue] = []
+    unreadable = [i for i in read.issues if i.kind == inference_log.UNREADABLE_FILE]
+    if unreadable:
+        rows = sum(i.rows for i in unreadable)
+        out.append(DataQualityIssue(
+            UNREADABLE_FILE, None, len(unreadable), float(len(unreadable)), 1.0,
+            f"{len(unreadable)} inference log file(s) could not be read and were left out"
+            + (f" ({rows} row(s) by their footers)" if rows else "") + ": " + _files_text(unreadable),
+            tuple(i.file for i in unreadable)))
+    groups: dict[tuple[str, str], list[inference_log.ReadIssue]] = {}
+    for issue in read.issues:
+        if issue.kind != inference_log.UNREADABLE_FILE and issue.column != PREDICTION:
+            groups.setdefault((issue.kind, issue.column), []).append(issue)
+    for (kind, column), issues in groups.items():
+        count = sum(i.rows for i in issues)
+        if kind == inference_log.MISSING_COLUMN:
+            what = "feature" if column in features else "column"
+            kind = MISSING_FEATURE if column in features else MISSING_COLUMN
+            everywhere = count >= len(read.frame)
+            detail = (f"{what} {column!r} is missing from the inference log: none of the hour's {count} row(s) has it"
+                      if everywhere else
+                      f"{what} {column!r} is missing from {len(issues)} log file(s) ({count} of {len(read.frame)} "
+                      f"rows, null there)") + ": " + _files_text(issues, reasons=False)
+        else:
+            kind = WRONG_TYPE
+            detail = f"{count} value(s) of {column!r} in {len(issues)} log file(s) are not of its declared type " \
+                     f"and were read as null: " + _files_text(issues)
+        out.append(DataQualityIssue(kind, column, count, min(count / total, 1.0), warn, detail,
+                                    tuple(i.file for i in issues)))
+    return out
+
+
+def frame_quality(
+    config: ModelConfig,
+    frame: pd.DataFrame,
+    profile: drift.ReferenceProfile | None = None,
+    read_issues: Sequence[inference_log.ReadIssue] = (),
+) -> list[DataQualityIssue]:
+    """The values of the hour: features with no value, +/-inf, a single unlikely value, and invalid predictions.
+
+    ``frame``: the hour read with the declared types (:func:`include.inference_log.read_checked`);
+    ``profile``: the served version's reference (its features are the ones checked, and the
+    ``constant`` rule needs it; without one the config's features are checked, ``constant`` not);
+    ``read_issues``: what the read reported, so a column already reported missing or wrongly typed
+    in every row is not reported again as all-null.
+    """
+    mon = config.monitoring
+    warn = mon.data_quality_warning
+    rows = len(frame)
+    if not rows:
+        return []
+    types = profile.column_types if profile is not None else {c.name: c.type for c in config.dataset.features}
+    explained: dict[str, int] = {}
+    for issue in read_issues:
+        if issue.kind in (inference_log.MISSING_COLUMN, inference_log.WRONG_TYPE) and issue.column:
+            explained[issue.column] = explained.get(issue.column, 0) + issue.rows
+    out: list[DataQualityIssue] = []
+    for name, kind in types.items():
+        if name not in frame.columns:
+            out.append(DataQualityIssue(MISSING_FEATURE, name, rows, 1.0, warn,
+                                        f"feature {name!r} of the reference profile is not a configured feature: "
+                                        "not read from the log, drift not checked"))
+            continue
+        series = frame[name]
+        usable = series.notna()
+        non_finite = 0
+        if kind in drift.NUMERIC_TYPES and pd.api.types.is_numeric_dtype(series.dtype):
+            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            non_finite = int(np.isinf(values).sum())
+            usable = pd.Series(np.isfinite(values), index=series.index)
+        if non_finite:
+            out.append(DataQualityIssue(NON_FINITE, name, non_finite, non_finite / rows, warn,
+                                        f"{non_finite} of {rows} value(s) of {name!r} are +/-inf: left out of drift"))
+        n_usable = int(usable.sum())
+        if n_usable == 0:
+            if explained.get(name, 0) + non_finite < rows:
+                out.append(DataQualityIssue(ALL_NULL, name, rows, 1.0, warn,
+                                            f"feature {name!r} has no value in any of the hour's {rows} row(s): "
+                                            "drift not checked"))
+        elif profile is not None and n_usable >= mon.min_rows:
+            issue = _constant(name, series[usable], profile.columns[name], warn)
+            if issue:
+                out.append(issue)
+    invalid = ~valid_predictions(frame[PREDICTION]).to_numpy()
+    if invalid.any():
+        scores = pd.to_numeric(frame[PREDICTION], errors="coerce").to_numpy(dtype=np.float64)
+        missing = int(np.isnan(scores).sum())
+        infinite = int(np.isinf(scores).sum())
+        outside = int(invalid.sum()) - missing - infinite
+        files = [i for i in read_issues if i.column == PREDICTION]
+        parts = [f"{n} {what}" for n, what in ((missing, "missing or NaN"), (infinite, "infinite"),
+                                               (outside, "outside [0, 1]")) if n]
+        out.append(DataQualityIssue(
+            INVALID_PREDICTIONS, None, int(invalid.sum()), float(invalid.mean()), warn,
+            f"{int(invalid.sum())} of {rows} prediction(s) are not a probability ({', '.join(parts)}): "
+            "left out of the KPIs" + (": " + _files_text(files) if files else ""),
+            tuple(i.file for i in files)))
+    return out
+
+
+def _constant(name: str, values: pd.Series, ref, warn: float) -> DataQualityIssue | None:
+    """A ``constant`` issue when every value is one value the reference makes that unlikely."""
+    distinct = pd.unique(values)
+    if len(distinct) != 1:
+        return None
+    value = distinct[0].item() if isinstance(distinct[0], np.generic) else distinct[0]
+    if isinstance(ref, drift.NumericReference):
+        if ref.values.size < 2:
+            return None
+        at = np.searchsorted(ref.values, float(value))
+        hits = int(ref.counts[at]) if at < ref.values.size and ref.values[at] == float(value) else 0
+    else:
+        if len(ref.counts) < 2:
+            return None
+        hits = int(ref.counts.get(value, 0))
+    share = hits / ref.n if ref.n else 0.0
+    n = len(values)
+    if share ** n >= CONSTANT_CHANCE:
+        return None
+    return DataQualityIssue(CONSTANT, name, n, 1.0, warn,
+                            f"all {n} value(s) of {name!r} are {value!r}, which is {share:.1%} of the reference: "
+                            "a default filled in upstream?")
+
+
+def no_rows(config: ModelConfig, start: pd.Timestamp, end: pd.Timestamp, expected: float) -> DataQualityIssue:
+    """The ``no_rows`` issue of an empty hour; ``expected``: the median rows of the hours before (0 if none)."""
+    mon = config.monitoring
+    known = f"the hours assessed in the {mon.traffic_lookback_hours}h before had a median of {expected:g} per hour"
+    verdict = "traffic was expected" if expected >= mon.min_rows else f"below min_rows={mon.min_rows}: none expected"
+    return DataQualityIssue(NO_ROWS, None, 1, float(expected), float(mon.min_rows),
+                            f"no prediction in the inference log between {start} and {end}; {known} ({verdict})")
+
+
+def expected_rows(client: MlflowClient, run_id: str, hour: pd.Timestamp, lookback_hours: int) -> float:
+    """The median ``rows`` metric of the hours assessed in the ``lookback_hours`` before ``hour`` (0 when none)."""
+    step = hour_step(hour)
+    points = [v for s, v in _history(client, run_id, "rows").items() if step - lookback_hours <= s < step]
+    return float(np.median(points)) if points else 0.0
+
+
+def drift_quality(report, issues: Sequence[DataQualityIssue], warn: float) -> list[DataQualityIssue]:
+    """``unchecked_feature`` for each feature the drift check skipped that no other issue explains."""
+    covered = {i.column for i in issues if i.column}
+    return [DataQualityIssue(UNCHECKED_FEATURE, name, 1, 1.0, warn, f"drift of {name!r} not checked: {why}")
+            for name, why in report.skipped.items() if name not in covered]
+
+
+def reference_profile(
+    client: MlflowClient, config: ModelConfig, version: str
+) -> tuple[drift.ReferenceProfile | None, DataQualityIssue | None]:
+    """The served version's reference profile, or None and the ``no_reference_profile`` issue saying why."""
+    why = None
+    try:
+        run_id = client.get_model_version(config.name, version).run_id
+    except MlflowException as exc:
+        run_id, why = None, f"version {version!r} (served, per the inference log) is not registered ({exc.message})"
+    if why is None and not run_id:
+        why = f"version {version} has no training run"
+    if why is None:
+        try:
+            return drift.load_profile(client, run_id), None
+        except (FileNotFoundError, MlflowException, OSError, ValueError, KeyError) as exc:
+            why = f"version {version}'s training run {run_id} has no readable reference profile ({exc})"
+    return None, DataQualityIssue(NO_REFERENCE_PROFILE, None, 1, 1.0, 1.0, f"{why}: drift not checked")
+
+
+def join_outcomes(
+    config: ModelConfig, frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, *,
+    now: pd.Timestamp | None = None,
+) -> tuple[pd.DataFrame, list[DataQualityIssue]]:
+    """The hour's predictions with the target and outcome columns of the outcomes that have arrived.
+
+    Reads ``monitoring.outcomes_uri`` from the hour's day to ``outcome_delay_days`` after it (or
+    ``now``). A file that cannot be read or lacks a column is left out (``outcomes_unreadable``);
+    values of the target / outcome that are not numbers count as ``wrong_type`` and are null. No
+    ``outcomes_uri``: the columns are NaN (outcome KPIs have no value).
+    """
+    from include import outcomes
+    from include.config import resolve_uri
+
+    mon = config.monitoring
+    columns = [config.dataset.target.name, *([config.dataset.outcome.name] if config.dataset.outcome else [])]
+    if mon.outcomes_uri is None:
+        return frame.assign(**{c: np.nan for c in columns}), []
+    now = pd.Timestamp.now(tz="UTC") if now is None else now
+    until = min(now, end + pd.Timedelta(days=mon.outcome_delay_days))
+    skipped: list[tuple[Path, str]] = []
+    arrived = outcomes.read_outcomes(resolve_uri(mon.outcomes_uri), start, max(until, start), columns=columns,
+                                     skipped=skipped)
+    issues = []
+    if skipped:
+        issues.append(DataQualityIssue(
+            OUTCOMES_UNREADABLE, None, len(skipped), float(len(skipped)), 1.0,
+            f"{len(skipped)} outcome file(s) were left out: "
+            + _files_text([inference_log.ReadIssue("", str(f), None, 0, why) for f, why in skipped]),
+            tuple(str(f) for f, _ in skipped)))
+    arrived = arrived.assign(**{outcomes.REQUEST_ID: arrived[outcomes.REQUEST_ID].astype(str)})
+    for column in columns:
+        raw = arrived[column]
+        if pd.api.types.is_bool_dtype(raw.dtype) or pd.api.types.is_numeric_dtype(raw.dtype):
+            numbers = raw.astype("float64")
+        else:
+            numbers = pd.to_numeric(raw.astype(object), errors="coerce")
+        bad = int((raw.notna() & numbers.isna()).sum())
+        if bad:
+            issues.append(DataQualityIssue(
+                WRONG_TYPE, column, bad, bad / max(len(arrived), 1), mon.data_quality_warning,
+                f"{bad} of {len(arrived)} arrived outcome value(s) of {column!r} are not numbers and were read as "
+                f"null (e.g. {', '.join(map(repr, raw[raw.notna() & numbers.isna()].unique()[:3]))})"))
+        arrived[column] = numbers.astype("float64")
+    joined = frame.merge(arrived[[outcomes.REQUEST_ID, *columns]], on=outcomes.REQUEST_ID, how="left")
+    log.info("%d of %d predictions have their outcome", int(joined[columns[0]].notna().sum()), len(joined))
+    return joined, issues
+
+
+def _files_text(issues: Sequence[inference_log.ReadIssue], *, reasons: bool = True) -> str:
+    """The first files (with what was wrong) and how many more."""
+    shown = [str(i) if reasons else i.file for i in issues[:MAX_NAMED_FILES]]
+    more = len(issues) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more file(s)" if more > 0 else "")
 
 
 # --- cooldown ------------------------------------------------------------------------------
 
 
 def due(assessment: HourAssessment, state: Mapping[str, dict], cooldown_hours: float) -> list[Finding]:
-    """The findings to send now: new, past the cooldown since they last fired, or worse than then."""
+    """The findings to send now: new, past the cooldown since they last fired, or worse than then.
+
+    Worse: a higher tier, or a value at least ``WORSE_FRACTION`` of the threshold beyond the one
+    that fired (for ``data_quality.*`` findings: of the larger of the threshold and that value).
+    """
     hour = pd.Timestamp(assessment.hour)
     out = []
     for finding in assessment.findings:
@@ -157,8 +534,11 @@ def due(assessment: HourAssessment, state: Mapping[str, dict], cooldown_hours: f
             out.append(finding)
             continue
         since = abs(hour - pd.Timestamp(last["hour"]))
+        # a data-quality value (a share, a file count) is worse when it grew by half of itself too
+        step = max(finding.threshold, last["value"]) if finding.name.startswith(f"{DATA_QUALITY}.") \
+            else finding.threshold
         worse = LEVELS.index(assessment.level) > LEVELS.index(last["level"]) or (
-            finding.value >= last["value"] + WORSE_FRACTION * finding.threshold
+            finding.value >= last["value"] + WORSE_FRACTION * step
         )
         if since >= timedelta(hours=cooldown_hours) or worse:
             out.append(finding)
@@ -269,6 +649,12 @@ def log_hour(client: MlflowClient, run_id: str, assessment: HourAssessment, late
             values[f"{KPI_PREFIX}{name}"] = kpi["value"]
     for name, drop in assessment.drops.items():
         values[f"kpi_drop.{name}"] = drop
+    for kind in DATA_QUALITY_KINDS:
+        values[f"{DATA_QUALITY}.{kind}"] = float(sum(i.count for i in assessment.data_quality if i.kind == kind))
+    for issue in assessment.data_quality:
+        if issue.column:
+            key = _metric_key(issue.name)
+            values[key] = values.get(key, 0.0) + issue.count
     latency = latency_ms.dropna()
     if len(latency):
         values["latency_ms.p50"] = float(latency.quantile(0.5))
@@ -277,12 +663,132 @@ def log_hour(client: MlflowClient, run_id: str, assessment: HourAssessment, late
     client.log_batch(run_id, metrics=metrics)
 
 
+def _metric_key(name: str) -> str:
+    """``name`` with the characters MLflow refuses in a metric key replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)
+
+
 def audit_alert(client: MlflowClient, assessment: HourAssessment, fired: list[Finding], actions: list[str],
                 actor: str, dag_id: str | None, run_id: str | None) -> None:
-    """An audit record for a sent alert (on the version it concerns), with what was done about it."""
+    """An audit record for a sent alert (on the version it concerns), with what was done about it.
+
+    When that version is not registered (the log named a version the registry does not know) or
+    there is none, the record goes on the registered model, with the version in its details.
+    """
+    version = assessment.version
+    if version is not None:
+        try:
+            client.get_model_version(assessment.model, version)
+        except MlflowException:
+            version = None
     audit.write(client, audit.AuditRecord(
-        action=f"alert.{assessment.level}", model=assessment.model, version=assessment.version, actor=actor,
+        action=f"alert.{assessment.level}", model=assessment.model, version=version, actor=actor,
         reason=assessment.reason, dag_id=dag_id, run_id=run_id,
-        details={"hour": assessment.hour, "findings": [asdict(f) for f in fired], "actions": actions},
+        details={"hour": assessment.hour, "findings": [asdict(f) for f in fired], "actions": actions,
+                 **({"served_version": assessment.version} if version != assessment.version else {})},
     ))
 
+
+# --- one hour, end to end ------------------------------------------------------------------------
+
+
+@dataclass
+class HourResult:
+    """What :func:`assess_window` did: the assessment, the monitoring run, the HTML report's place (if written)."""
+
+    assessment: HourAssessment
+    monitoring_run_id: str
+    report_path: str | None = None  # artifact path on the monitoring run
+    report_uri: str | None = None
+
+
+def assess_window(
+    client: MlflowClient,
+    config: ModelConfig,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    *,
+    champion: str | None,
+    root: str | None = None,
+    now: pd.Timestamp | None = None,
+) -> HourResult:
+    """Assess the predictions of ``config``'s model with ``start <= ts < end`` and record it on the monitoring run.
+
+    Reads the inference log (``root``: see :func:`include.inference_log.log_root`) with the declared
+    feature types, checks the data, and, with ``min_rows`` rows and a version (the one most rows were
+    served by, else ``champion``), joins the outcomes, checks drift against the version's reference
+    profile and computes the KPIs against its baseline; then the tier (:func:`assess`), the metrics
+    (:func:`log_hour`) and Evidently's HTML report under ``reports/YYYY-MM-DD/HH00/`` of the monitoring
+    run. What is wrong with the data becomes a data-quality issue, never an exception; a failing
+    HTML report becomes a note. Errors of MLflow itself (the store unreachable) are raised.
+    """
+    mon = config.monitoring
+    types = {c.name: c.type for c in config.dataset.features}
+    read = inference_log.read_checked(config.name, start, end, features=types, root=root)
+    frame = read.frame
+    served = frame["model_version"].dropna().mode()
+    version = str(served.iloc[0]) if len(served) else champion
+    run_id = monitoring_run(client, config)
+    issues = read_quality(config, read)
+    for issue in read.issues:
+        log.warning("%s inference log, %s..%s: %s", config.name, start, end, issue)
+    if frame.empty:
+        issues.append(no_rows(config, start, end, expected_rows(client, run_id, start, mon.traffic_lookback_hours)))
+    decide = len(frame) >= mon.min_rows and version is not None
+    profile = report = deployed = None
+    baseline: dict[str, float] = {}
+    source = "none"
+    if decide:
+        profile, missing = reference_profile(client, config, version)
+        issues += [missing] if missing else []
+    issues += frame_quality(config, frame, profile, read.issues)
+    if decide:
+        frame, outcome_issues = join_outcomes(config, frame, start, end, now=now)
+        issues += outcome_issues
+        if profile is not None:
+            report = drift.detect_drift(profile, frame, drift_share=mon.drift.drift_share)
+            issues += drift_quality(report, issues, mon.data_quality_warning)
+        try:
+            deployed = deployed_at(client, config.name, version)
+            baseline, source = kpi_baseline(client, config, version, deployed, start, run_id)
+        except MlflowException as exc:  # the version is not registered: reported as no_reference_profile
+            log.warning("%s v%s: no deployment time or KPI baseline: %s", config.name, version, exc.message)
+    assessment = assess(config, hour=start, frame=frame, version=version, drift_report=report, deployed_at=deployed,
+                        baseline=baseline, baseline_source=source, data_quality=issues)
+    log_hour(client, run_id, assessment, frame["latency_ms"])
+    result = HourResult(assessment, run_id)
+    if profile is not None:
+        result.report_path, note = write_report(client, run_id, profile, frame, start, config)
+        if note:
+            assessment.notes.append(note)
+        if result.report_path:
+            result.report_uri = f"{client.get_run(run_id).info.artifact_uri}/{result.report_path}"
+    return result
+
+
+def write_report(
+    client: MlflowClient, run_id: str, profile: drift.ReferenceProfile, frame: pd.DataFrame, hour: pd.Timestamp,
+    config: ModelConfig,
+) -> tuple[str | None, str | None]:
+    """Evidently's HTML report of the hour, logged under ``reports/YYYY-MM-DD/HH00/data_drift.html`` of the run.
+
+    Returns (its artifact path, or None when it could not be made; a note for people, or None).
+    Columns Evidently cannot draw are left out and named in the note; any failure of Evidently is
+    logged and noted, never raised: the report is for people, the decision does not depend on it.
+    """
+    mon = config.monitoring
+    folder = f"reports/{hour:%Y-%m-%d}/{hour:%H}00"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            html = drift.evidently_report(profile, frame, Path(tmp) / "data_drift.html",
+                                          sample_rows=mon.report_sample_rows, drift_share=mon.drift.drift_share)
+            client.log_artifact(run_id, str(html.path), folder)
+    except MlflowException:
+        raise
+    except Exception as exc:  # Evidently's own failure: the hour's assessment stands without its picture
+        log.exception("%s %s: the Evidently report could not be made", config.name, hour)
+        return None, f"Evidently report not written: {type(exc).__name__}: {exc}"
+    note = None
+    if html.skipped:
+        note = "Evidently report leaves out " + "; ".join(f"{k} ({v})" for k, v in html.skipped.items())
+    return f"{folder}/{html.path.name}", note

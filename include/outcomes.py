@@ -56,8 +56,14 @@ def read_outcomes(
     since: datetime | pd.Timestamp | str,
     until: datetime | pd.Timestamp | str,
     columns: list[str] | None = None,
+    *,
+    skipped: list[tuple[Path, str]] | None = None,
 ) -> pd.DataFrame:
-    """Outcomes that arrived on the days from ``since`` to ``until`` (inclusive), one row per request id."""
+    """Outcomes that arrived on the days from ``since`` to ``until`` (inclusive), one row per request id.
+
+    A file that cannot be read or lacks one of ``columns`` raises ``ValueError`` naming it; when
+    ``skipped`` is a list, such a file is left out and ``(path, why)`` appended to it instead.
+    """
     lo, hi = _utc(since).normalize(), _utc(until).normalize()
     root = _root(uri)
     frames = []
@@ -66,10 +72,19 @@ def read_outcomes(
         folder = root / f"date={day:%Y-%m-%d}"
         if folder.is_dir():
             for file in sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_"))):
-                table = pq.read_table(file)
+                try:
+                    table = pq.read_table(file)
+                except (pa.ArrowException, OSError, ValueError) as exc:
+                    if skipped is None:
+                        raise ValueError(f"outcome file {file} cannot be read as Parquet ({exc})") from exc
+                    skipped.append((file, f"cannot be read as Parquet ({exc})"))
+                    continue
                 missing = [c for c in [REQUEST_ID, *(columns or [])] if c not in table.column_names]
                 if missing:
-                    raise ValueError(f"outcome file {file} lacks column(s) {missing}")
+                    if skipped is None:
+                        raise ValueError(f"outcome file {file} lacks column(s) {missing}")
+                    skipped.append((file, f"lacks column(s) {missing}"))
+                    continue
                 if columns is not None:
                     arrival = [ARRIVED_AT] if ARRIVED_AT in table.column_names else []
                     table = table.select(list(dict.fromkeys([REQUEST_ID, *columns, *arrival])))

@@ -4,7 +4,8 @@ One registry for the module: version 1 then version 2 trained and promoted by th
 2 deployed (its ``deploy`` audit record) long before the hours below. Each hour of traffic is scored
 by the champion's own MLflow model and written to the inference log; outcomes arrive a day later.
 Then, in order: a clean hour (nothing), a drifted hour whose outcomes have not arrived (warning), the
-next drifted hour (cooldown: nothing), a drifted hour whose outcomes show the loans going bad
+next drifted hour (cooldown: nothing), an hour in which one feature is entirely null (a data-quality
+warning on Slack; the rest assessed), a drifted hour whose outcomes show the loans going bad
 (critical: rollback and retraining runs started, Slack told what was done), and a drifted, bad hour
 just after a fresh deployment (cold start: no drift alert, no rollback).
 """
@@ -90,8 +91,11 @@ def champion(env, dags) -> str:
 
 
 def _traffic(env, version: str, hour: str, *, seed: int, drift: float = 0.0, concept_drift: float = 0.0,
-             outcomes: bool = True) -> None:
-    """An hour of applications scored by ``version`` into the inference log; outcomes a day later."""
+             outcomes: bool = True, null_feature: str | None = None) -> None:
+    """An hour of applications scored by ``version`` into the inference log; outcomes a day later.
+
+    ``null_feature``: a feature the log gets no value of (a broken upstream writer).
+    """
     import mlflow.pyfunc
 
     from include import inference_log
@@ -102,6 +106,8 @@ def _traffic(env, version: str, hour: str, *, seed: int, drift: float = 0.0, con
     batch = generate_batch(400, seed=seed, start=hour, hours=1, drift=drift, concept_drift=concept_drift)
     features = batch[config.dataset.feature_names]
     scores = mlflow.pyfunc.load_model(f"models:/{MODEL}/{version}").predict(features)
+    if null_feature:
+        features = features.assign(**{null_feature: None})
     inference_log.log_predictions(MODEL, version, "online", features, scores, latency_ms=3.0,
                                   request_ids=batch["application_id"].tolist(), ts=batch["applied_at"])
     if outcomes:
@@ -176,6 +182,37 @@ def test_the_same_condition_is_not_repeated_within_the_cooldown(env, dags, champ
 
     assert states["assess"] == "success" and states["notify"] == "skipped", states
     assert len(env["slack"].messages) == 1 and len(_alerts(env, champion)) == 1
+
+
+def test_an_hour_with_an_all_null_feature_warns_on_slack_and_is_assessed(env, dags, champion) -> None:
+    from include import monitoring
+    from include.config import get_model_config
+
+    hour = "2026-11-04T10:00:00Z"
+    _traffic(env, champion, hour, seed=26, null_feature="region")
+    sent = len(env["slack"].messages)
+
+    run = _monitor(dags, hour)
+
+    states = _states(run)
+    assert str(run.state) == "success", states
+    assert states["notify"] == "success" and states["trigger_rollback"] == "skipped", states
+    [message] = env["slack"].messages[sent:]
+    text = json.dumps(message)
+    assert "WARNING" in text and "data_quality.all_null.region" in text
+    assert "feature 'region' has no value in any of the hour's 400 row(s)" in text
+    assert "Evidently report leaves out region" in text  # the report was made without it
+    record = _alerts(env, champion)[-1]
+    assert record["action"] == "alert.warning"
+    assert [f["name"] for f in record["details"]["findings"]] == ["data_quality.all_null.region"]
+    client = env["client"]
+    mon_run = monitoring.monitoring_run(client, get_model_config(MODEL))
+    step = monitoring.hour_step(pd.Timestamp(hour))
+    history = {k: [p.value for p in client.get_metric_history(mon_run, k) if p.step == step]
+               for k in ("data_quality.all_null.region", "drift.age", "kpi.repayment_rate", "alert_level")}
+    assert history == {"data_quality.all_null.region": [400.0], "drift.age": history["drift.age"],
+                       "kpi.repayment_rate": history["kpi.repayment_rate"], "alert_level": [1.0]}
+    assert len(history["drift.age"]) == 1 and len(history["kpi.repayment_rate"]) == 1  # the rest was assessed
 
 
 def test_drift_with_a_kpi_drop_rolls_back_and_retrains(env, dags, champion) -> None:

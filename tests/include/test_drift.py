@@ -250,19 +250,40 @@ def test_build_profile_errors_name_the_column() -> None:
         drift.build_profile(frame.head(0), GEN_TYPES)
 
 
-def test_detect_drift_errors_name_the_column() -> None:
+def test_detect_drift_errors_name_the_problem() -> None:
     profile = drift.build_profile(generate_batch(200, seed=1), GEN_TYPES)
     current = generate_batch(100, seed=2)
-    with pytest.raises(ValueError, match="current data is missing column\\(s\\): credit_score, region"):
-        drift.detect_drift(profile, current.drop(columns=["credit_score", "region"]))
     with pytest.raises(ValueError, match="current data has no rows"):
         drift.detect_drift(profile, current.head(0))
-    with pytest.raises(ValueError, match="column 'annual_income' in the current data should be numeric"):
-        drift.detect_drift(profile, generate_batch(100, seed=2, corruption="wrong_types"))
-    with pytest.raises(ValueError, match="column 'region' has no non-null values in the current data"):
-        drift.detect_drift(profile, current.assign(region=None))
     with pytest.raises(ValueError, match="drift_share must be in"):
         drift.detect_drift(profile, current, drift_share=0)
+
+
+def test_a_feature_that_cannot_be_checked_is_skipped_and_the_others_are_checked() -> None:
+    profile = drift.build_profile(generate_batch(800, seed=1), GEN_TYPES)
+    clean = generate_batch(600, seed=2)
+    current = generate_batch(600, seed=2, drift=0.9).drop(columns=["credit_score"]).assign(
+        region=None,  # no value at all
+        age=np.inf,  # no finite value
+        annual_income=clean["annual_income"].astype(str),  # text where the profile has numbers
+    )
+
+    report = drift.detect_drift(profile, current)
+
+    assert report.skipped == {
+        "age": "column 'age' has no non-null values in the current data",
+        "annual_income": "column 'annual_income' in the current data should be numeric, got dtype object",
+        "credit_score": "missing from the current data",
+        "region": "column 'region' has no non-null values in the current data",
+    }
+    assert set(report.features) == set(FEATURES) - set(report.skipped)
+    # the checked ones are decided as on their own; the skipped ones count as not drifted in the share
+    alone = drift.detect_drift(profile, current.drop(columns=list(report.skipped), errors="ignore").assign(
+        **{c: generate_batch(600, seed=2)[c] for c in report.skipped}))
+    assert {n: f.drifted for n, f in report.features.items()} == {n: alone.features[n].drifted for n in report.features}
+    assert report.n_drifted >= 2
+    assert report.share_drifted == pytest.approx(report.n_drifted / len(FEATURES))
+    assert json.loads(json.dumps(report.as_dict()))["skipped"]["credit_score"] == "missing from the current data"
 
 
 def test_nulls_in_current_are_dropped_like_evidently_does() -> None:
@@ -279,9 +300,30 @@ def test_nulls_in_current_are_dropped_like_evidently_does() -> None:
 def test_evidently_report_is_written(edge_profile: drift.ReferenceProfile, tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        path = drift.evidently_report(edge_profile, edge_frame(1000, shifted=True, seed=4), tmp_path / "r" / "drift.html",
-                                      sample_rows=300)
-    html = path.read_text()
-    assert path == tmp_path / "r" / "drift.html"
+        report = drift.evidently_report(edge_profile, edge_frame(1000, shifted=True, seed=4),
+                                        tmp_path / "r" / "drift.html", sample_rows=300)
+    html = report.path.read_text()
+    assert report.path == tmp_path / "r" / "drift.html" and report.skipped == {}
     assert html.lstrip().lower().startswith("<!doctype html") or "<html" in html[:500].lower()
     assert "color" in html and "nearly_few" in html
+
+
+def test_evidently_report_leaves_out_what_it_cannot_draw(edge_profile: drift.ReferenceProfile, tmp_path: Path) -> None:
+    current = edge_frame(1000, shifted=True, seed=4).drop(columns=["flag"]).assign(
+        color=None, with_inf=np.inf, few=lambda f: f["few"].astype(str))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = drift.evidently_report(edge_profile, current, tmp_path / "drift.html", sample_rows=300)
+
+    assert report.skipped == {
+        "few": "should be numeric, got dtype object",
+        "with_inf": "no finite non-null value in the sample",
+        "flag": "missing from the current data",
+        "color": "no finite non-null value in the sample",
+    }
+    html = report.path.read_text()
+    assert "nearly_few" in html and "yes_no" in html
+    with pytest.raises(ValueError, match="no feature can be shown in the Evidently report: few: should be numeric"):
+        drift.evidently_report(edge_profile, current.assign(**{c: None for c in current.columns}),
+                               tmp_path / "none.html")

@@ -244,3 +244,78 @@ def test_bad_arguments_are_named(tmp_path: Path, kwargs: dict, message: str) -> 
     with pytest.raises(ValueError, match=message):
         log_predictions(**args)
     assert _files(tmp_path) == []
+
+
+# --- reading what other writers left: read_checked reports, read_range raises ---------------------
+
+HOUR = "2026-02-01T10:00Z"
+
+
+def _foreign(tmp_path: Path, name: str, frame: pd.DataFrame | None = None, data: bytes | None = None) -> Path:
+    """A file another writer put into the hour's online partition (pandas' own Parquet, or raw bytes)."""
+    folder = partition_path(MODEL, "online", HOUR, tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if data is not None:
+        path.write_bytes(data)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+def _foreign_rows(n: int, prefix: str = "x", **columns) -> pd.DataFrame:
+    base = {"request_id": [f"{prefix}{i}" for i in range(n)], "ts": pd.Timestamp("2026-02-01T10:30Z"),
+            "model_name": MODEL, "model_version": 7, "age": 40, "annual_income": 50_000.0, "region": "north",
+            "note": "n", "prediction": 0.5}
+    return pd.DataFrame({**base, **columns}, index=range(n))
+
+
+def test_read_checked_reads_past_what_other_writers_left_and_names_it(tmp_path: Path) -> None:
+    log_predictions(MODEL, "7", "online", _features(3), [0.1, 0.2, 0.3], ts="2026-02-01T10:05Z", root=tmp_path)
+    text = _foreign(tmp_path, "text.parquet", _foreign_rows(4, annual_income=["61000", "12k", "N/A", None],
+                                                              age=["41", "42", "43.5", "44"]))
+    corrupt = _foreign(tmp_path, "corrupt.parquet", data=b"PAR1 not really parquet")
+    _foreign(tmp_path, "empty.parquet", _foreign_rows(0))  # zero rows: pandas gives its text columns the null type
+    lacking = _foreign(tmp_path, "lacking.parquet", _foreign_rows(2, "y").drop(columns=["region"]))
+    no_ts = _foreign(tmp_path, "no_ts.parquet", _foreign_rows(5).drop(columns=["ts"]))
+
+    read = inference_log.read_checked(MODEL, HOUR, "2026-02-01T11:00Z", features=FEATURE_TYPES, root=tmp_path)
+
+    frame = read.frame
+    assert len(frame) == 3 + 4 + 2 and read.files == 6
+    assert frame["annual_income"].dtype == np.float64 and frame["age"].dtype == np.float64  # nulls: float
+    rows = frame.set_index("request_id")
+    # text where a number is declared: what reads as one is kept, the rest is null
+    assert rows.loc[["x0", "x1", "x2", "x3"], "annual_income"].tolist()[0] == 61000.0
+    assert rows.loc[["x1", "x2", "x3"], "annual_income"].isna().all()
+    assert rows.loc[["x0", "x1", "x3"], "age"].tolist() == [41, 42, 44] and np.isnan(rows.loc["x2", "age"])
+    assert rows.loc[["y0", "y1"], "region"].isna().all() and rows.loc["x0", "region"] == "north"
+    assert set(frame["model_version"]) == {"7"}  # an int version from the other writer reads as text
+    issues = {(i.kind, Path(i.file).name, i.column): i for i in read.issues}
+    assert set(issues) == {
+        ("wrong_type", "text.parquet", "annual_income"),
+        ("wrong_type", "text.parquet", "age"),
+        ("unreadable_file", "corrupt.parquet", None),
+        ("missing_column", "lacking.parquet", "region"),
+        ("unreadable_file", "no_ts.parquet", "ts"),
+    }
+    wrong = issues[("wrong_type", "text.parquet", "annual_income")]
+    assert wrong.rows == 2 and "'12k'" in wrong.detail and "'N/A'" in wrong.detail and str(text) in str(wrong)
+    assert issues[("wrong_type", "text.parquet", "age")].rows == 1  # 43.5 is not a whole number
+    assert str(corrupt) in str(issues[("unreadable_file", "corrupt.parquet", None)])
+    assert issues[("missing_column", "lacking.parquet", "region")].rows == 2 and str(lacking).endswith("lacking.parquet")
+    assert issues[("unreadable_file", "no_ts.parquet", "ts")].rows == 5 and no_ts.name in str(no_ts)
+
+
+def test_read_range_raises_naming_the_file_it_cannot_read(tmp_path: Path) -> None:
+    log_predictions(MODEL, "7", "online", _features(3), [0.1, 0.2, 0.3], ts="2026-02-01T10:05Z", root=tmp_path)
+    _foreign(tmp_path, "empty.parquet", _foreign_rows(0))
+    assert len(read_hour(MODEL, HOUR, root=tmp_path, features=FEATURE_TYPES)) == 3  # a zero-row file is no problem
+
+    text = _foreign(tmp_path, "text.parquet", _foreign_rows(2, annual_income=["12k", "1"]))
+    with pytest.raises(ValueError, match=rf"{text}: column 'annual_income': 1 value\(s\) of type string cannot be read"):
+        read_hour(MODEL, HOUR, root=tmp_path, features=FEATURE_TYPES)
+    text.unlink()
+    corrupt = _foreign(tmp_path, "corrupt.parquet", data=b"garbage")
+    with pytest.raises(ValueError, match=rf"{corrupt}: cannot be read as Parquet"):
+        read_hour(MODEL, HOUR, root=tmp_path)

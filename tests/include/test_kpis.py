@@ -50,6 +50,28 @@ def test_too_few_rows_gives_no_value() -> None:
     assert got["approval_rate"].value == pytest.approx(0.5)
 
 
+def test_invalid_predictions_and_unusable_values_count_in_no_kpi() -> None:
+    broken = pd.DataFrame({  # the rows of _frame(), then four without a usable score
+        "request_id": [f"b{i}" for i in range(4)],
+        "prediction": [np.nan, np.inf, 1.5, -0.1],
+        "loan_amount": 100.0, "defaulted": 1, "repaid_amount": 0.0,
+    })
+    frame = pd.concat([_frame(), broken], ignore_index=True)
+
+    got = compute_kpis(CFG, KPIS, frame)
+
+    assert got["approval_rate"].value == pytest.approx(3 / 6) and got["approval_rate"].rows == 6
+    assert got["default_recall"].value == pytest.approx(2 / 3) and got["default_recall"].rows == 3
+    assert got["repayment_rate"].value == pytest.approx((50 + 100) / (200 + 100))
+    # an approved row without a loan amount, or with a repaid amount that is not a number, is left out
+    odd = _frame().astype({"repaid_amount": object})
+    odd.loc[3, "loan_amount"] = np.nan
+    odd.loc[4, "repaid_amount"] = "n/a"
+    odd_kpis = compute_kpis(CFG, KPIS, odd)
+    assert odd_kpis["repayment_rate"].value is None and odd_kpis["repayment_rate"].rows == 0
+    assert compute_kpis(CFG, KPIS, _frame().assign(prediction=np.nan))["approval_rate"].value is None
+
+
 def test_a_missing_column_is_named() -> None:
     with pytest.raises(ValueError, match=r"repayment_rate.*\['repaid_amount'\]"):
         compute_kpis(CFG, KPIS, _frame().drop(columns=["repaid_amount"]))
