@@ -267,7 +267,8 @@ def inspect_dataset(
         if lacking:
             raise DatasetError(f"{lacking[0]}: missing column {name!r}, which {first} has")
     keys = partition_keys or ()
-    columns = [c for c in column_types if c in seen or c in keys]
+    # No file has rows: every declared column, typed, so that an empty dataset reads as zero rows.
+    columns = [c for c in column_types if c in seen or c in keys or not files]
     schema = pa.schema([pa.field(c, ARROW_TYPES[column_types[c]]) for c in columns])
     if skipped:
         log.info("%s: skipped %d file(s) with no rows: %s", uri, len(skipped), ", ".join(map(str, skipped)))
@@ -362,7 +363,7 @@ def _text_to_arrow(text: pd.Series, keyword: str, where: str) -> pa.Array:
 
 def _read_csv(path: Path, uri: str, column_types: Mapping[str, str], required: Sequence[str], extra: Extra) -> pa.Table:
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a byte-order mark is not part of a name
             header = next(csv.reader(handle), None)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(f"cannot read {uri} as UTF-8 CSV: {exc}") from exc
@@ -379,7 +380,7 @@ def _read_csv(path: Path, uri: str, column_types: Mapping[str, str], required: S
         raise DatasetError(f"{uri}: the header lacks declared column(s) {missing}")
     try:
         # Everything as text: only an empty field is a null; each column is then parsed by its declared type.
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise DatasetError(f"cannot read {uri} as CSV: {exc}") from exc
     columns = [c for c in column_types if c in header]

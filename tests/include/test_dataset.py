@@ -258,3 +258,18 @@ def test_corrupt_parquet_is_a_dataset_error_naming_the_file(tmp_path: Path, demo
     (tmp_path / "folder" / "not-parquet.parquet").write_text("hello")
     with pytest.raises(DatasetError, match=r"not-parquet\.parquet as Parquet"):
         read_dataset(str(tmp_path / "folder"), COLUMN_TYPES)
+
+
+def test_a_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("id,zip,n\na,01234,1\n".encode("utf-8-sig"))
+    assert read_dataset(str(path), ZIP_TYPES).to_dict("records") == [{"id": "a", "zip": "01234", "n": 1}]
+
+
+def test_a_folder_of_zero_row_files_reads_as_no_rows_with_every_declared_column(tmp_path: Path, demo) -> None:
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    demo.iloc[:0].to_parquet(folder / "a.parquet", index=False)
+    back = read_dataset(str(folder), COLUMN_TYPES)
+    assert len(back) == 0 and list(back.columns) == list(COLUMN_TYPES)
+    assert str(back["applied_at"].dtype) == "datetime64[ns, UTC]"
