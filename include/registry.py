@@ -2,12 +2,18 @@
 
 Aliases: ``challenger`` (the newest candidate), ``champion`` (live), ``previous_champion`` (what
 rollback returns to). Stages are deprecated in MLflow and not used.
+
+MLflow keeps no history of aliases (mlflow/mlflow#2169), so which version was champion when comes
+from the project's own records: :func:`champion_history` reads it from the ``promote`` and
+``rollback`` audit records. It is the one place that knows where that history is stored.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -140,3 +146,87 @@ def promote(
             ),
         )
     return previous_version
+
+
+ROLLBACK_ACTION = "rollback"
+PROMOTE_ACTION = "promote"
+
+
+@dataclass(frozen=True)
+class ChampionChange:
+    """One recorded move of ``@champion`` (or a promotion run confirming it)."""
+
+    at: str  # UTC time of the record, ISO 8601 with microseconds ("2026-11-30T10:00:00.000000Z")
+    version: str  # the version that is @champion after the change
+    replaced: str | None  # the champion it replaced (None: the first one, or nothing moved)
+    action: str  # "promote" | "rollback"
+    actor: str
+    reason: str
+    run_id: str | None = None  # the Airflow run that made the change
+    forced: bool = False  # a rollback that overrode the target checks (``force``)
+
+
+def champion_history(client: MlflowClient, name: str) -> list[ChampionChange]:
+    """Every recorded change of ``name``'s ``@champion``, oldest first.
+
+    Source: the audit records on the model's versions (:func:`include.audit.read_model`):
+    ``promote`` records (the version they are on became champion; ``details.previous_champion`` is
+    the one it replaced when ``details.changed``) and ``rollback`` records (``details.to_version``
+    replaced ``details.from_version``). A rollback record stored on both versions counts once. The
+    governance ledger replaces this function; callers only rely on its result.
+    """
+    changes: dict[tuple, ChampionChange] = {}
+    for record in audit.read_model(client, name):
+        details = record.get("details") or {}
+        if record["action"] == PROMOTE_ACTION and record.get("version") is not None:
+            moved = details.get("changed", True)
+            replaced = details.get("previous_champion") if moved else None
+            change = ChampionChange(record["at"], str(record["version"]), _text(replaced), PROMOTE_ACTION,
+                                    record.get("actor", ""), record.get("reason", ""), record.get("run_id"))
+            key: tuple = (PROMOTE_ACTION, change.version, change.at)
+        elif record["action"] == ROLLBACK_ACTION and details.get("to_version") is not None:
+            change = ChampionChange(record["at"], str(details["to_version"]), _text(details.get("from_version")),
+                                    ROLLBACK_ACTION, record.get("actor", ""), record.get("reason", ""),
+                                    record.get("run_id"), bool(details.get("forced", False)))
+            # one event, one record per version it concerns (older code wrote them a moment apart)
+            key = (ROLLBACK_ACTION, change.version, change.replaced, change.run_id or change.at)
+        else:
+            continue
+        changes.setdefault(key, change)
+    return sorted(changes.values(), key=lambda c: c.at)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def champion_lineage(history: Sequence[ChampionChange]) -> list[str]:
+    """The champions a rollback can step back through, oldest first; the last is the current champion.
+
+    A promotion puts its version on top; a rollback steps down to the latest term of its target
+    (or, for a target that was never below, replaces the top with it), and a version that was
+    rolled back from leaves the lineage until it is promoted again. So the second-to-last entry is
+    the next rollback target: after a rollback from 2 to 1 it is the champion before 1, never 2.
+    """
+    lineage: list[str] = []
+    for change in history:
+        if change.action == ROLLBACK_ACTION:
+            if change.version in lineage:
+                del lineage[len(lineage) - lineage[::-1].index(change.version):]
+            else:
+                lineage.append(change.version)
+            if change.replaced is not None and change.replaced != change.version:
+                lineage = [v for v in lineage if v != change.replaced]
+        elif not lineage or lineage[-1] != change.version:
+            lineage.append(change.version)
+    return lineage
+
+
+def set_previous_champion(client: MlflowClient, name: str, lineage: Sequence[str]) -> str | None:
+    """Point ``previous_champion`` at the lineage's second-to-last version, or remove it when there is none."""
+    previous = lineage[-2] if len(lineage) >= 2 else None
+    if previous is not None:
+        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, previous)
+    elif alias_version(client, name, PREVIOUS_CHAMPION) is not None:
+        client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
+    return previous

@@ -2,7 +2,10 @@
 
 A scenario on one registry and one server: version 1 trained, promoted and deployed; version 2
 deployed beside it; a broken version 3 (its registry artifact corrupted) rolls itself back while
-version 2 keeps serving; the rollback DAG steps back once, and only once; bad targets change nothing.
+version 2 keeps serving; a deploy of a version that is not the champion is refused; the rollback
+DAG steps back once, and only once, and never to a version it rolled back from; refused targets
+change nothing; a forced rollback to the broken version leaves the champion serving. After each
+step the ``serving.triton`` tags agree with Triton's own status: exactly one version is live.
 """
 
 from __future__ import annotations
@@ -96,6 +99,38 @@ def _served(env, rows=5):
     return env["triton"].infer(MODEL, frame[[c for c in frame.columns if c not in ("defaulted", "repaid_amount")]])
 
 
+def _serving_tags(env):
+    versions = env["client"].search_model_versions(f"name = '{MODEL}'")
+    return {str(v.version): v.tags["serving.triton"] for v in versions if "serving.triton" in v.tags}
+
+
+def _assert_tags_match_triton(env):
+    """Exactly one version is tagged live: the one Triton answers with; the other loaded ones are standby."""
+    index = [e for e in env["triton"].repository_index() if e.get("name") == MODEL and e.get("version")]
+    ready = sorted((str(e["version"]) for e in index if e.get("state") == "READY"), key=int)
+    tags = _serving_tags(env)
+    live = [v for v, tag in tags.items() if tag == "live"]
+    assert live == ready[-1:], (tags, index)
+    assert sorted((v for v, tag in tags.items() if tag in ("live", "standby")), key=int) == ready, (tags, index)
+    from include.dataset import read_dataset
+
+    frame = read_dataset(env["data"]).head(2)
+    _, answered = env["triton"].infer_with_version(MODEL, frame.drop(columns=["defaulted", "repaid_amount"]))
+    assert answered == live[0]
+    return tags
+
+
+def _rollback_conf(**params):
+    """Every param spelled out: dag.test() keeps the previous run's params on the DAG object."""
+    return {"target_version": None, "reason": "manual rollback", "force": False, "from_version": None, **params}
+
+
+def _actions(env, version):
+    from include import audit
+
+    return [r["action"] for r in audit.read(env["client"], MODEL, version)]
+
+
 @pytest.fixture(scope="module")
 def two_deployed(env, dags):
     v1 = _new_champion(env, dags)
@@ -109,13 +144,13 @@ def test_deploy_serves_the_champion_verified_and_keeps_the_previous_loaded(env, 
     v1, v2 = two_deployed
     client, triton = env["client"], env["triton"]
     assert triton.model_ready(MODEL, v2) and triton.model_ready(MODEL, v1)  # instant switch back
+    assert _assert_tags_match_triton(env) == {v1: "standby", v2: "live"}
     tags = client.get_model_version(MODEL, v2).tags
-    assert tags["serving.triton"] == "live"
     assert any('"action": "deploy"' in v for k, v in tags.items() if k.startswith("audit."))
 
 
 def test_broken_version_rolls_back_automatically(env, dags, two_deployed):
-    _v1, v2 = two_deployed
+    v1, v2 = two_deployed
     client = env["client"]
     v3 = _new_champion(env, dags, max_iter=70)
     # Corrupt the registry artifact of v3: every model file truncated.
@@ -131,35 +166,86 @@ def test_broken_version_rolls_back_automatically(env, dags, two_deployed):
     assert env["triton"].model_ready(MODEL, v2)
     assert not env["triton"].model_ready(MODEL, v3)
     assert len(_served(env)) == 5
-    records = [v for k, v in client.get_model_version(MODEL, v3).tags.items() if k.startswith("audit.")]
-    assert any('"action": "rollback"' in r for r in records)
+    assert _assert_tags_match_triton(env) == {v1: "unloaded", v2: "live"}
+    assert {"rollback", "deploy_failed"} <= set(_actions(env, v3))
+    assert str(client.get_model_version_by_alias(MODEL, "previous_champion").version) == v1
 
 
-def test_rollback_dag_steps_back_once(env, dags, two_deployed):
-    from include import audit
+def test_deploy_of_a_version_that_is_not_the_champion_is_refused(env, dags, two_deployed):
+    v1, v2 = two_deployed
+    states = _run(dags["deploy"], {"version": v1}, expect="failed")
+    assert states["plan"] == "failed"
+    assert states["roll_back_failed_deployment"] == "skipped"
+    assert _champion(env) == v2
+    assert _assert_tags_match_triton(env)[v2] == "live"
 
+
+def test_manual_rollback_steps_back_once(env, dags, two_deployed):
     v1, v2 = two_deployed
     assert _champion(env) == v2
-    conf = {"target_version": v1, "reason": "kpi drop"}
-    _run(dags["rollback"], conf)
+    conf = _rollback_conf(target_version=v1, reason="kpi drop")
+    states = _run(dags["rollback"], conf)
+    assert states["restore_after_failed_rollback"] == "skipped"
     assert _champion(env) == v1
     assert env["triton"].model_ready(MODEL, v1)
     assert not env["triton"].model_ready(MODEL, v2)
-    _run(dags["rollback"], conf)  # the same rollback again
-    _run(dags["rollback"], {"reason": "kpi drop"})  # and to @previous_champion, which now is v1
+    # version 2 is unloaded and says so; version 1 alone is live
+    assert _assert_tags_match_triton(env) == {v1: "live", v2: "unloaded"}
+    aliases = env["client"].get_registered_model(MODEL).aliases
+    assert "previous_champion" not in aliases  # nothing before 1: neither 1 itself nor 2
+
+    _run(dags["rollback"], conf)  # the same rollback again: nothing moves
+    states = _run(dags["rollback"], _rollback_conf(reason="again"), expect="failed")  # no champion before 1
+    assert states["roll_back"] == "failed" and states["export"] == "upstream_failed"
     assert _champion(env) == v1
-    rollbacks = [r for r in audit.read(env["client"], MODEL, v1) if r["action"] == "rollback"]
-    assert len(rollbacks) == 1 and rollbacks[0]["reason"] == "kpi drop"
+    rollbacks = [r for r in _actions(env, v1) if r == "rollback"]
+    assert len(rollbacks) == 1
+    _assert_tags_match_triton(env)
 
 
-@pytest.mark.parametrize("target", ["999", "3"])
-def test_rollback_to_a_missing_or_retired_version_changes_nothing(env, dags, two_deployed, target):
+@pytest.mark.parametrize(("target", "force"), [("999", False), ("3", False), ("2", False), ("2", True)])
+def test_refused_rollbacks_change_nothing(env, dags, two_deployed, target, force):
     client = env["client"]
     client.set_model_version_tag(MODEL, "3", "retired", "true")
-    before = _champion(env)
-    states = _run(dags["rollback"], {"target_version": target, "reason": "bad target"}, expect="failed")
+    before = _champion(env), _serving_tags(env)
+    # version 2 was rolled back from; a forced rollback needs a reason of its own
+    states = _run(dags["rollback"], _rollback_conf(target_version=target, force=force), expect="failed")
     assert states["roll_back"] == "failed"
-    assert _champion(env) == before
+    assert (_champion(env), _serving_tags(env)) == before
+    client.delete_model_version_tag(MODEL, "3", "retired")
+
+
+def test_monitoring_rollback_goes_to_the_champion_before_and_only_once(env, dags, two_deployed):
+    v1, v2 = two_deployed
+    _run(dags["promote"], {"version": v2})  # the promotion DAG passes version 2 again
+    _run(dags["deploy"], {"version": None})
+    assert _assert_tags_match_triton(env) == {v1: "standby", v2: "live"}
+    conf = _rollback_conf(from_version=v2, reason="monitoring: critical drift and KPI drop")
+
+    _run(dags["rollback"], conf)
+
+    assert _champion(env) == v1
+    assert _assert_tags_match_triton(env) == {v1: "live", v2: "unloaded"}
+    states = _run(dags["rollback"], conf)  # a second trigger for the same hour's alert: stale, nothing to do
+    assert states["roll_back"] == "skipped" and states["switch"] == "skipped"
+    assert _champion(env) == v1
+
+
+def test_forced_rollback_to_a_broken_version_leaves_the_champion_serving(env, dags, two_deployed):
+    from include import audit
+
+    v1, _v2 = two_deployed
+    v3 = "3"
+    states = _run(dags["rollback"], _rollback_conf(target_version=v3, force=True, reason="drill: force a bad one"),
+                  expect="failed")
+    assert states["roll_back"] == "success"
+    assert states["export"] == "failed"
+    assert states["restore_after_failed_rollback"] == "success"
+    assert states["switch"] != "success"
+    assert _champion(env) == v1
+    assert _assert_tags_match_triton(env)[v1] == "live"
+    last = audit.read(env["client"], MODEL, v3)[-1]
+    assert last["action"] == "deploy_failed" and last["details"]["champion"] == v1
 
 
 def test_online_predictions_are_logged_with_the_serving_version(env, two_deployed):

@@ -239,3 +239,83 @@ def test_oversized_audit_details_are_truncated(client, runs, name) -> None:
     stored = audit.read(client, name, v1)[-1]
     assert stored["details"] == {"truncated": True}
     assert (stored["action"], stored["reason"]) == ("reject", "too much")
+
+
+def test_oversized_audit_records_keep_the_short_details_queries_rely_on(client, runs, name) -> None:
+    v1 = _register(client, name, runs[0])
+    record = audit.AuditRecord("rollback", name, v1, ACTOR, "r" * 6000,
+                               details={"from_version": "2", "to_version": v1, "forced": True, "blob": ["x"] * 3000})
+
+    audit.write(client, record)
+
+    stored = audit.read(client, name, v1)[-1]
+    assert stored["details"] == {"from_version": "2", "to_version": v1, "forced": True, "truncated": True}
+    assert stored["reason"] == "r" * audit.MAX_TRIMMED_REASON
+    assert len(record.to_json()) <= audit.MAX_TAG_VALUE
+
+
+def test_read_model_returns_every_versions_records_oldest_first(client, runs, name) -> None:
+    v1 = _register(client, name, runs[0])
+    v2 = _register(client, name, runs[1])
+    shared = audit.AuditRecord("rollback", name, v2, ACTOR, "both", at="2999-01-01T00:00:00.000001Z")
+    audit.write_on(client, shared, [v2, v1, v2])
+
+    records = audit.read_model(client, name)
+
+    assert [(r["action"], r["version"]) for r in records] == [("register", v1), ("register", v2),
+                                                                ("rollback", v1), ("rollback", v2)]
+    assert records[-1]["at"] == records[-2]["at"] == shared.at
+    assert audit.read_model(client, f"{name}_missing") == []
+
+
+def test_champion_history_comes_from_promotion_and_rollback_records(client, runs, name) -> None:
+    v1 = _register(client, name, runs[0])
+    _promote(client, name, v1, run_id="p1")
+    v2 = _register(client, name, runs[1])
+    _promote(client, name, v2, run_id="p2")
+    _promote(client, name, v2, run_id="p3")  # a re-check of the live version: nothing moved
+    rollback = audit.AuditRecord("rollback", name, v1, "oncall", "kpi drop", run_id="rb1",
+                                 details={"from_version": v2, "to_version": v1, "forced": False})
+    audit.write_on(client, rollback, [v1, v2])
+    audit.write(client, audit.AuditRecord("reject", name, v2, ACTOR, "gates failed"))
+
+    history = registry.champion_history(client, name)
+
+    assert [(c.action, c.version, c.replaced, c.run_id) for c in history] == [
+        ("promote", v1, None, "p1"), ("promote", v2, v1, "p2"), ("promote", v2, None, "p3"),
+        ("rollback", v1, v2, "rb1")]
+    assert (history[-1].actor, history[-1].reason, history[-1].forced) == ("oncall", "kpi drop", False)
+    assert registry.champion_history(client, f"{name}_missing") == []
+
+
+def _change(action: str, version: str, replaced: str | None = None) -> registry.ChampionChange:
+    return registry.ChampionChange("t", version, replaced, action, ACTOR, "r")
+
+
+@pytest.mark.parametrize(("changes", "lineage"), [
+    ([], []),
+    ([("promote", "1"), ("promote", "2"), ("promote", "3")], ["1", "2", "3"]),
+    ([("promote", "1"), ("promote", "1")], ["1"]),  # a re-check of the champion
+    ([("promote", "1"), ("promote", "2"), ("rollback", "1", "2")], ["1"]),  # nowhere back to 2
+    ([("promote", "1"), ("promote", "2"), ("promote", "3"), ("rollback", "2", "3"), ("rollback", "1", "2")], ["1"]),
+    ([("promote", "1"), ("promote", "2"), ("promote", "3"), ("rollback", "1", "3")], ["1"]),  # skips 2
+    ([("promote", "1"), ("promote", "2"), ("rollback", "1", "2"), ("promote", "3")], ["1", "3"]),
+    ([("promote", "1"), ("promote", "2"), ("rollback", "1", "2"), ("promote", "2")], ["1", "2"]),  # promoted again
+    ([("promote", "1"), ("promote", "2"), ("promote", "1"), ("rollback", "2", "1")], ["2"]),  # 1 was rolled back from
+    ([("promote", "1"), ("promote", "2"), ("rollback", "7", "2")], ["1", "7"]),  # a forced target never champion
+])
+def test_champion_lineage(changes, lineage) -> None:
+    assert registry.champion_lineage([_change(*c) for c in changes]) == lineage
+
+
+def test_set_previous_champion_follows_the_lineage(client, runs, name) -> None:
+    v1 = _register(client, name, runs[0])
+    _promote(client, name, v1)
+    v2 = _register(client, name, runs[1])
+    _promote(client, name, v2)
+
+    assert registry.set_previous_champion(client, name, [v2]) is None
+    assert _aliases(client, name) == {CHAMPION: v2}
+    assert registry.set_previous_champion(client, name, [v2]) is None  # no alias to remove: fine
+    assert registry.set_previous_champion(client, name, [v2, v1, v2]) == v1
+    assert _aliases(client, name) == {CHAMPION: v2, PREVIOUS_CHAMPION: v1}
