@@ -120,6 +120,26 @@ def test_clean_batch_becomes_champion_with_lineage_tags(env, first_champion):
     assert {a.path for a in client.list_artifacts(run.info.run_id, "validation")} >= {"validation/validation_result.json"}
 
 
+def test_the_challenger_and_champion_asset_events_say_which_version_moved(env, first_champion):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    version = env["client"].get_model_version(MODEL, "1")
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetModel.name, AssetEvent.extra).join(AssetEvent, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name.in_([f"{MODEL}.challenger", f"{MODEL}.champion"]))
+            .order_by(AssetEvent.timestamp)
+        ).all()
+    extras = {name: extra for name, extra in rows}  # the latest event of each asset
+    assert extras[f"{MODEL}.challenger"] == {
+        "model": MODEL, "version": "1", "run_id": version.run_id, "dag_run_id": version.tags["airflow.run_id"]}
+    champion = extras[f"{MODEL}.champion"]
+    assert (champion["model"], champion["version"], champion["run_id"]) == (MODEL, "1", version.run_id)
+    assert champion["previous_champion"] is None and champion["dag_run_id"].startswith("manual__")
+
+
 def test_same_data_code_and_params_skips_retraining(env, dags, first_champion):
     client = env["client"]
     dag_run = dags["train"].test(run_conf={"dataset_uri": first_champion})

@@ -88,9 +88,17 @@ def promote(model: str, version: str, gate_summary: str, **context: Any) -> dict
     """Point ``champion`` at the version (one call); the replaced champion becomes ``previous_champion``."""
     from include import registry
 
+    from modelops.assets import champion_asset
+
     keys = ids(context)
+    client = MlflowHook().client
     previous = registry.promote(
-        MlflowHook().client, model, version, actor=actor(context), reason=gate_summary,
+        client, model, version, actor=actor(context), reason=gate_summary,
         dag_id=keys["dag_id"], run_id=keys["run_id"],
     )
+    # What the Assets view shows for this event: which version became champion, from which run.
+    context["outlet_events"][champion_asset(model)].extra = {
+        "model": model, "version": version, "previous_champion": previous,
+        "run_id": client.get_model_version(model, version).run_id, "dag_run_id": keys["run_id"],
+    }
     return {"champion": version, "previous_champion": previous}

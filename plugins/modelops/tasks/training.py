@@ -178,5 +178,6 @@ def register(model: str, batch: dict[str, str], metrics: dict[str, float], **con
     from include import tracking
 
     tracking.close_run(client, run.info.run_id, "FINISHED", f"registered as version {number}")
-    context["outlet_events"][challenger_asset(model)].extra = {"version": number, "run_id": run.info.run_id}
+    context["outlet_events"][challenger_asset(model)].extra = {
+        "model": model, "version": number, "run_id": run.info.run_id, "dag_run_id": keys["run_id"]}
     return number
