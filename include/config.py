@@ -115,6 +115,45 @@ class Resources(_Strict):
     gpu: int = Field(0, ge=0, description="nvidia.com/gpu count")
 
 
+# Kubernetes' rules for a Secret's name and for its keys.
+_SecretName = Annotated[
+    str, StringConstraints(max_length=253, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+]
+_SecretKey = Annotated[str, StringConstraints(max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+
+
+class MlflowCredentialsSecret(_Strict):
+    """A Kubernetes Secret (in the pod's namespace) from which the training pod reads its MLflow credentials.
+
+    Basic auth (``username_key`` + ``password_key``, the default when no key is named), a bearer
+    token (``token_key``), and/or the whole tracking URI (``tracking_uri_key``, for a URI whose
+    credentials cannot be taken out of it, e.g. a database URI). Only the names go into the pod
+    spec, as ``secretKeyRef``; never the values.
+    """
+
+    name: _SecretName = Field(description="The Secret's name (a DNS subdomain, e.g. mlflow-credentials).")
+    username_key: _SecretKey | None = None
+    password_key: _SecretKey | None = None
+    token_key: _SecretKey | None = None
+    tracking_uri_key: _SecretKey | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _basic_by_default(cls, data: object) -> object:
+        keys = ("username_key", "password_key", "token_key", "tracking_uri_key")
+        if isinstance(data, dict) and not any(data.get(k) for k in keys):
+            return {**data, "username_key": "username", "password_key": "password"}
+        return data
+
+    @model_validator(mode="after")
+    def _one_scheme(self) -> MlflowCredentialsSecret:
+        if bool(self.username_key) != bool(self.password_key):
+            raise ValueError("username_key and password_key go together")
+        if self.token_key and self.username_key:
+            raise ValueError("token_key: use either token_key or username_key + password_key, not both")
+        return self
+
+
 class KubernetesTraining(_Strict):
     image: str = "modelops:latest"
     namespace: str = "default"
@@ -124,6 +163,8 @@ class KubernetesTraining(_Strict):
     limits: Resources = Resources(cpu="2", memory="4Gi")
     node_selector: dict[str, str] = Field(default_factory=dict)
     startup_timeout_seconds: int = Field(600, gt=0)
+    mlflow_credentials_secret: MlflowCredentialsSecret | None = Field(
+        None, description="Where the pod gets MLflow credentials; required when the MLflow connection has any.")
 
 
 class TrainingConfig(_Strict):

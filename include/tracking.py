@@ -14,7 +14,9 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from include import tracking_auth
 from include.config import PROJECT_ROOT
+from include.tracking_auth import Credentials
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +31,20 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
-def configure(uri: str | None = None) -> MlflowClient:
-    """Point mlflow at ``uri`` (or the environment / embedded default) and return a client."""
-    uri = uri or tracking_uri()
+def configure(uri: str | None = None, *, credentials: Credentials | None = None) -> MlflowClient:
+    """Point mlflow at ``uri`` (or the environment / embedded default) and return a client.
+
+    ``credentials`` (or the userinfo of an http(s) ``uri``, which is taken out of it) authenticate
+    this process's requests to that server without entering ``os.environ``
+    (:mod:`include.tracking_auth`); MLflow's own ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD`` /
+    ``_TOKEN`` variables keep working. Raises :class:`~include.tracking_auth.CredentialsError` when
+    the URI's userinfo and ``credentials`` disagree or are incomplete.
+    """
+    uri, in_uri = tracking_auth.split_uri(uri or tracking_uri())
+    if credentials and in_uri and credentials != in_uri:
+        raise tracking_auth.CredentialsError(f"tracking URI {uri}: credentials both in its userinfo and given apart")
+    if credentials := credentials or in_uri:
+        tracking_auth.register(uri, credentials)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)

@@ -94,3 +94,48 @@ def test_adding_a_yaml_file_adds_a_model(config_dir):
     raw["name"] = "credit_approval_v2"
     (config_dir / "models" / "credit_approval_v2.yaml").write_text(yaml.safe_dump(raw))
     assert set(load_model_configs(config_dir)) == {"credit_approval", "credit_approval_v2"}
+
+
+# --- training.kubernetes.mlflow_credentials_secret -------------------------------------------
+
+
+def _secret(config_dir: Path, value) -> Path:
+    return _edit(config_dir, lambda r: r["training"]["kubernetes"].update(mlflow_credentials_secret=value))
+
+
+def test_mlflow_credentials_secret_is_off_by_default():
+    assert load_model_config(SAMPLE).training.kubernetes.mlflow_credentials_secret is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"name": "mlflow-credentials"}, ("username", "password", None, None)),  # the usual layout by default
+        ({"name": "mlflow", "username_key": "user", "password_key": "pass"}, ("user", "pass", None, None)),
+        ({"name": "mlflow", "token_key": "token"}, (None, None, "token", None)),
+        ({"name": "mlflow.db-creds", "tracking_uri_key": "uri"}, (None, None, None, "uri")),
+    ],
+)
+def test_mlflow_credentials_secret_keys(config_dir, value, expected):
+    secret = load_model_config(_secret(config_dir, value)).training.kubernetes.mlflow_credentials_secret
+    assert secret.name == value["name"]
+    assert (secret.username_key, secret.password_key, secret.token_key, secret.tracking_uri_key) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"name": "Mlflow_Credentials"}, "mlflow_credentials_secret.name: String should match pattern"),
+        ({"username_key": "u", "password_key": "p"}, "mlflow_credentials_secret.name: Field required"),
+        ({"name": "m", "username_key": "user"}, "mlflow_credentials_secret: Value error, username_key and password_key go together"),
+        ({"name": "m", "token_key": "t", "username_key": "u", "password_key": "p"},
+         "mlflow_credentials_secret: Value error, token_key: use either token_key or username_key + password_key"),
+        ({"name": "m", "password_key": "pass word"}, "mlflow_credentials_secret.password_key: String should match pattern"),
+        ({"name": "m", "password": "hunter2"}, "mlflow_credentials_secret.password: unknown key"),
+        ("mlflow-credentials", "mlflow_credentials_secret: Input should be a valid dictionary"),
+    ],
+)
+def test_mlflow_credentials_secret_errors_name_the_key(config_dir, value, expected):
+    with pytest.raises(ConfigError) as err:
+        load_model_config(_secret(config_dir, value))
+    assert f"credit_approval.yaml: training.kubernetes.{expected}" in str(err.value)
