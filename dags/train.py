@@ -40,9 +40,9 @@ def build(config):
         schedule=config.training.schedule,
         **dag_args(config, "training", on_task_failure=t.CloseRunOnFailure(config.name)),
         params={
-            "dataset_uri": Param(config.dataset.uri, type="string", minLength=1, description="Dataset to train on (file, parquet folder, or URI)"),
+            "dataset_uri": Param(config.dataset.uri, type="string", minLength=1, description="Dataset to train on (file, parquet folder, or URI). The default is the model's dataset.uri: keep it on the feature pipeline's latest snapshot. A drift alert sets it with its dataset_uri. Data already trained on (same code and params) skips training"),
             "force": Param(False, type="boolean", description="Retrain even if a version exists for the same data, code and params"),
-            "alert": Param(None, type=["null", "object"], description="The drift alert that started this run (set by the drift webhook; empty otherwise)"),
+            "alert": Param(None, type=["null", "object"], description="The alert that started this run (set by the drift webhook and by monitoring; empty otherwise). When such a run skips because its data was already trained on, the model's Slack channel is told"),
         },
     )
     def training():

@@ -227,3 +227,103 @@ def slack_message(alert: Alert, *, channel: str | None = None) -> dict:
     if channel:
         message["channel"] = channel
     return message
+
+
+# --- message kinds -------------------------------------------------------------------------------
+
+#: A retraining run an alert started skipped itself: nothing changed, but the alert is still unanswered.
+RETRAINING_SKIPPED_LEVEL = "warning"
+#: Sources of the ``alert`` param the drift webhook sets (:mod:`include.webhook`); monitoring sets ``monitoring``.
+WEBHOOK_SOURCES = ("alertmanager", "grafana", "project")
+_TRIGGER_TEXT = 300
+
+
+def _text(value: object, limit: int = _TRIGGER_TEXT) -> str | None:
+    """A value from a run's ``alert`` param, made safe and short (a person may have typed the conf)."""
+    from include.webhook import clean_text
+
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = clean_text(str(value), limit)
+    return text or None
+
+
+def describe_trigger(alert: Mapping) -> str:
+    """Which alert started a run, in words, from its ``alert`` param (the shapes the drift webhook and
+    monitoring write; anything else is described by its ``source``). Text is cleaned and capped.
+
+    ``drift alert FeatureDrift from grafana (2 alerts, first fingerprint@startsAt): summary``;
+    ``monitoring alert (run scheduled__…, version 3): reason``.
+    """
+    source = _text(alert.get("source"), 40) or "unknown source"
+    summary = _text(alert.get("summary") or alert.get("reason"))
+    if source in WEBHOOK_SOURCES:
+        labels = alert.get("labels")
+        name = _text(labels.get("alertname"), 120) if isinstance(labels, Mapping) else None
+        identities = alert.get("identities")
+        count = len(identities) if isinstance(identities, list) and identities else 1
+        first = _text(alert.get("identity"), 200)
+        what = f"drift alert {name} from {source}" if name else f"drift alert from {source}"
+        detail = ", ".join(p for p in (f"{count} alerts" if count > 1 else None,
+                                       f"{'first ' if count > 1 else ''}{first}" if first else None) if p)
+    elif source == "monitoring":
+        what = "monitoring alert"
+        run, version = _text(alert.get("monitor_run_id"), 250), _text(alert.get("version"), 20)
+        detail = ", ".join(p for p in (f"run {run}" if run else None, f"version {version}" if version else None) if p)
+    else:
+        what, detail = f"alert from {source}", ""
+    return f"{what}{f' ({detail})' if detail else ''}{f': {summary}' if summary else ''}"
+
+
+def retraining_skipped(
+    *,
+    model: str,
+    version: str,
+    trigger: Mapping,
+    dataset_uri: str,
+    data_fingerprint: str,
+    dag_id: str,
+    run_id: str,
+    trained_from: str | None = None,
+    links: Mapping[str, str] | None = None,
+) -> Alert:
+    """The warning sent when a run an alert started (``trigger``: its ``alert`` param) skipped itself
+    because ``version`` was already trained from the same data, code and params.
+
+    It names the alert (:func:`describe_trigger`), the data (``dataset_uri``, its ``data_fingerprint``
+    and ``trained_from``, the ``dataset_uri`` tag of ``version``), the existing version, and how to
+    point the alert at new data: the alert's ``dataset_uri`` (annotation or label for Alertmanager and
+    Grafana, field for the project format) or the model's ``dataset.uri`` kept on the feature
+    pipeline's latest snapshot; ``force=true`` retrains on the same data.
+    """
+    source = trigger.get("source")
+    named = _text(trigger.get("dataset_uri"), 1000)
+    same = trained_from is None or trained_from == dataset_uri
+    lines = [
+        f"Run `{run_id}` of `{dag_id}` trained nothing: version {version} was already trained from the same "
+        "data, code and params.",
+        f"Started by: {describe_trigger(trigger)}",
+        f"Data: `{dataset_uri}` (fingerprint `{data_fingerprint}`)"
+        + ("." if same else f"; version {version} was trained from `{trained_from}`, with the same content."),
+    ]
+    if named:
+        lines.append("The alert named this data in its `dataset_uri`, and it has not changed since: point the "
+                     "alert at the new snapshot (Alertmanager/Grafana: annotation `dataset_uri`; project format: "
+                     "field `dataset_uri`).")
+    elif source in WEBHOOK_SOURCES:
+        lines.append(f"The alert named no data, so the run read the model's default `dataset.uri`, which holds data "
+                     f"already trained on. Point the alert at new data: annotation `dataset_uri` (Alertmanager, "
+                     f"Grafana) or field `dataset_uri` (project format), or keep `dataset.uri` in "
+                     f"config/models/{model}.yaml pointed at the feature pipeline's latest snapshot.")
+    else:
+        lines.append(f"The run read the model's default `dataset.uri`, which holds data already trained on: keep "
+                     f"`dataset.uri` in config/models/{model}.yaml pointed at the feature pipeline's latest "
+                     f"snapshot.")
+    lines.append(f"To retrain on this data anyway, trigger `{dag_id}` with `force=true`.")
+    return Alert(
+        level=RETRAINING_SKIPPED_LEVEL, model=model, version=version,
+        title="retraining skipped: the data was already trained on",
+        summary="\n".join(lines),
+        actions=(f"nothing retrained: {dag_id} run {run_id} skipped; version {version} is unchanged",),
+        links=dict(links or {}),
+    )

@@ -20,12 +20,24 @@ later. In a shell::
 * the project format, one alert per request, for services that sign their own requests::
 
     {"model": "credit_approval", "alert_id": "evidently-2026-11-22T10", "status": "firing",
-     "summary": "...", "drift_score": 0.41, "features": ["annual_income"], "labels": {...}}
+     "summary": "...", "drift_score": 0.41, "features": ["annual_income"], "labels": {...},
+     "dataset_uri": "s3://features/credit_approval/snapshot=2026-11-22T10"}
 
 In Alertmanager and Grafana alerts the model is the alert label ``model`` (add it in the alert
 rule). Every alert becomes a :class:`DriftAlert`, its text cleaned (:func:`clean_text`: no control or
 bidirectional formatting characters, bounded lengths) and its identity taken from the alert
 (Alertmanager/Grafana: ``fingerprint`` + ``startsAt``; project: ``alert_id``).
+
+**Which data** (:func:`check_dataset_uri`): an alert may name the data to retrain on, the project
+format in its ``dataset_uri`` field, Alertmanager and Grafana alerts in the annotation (or label)
+``dataset_uri``. It becomes the run's ``dataset_uri`` param; an alert that names none leaves the
+training DAG's default (``dataset.uri`` of the model's config). The value is a local path or a
+``scheme://`` URI of at most :data:`DATASET_URI_LIMIT` characters, with no control or bidirectional
+formatting characters and no ``${...}`` (the training DAG expands those from its own environment);
+anything else is refused naming the field. The training DAG's validation refuses what it cannot read.
+A run skips itself when a version was already trained from the same data, code and params, so an
+alert on unchanged data retrains nothing: the webhook's answer and the run's note say which data the
+run trains on (:func:`data_note`).
 
 **Only drift starts retraining** (:func:`triage`): resolved alerts, Grafana's ``DatasourceNoData`` /
 ``DatasourceError`` alerts (they carry the rule's labels, ``model`` included), alerts Grafana fired
@@ -34,7 +46,9 @@ because of ``NoData`` or ``Error`` (annotation ``grafana_state_reason``) and alw
 
 **One run per model** (:func:`group_by_model`): the firing drift alerts of one model in one request
 start one retraining run (:class:`RetrainGroup`), whose run id is derived from the alerts'
-identities (:func:`group_run_id`), so a redelivery maps to the same run.
+identities (:func:`group_run_id`), so a redelivery maps to the same run. The run trains on the one
+``dataset_uri`` its alerts name (alerts that name none go with it); alerts of one model that name
+different ones cannot share a run (:class:`DatasetUriConflict`).
 """
 
 from __future__ import annotations
@@ -59,6 +73,7 @@ from pydantic import (
     Tag,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 
 TIMESTAMP_HEADER = "X-Modelops-Timestamp"
@@ -68,6 +83,9 @@ DEFAULT_TOLERANCE_S = 300
 RUN_ID_PREFIX = "drift_webhook__"
 MODEL_LABEL = "model"
 ALERTNAME_LABEL = "alertname"
+#: The annotation (Alertmanager, Grafana), label or field (project format) naming the data to retrain on,
+#: and the training DAG's param it sets.
+DATASET_URI = "dataset_uri"
 
 _SIGNATURE = re.compile(r"^sha256=([0-9a-fA-F]{64})$")
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
@@ -184,6 +202,67 @@ def _no_unsafe_characters(value: str) -> str:
     return value
 
 
+# --- the data an alert names -----------------------------------------------------------------------
+
+#: The longest ``dataset_uri`` an alert may name, in characters (it must fit the run's note, 1000 characters).
+DATASET_URI_LIMIT = 512
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def check_dataset_uri(value: str) -> str:
+    """``value`` (ends stripped) if it can name a dataset; raises ``ValueError`` saying why not.
+
+    Accepted: a local path (``/data/credit/2026-11-22.parquet``, ``data/x.csv``) or a URI with a scheme
+    (``file:///data/x.parquet``, ``s3://bucket/key``), 1 to :data:`DATASET_URI_LIMIT` characters. Refused:
+    control characters (line breaks included) and bidirectional formatting characters, ``${...}``
+    (the training DAG would expand it from its own environment: an alert must not read it), a
+    ``://`` that does not follow a scheme (``://x``, ``1s3://x``) and a scheme with no location after it.
+    Whether the data exists and can be read is checked by the training DAG's validation, on the worker.
+    """
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > DATASET_URI_LIMIT:
+        raise ValueError(f"must be at most {DATASET_URI_LIMIT} characters, got {len(value)}")
+    if _UNSAFE.search(value):
+        raise ValueError("must not contain control characters or bidirectional formatting characters")
+    if "${" in value:
+        raise ValueError("must not contain ${...}: environment references are expanded only in config files")
+    scheme = _URI_SCHEME.match(value)
+    if "://" in value and scheme is None:
+        raise ValueError("must be a local path or a URI that starts with a scheme, e.g. file:///data/x.parquet "
+                         "or s3://bucket/key")
+    if scheme is not None and len(value) == scheme.end():
+        raise ValueError(f"names no location after {scheme.group(0)}")
+    return value
+
+
+#: A ``dataset_uri`` field: the JSON schema bounds its length, :func:`check_dataset_uri` the rest.
+DatasetUri = Annotated[str, StringConstraints(min_length=1, max_length=DATASET_URI_LIMIT),
+                       AfterValidator(check_dataset_uri)]
+
+
+def _code(text: str) -> str:
+    """``text`` as a Markdown code span (the run note is Markdown): fenced with more backticks than it holds."""
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def data_note(dataset_uri: str | None, *, from_alert: bool) -> str:
+    """One sentence on the data a retraining run trains on and when it skips itself, e.g.
+    ``Trains on `s3://…` (the alert's dataset_uri); skips itself if a version was already trained from
+    that data, code and params.`` ``dataset_uri`` None: the DAG has no default to name."""
+    if from_alert:
+        where = f"{_code(clean_text(dataset_uri or '', DATASET_URI_LIMIT))} (the alert's {DATASET_URI})"
+    elif dataset_uri:
+        where = (f"{_code(clean_text(dataset_uri, DATASET_URI_LIMIT))} (the DAG's default {DATASET_URI}: "
+                 f"the alert names none)")
+    else:
+        where = f"the DAG's default {DATASET_URI} (the alert names none)"
+    return f"Trains on {where}; skips itself if a version was already trained from that data, code and params."
+
+
 CleanText = Annotated[str, AfterValidator(_clean)]
 CleanKey = Annotated[str, AfterValidator(_clean_key)]
 CleanUrl = Annotated[str, AfterValidator(_clean_url)]
@@ -214,6 +293,18 @@ class AlertLabels(BaseModel):
     __pydantic_extra__: dict[str, str] = Field(init=False)
 
     model: ModelName = Field(description="The configured model the alert is about (label `model`).")
+    dataset_uri: DatasetUri | None = Field(
+        None, description="The data to retrain on, when no annotation `dataset_uri` names it: a local path or a "
+                          "scheme:// URI (see the annotation).")
+
+
+def _annotations(value: dict[str, str]) -> dict[str, str]:
+    if DATASET_URI in value:
+        try:
+            return {**value, DATASET_URI: check_dataset_uri(value[DATASET_URI])}
+        except ValueError as exc:
+            raise ValueError(f"annotation {DATASET_URI}: {exc}") from None
+    return value
 
 
 class AlertmanagerAlert(BaseModel):
@@ -223,11 +314,28 @@ class AlertmanagerAlert(BaseModel):
 
     status: Status
     labels: AlertLabels
-    annotations: dict[str, str] = Field(default_factory=dict)
+    annotations: Annotated[dict[str, str], AfterValidator(_annotations)] = Field(
+        default_factory=dict,
+        description="Text about the alert. `summary` (or `description`) describes it; `dataset_uri` names the data "
+                    f"to retrain on: a local path or a scheme:// URI, at most {DATASET_URI_LIMIT} characters, "
+                    "no control characters, no ${...}. Without it the run trains on the model's configured data.")
     startsAt: UtcDatetime  # noqa: N815 - the wire name
     endsAt: UtcDatetime | None = None  # noqa: N815
     generatorURL: str | None = None  # noqa: N815
     fingerprint: Annotated[Identifier, StringConstraints(min_length=1, max_length=128)]
+
+    @model_validator(mode="after")
+    def _one_dataset_uri(self) -> AlertmanagerAlert:
+        label, annotation = self.labels.dataset_uri, self.annotations.get(DATASET_URI)
+        if label is not None and annotation is not None and label != annotation:
+            raise ValueError(f"label {DATASET_URI} ({label!r}) and annotation {DATASET_URI} ({annotation!r}) "
+                             "name different data; set one of them")
+        return self
+
+    @property
+    def dataset_uri(self) -> str | None:
+        """The data the alert names: its ``dataset_uri`` annotation, else its label."""
+        return self.annotations.get(DATASET_URI) or self.labels.dataset_uri
 
 
 class GrafanaAlert(AlertmanagerAlert):
@@ -288,6 +396,11 @@ class ProjectAlert(BaseModel):
         default_factory=list, description="The drifted features.")
     labels: dict[str, str] = Field(default_factory=dict)
     starts_at: UtcDatetime | None = None
+    dataset_uri: DatasetUri | None = Field(
+        None, description="The data to retrain on: a local path or a scheme:// URI (file://, s3://…), at most "
+                          f"{DATASET_URI_LIMIT} characters, no control characters, no ${{...}}. Without it the run "
+                          "trains on the model's configured data (dataset.uri), and skips itself if a version was "
+                          "already trained from that data, code and params.")
 
 
 def _payload_kind(value: Any) -> str:
@@ -362,6 +475,7 @@ class DriftAlert(BaseModel):
     generator_url: CleanUrl | None = None
     drift_score: float | None = None
     features: list[CleanFeature] = Field(default_factory=list)
+    dataset_uri: DatasetUri | None = Field(None, description="The data the alert names to retrain on.")
 
     @property
     def alertname(self) -> str | None:
@@ -417,19 +531,20 @@ def normalize(payload: AlertmanagerPayload | GrafanaPayload | ProjectAlert) -> l
             model=payload.model, source="project", status=payload.status, identity=payload.alert_id,
             summary=payload.summary, labels={**payload.labels, MODEL_LABEL: payload.model},
             starts_at=payload.starts_at,
-            drift_score=payload.drift_score, features=payload.features,
+            drift_score=payload.drift_score, features=payload.features, dataset_uri=payload.dataset_uri,
         ))
     else:
         source = "grafana" if isinstance(payload, GrafanaPayload) else "alertmanager"
         fallback = payload.title if isinstance(payload, GrafanaPayload) else None
         for alert in payload.alerts:
-            labels = alert.labels.model_dump()
+            labels = alert.labels.model_dump(exclude_none=True)
             starts_at = alert.startsAt
             alerts.append(DriftAlert(
                 model=alert.labels.model, source=source, status=alert.status,
                 identity=f"{alert.fingerprint}@{starts_at.isoformat()}",
                 summary=_summary(alert.annotations, labels, fallback), labels=labels,
                 annotations=alert.annotations, starts_at=starts_at, generator_url=alert.generatorURL,
+                dataset_uri=alert.dataset_uri,
             ))
     unique: dict[str, DriftAlert] = {}
     for alert in alerts:
@@ -507,6 +622,22 @@ def triage(alerts: Iterable[DriftAlert], *, ignored_alertnames: Iterable[str] = 
 # --- one retraining run per model ------------------------------------------------------------------
 
 
+class DatasetUriConflict(ValueError):
+    """The alerts of one model name different ``dataset_uri`` s, so no one run can train on what they ask.
+
+    ``model``; ``uris``: each named URI and the identities of the alerts that name it, in order.
+    """
+
+    def __init__(self, model: str, uris: dict[str, list[str]]) -> None:
+        self.model = model
+        self.uris = uris
+        named = "; ".join(f"{uri!r} (alert{'s' if len(ids) > 1 else ''} {', '.join(ids)})" for uri, ids in uris.items())
+        super().__init__(
+            f"the firing drift alerts about {model} name {len(uris)} different {DATASET_URI}s: {named}. One retraining "
+            f"run trains on one dataset: give these alerts the same {DATASET_URI}, or send them in separate requests "
+            "(each then starts its own run); nothing was started")
+
+
 @dataclass(frozen=True)
 class RetrainGroup:
     """The firing drift alerts of one model in one request: they start one retraining run together.
@@ -559,17 +690,38 @@ class RetrainGroup:
             return self.alerts[0].summary
         return clean_text(f"{len(self.alerts)} alerts: {self._summaries()}")
 
-    def note(self) -> str:
-        """The run's note (Markdown in the UI): where the alerts came from and what they say, at most
-        :data:`NOTE_LIMIT` characters, cleaned like every alert text."""
+    @property
+    def dataset_uri(self) -> str | None:
+        """The data the alerts name to retrain on, or None when none names any (the DAG's default applies).
+
+        Alerts that name none go with the one that does (they ask for fresh data without saying where
+        it is). Raises :class:`DatasetUriConflict` when alerts name different URIs.
+        """
+        uris: dict[str, list[str]] = {}
+        for alert in self.alerts:
+            if alert.dataset_uri is not None:
+                uris.setdefault(alert.dataset_uri, []).append(alert.identity)
+        if len(uris) > 1:
+            raise DatasetUriConflict(self.model, uris)
+        return next(iter(uris), None)
+
+    def note(self, default_dataset_uri: str | None = None) -> str:
+        """The run's note, one line (Markdown in the UI): where the alerts came from, what they say, and
+        which data the run trains on (:func:`data_note`: the alerts' ``dataset_uri``, else
+        ``default_dataset_uri``, the DAG's default). At most :data:`NOTE_LIMIT` characters, cleaned like
+        every alert text; the summaries are cut first. Raises :class:`DatasetUriConflict`."""
+        uri = self.dataset_uri
+        data = clean_text(data_note(uri or default_dataset_uri, from_alert=uri is not None), NOTE_LIMIT // 2 + 150)
         head = (f"Drift alert from {self.source}" if len(self.alerts) == 1
                 else f"{len(self.alerts)} drift alerts from {self.source}")
-        return clean_text(f"{head}: {self._summaries()}", NOTE_LIMIT)
+        alerts = clean_text(f"{head}: {self._summaries()}", NOTE_LIMIT - len(data) - 3)
+        return f"{alerts} — {data}"
 
     def to_conf(self) -> dict[str, Any]:
         """The run's ``alert`` param (JSON-safe): the first alert's fields at the top level (as when one
         alert started a run), plus ``run_id``, ``identities``, the earliest ``starts_at``, the highest
-        ``drift_score``, all ``features`` and each alert under ``alerts``."""
+        ``drift_score``, all ``features``, the named ``dataset_uri`` (None: none) and each alert under
+        ``alerts``. Raises :class:`DatasetUriConflict`."""
         entries = [a.to_conf() for a in self.alerts]
         timed = [(a.starts_at, e["starts_at"]) for a, e in zip(self.alerts, entries, strict=True) if a.starts_at]
         scores = [a.drift_score for a in self.alerts if a.drift_score is not None]
@@ -579,10 +731,17 @@ class RetrainGroup:
             "starts_at": min(timed)[1] if timed else None,
             "drift_score": max(scores) if scores else None,
             "features": list(dict.fromkeys(f for a in self.alerts for f in a.features)),
+            DATASET_URI: self.dataset_uri,
             "run_id": self.run_id,
             "identities": list(self.identities),
             "alerts": entries,
         }
+
+    def run_conf(self) -> dict[str, Any]:
+        """The conf of the training run: ``{"alert": to_conf()}``, plus ``dataset_uri`` (the DAG param
+        validation reads) when the alerts name one. Raises :class:`DatasetUriConflict`."""
+        uri = self.dataset_uri
+        return {"alert": self.to_conf(), **({DATASET_URI: uri} if uri is not None else {})}
 
 
 def group_by_model(alerts: Iterable[DriftAlert]) -> list[RetrainGroup]:

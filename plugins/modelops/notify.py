@@ -6,7 +6,8 @@ as host (base URL) + password (the ``T…/B…/…`` token):
 
     AIRFLOW_CONN_SLACK_DEFAULT='{"conn_type": "slackwebhook", "password": "https://hooks.slack.com/services/T…/B…/…"}'
 
-``dag_failure_callback`` is every lifecycle DAG's ``on_failure_callback`` (see ``modelops.dags``).
+``dag_failure_callback`` is every lifecycle DAG's ``on_failure_callback`` (see ``modelops.dags``);
+``retraining_skipped`` tells the model's channel that a run an alert started retrained nothing.
 Imported while DAGs are parsed: Airflow and the Slack provider are imported inside the functions.
 """
 
@@ -119,3 +120,38 @@ def dag_failure_callback(context: Any) -> None:
         title=f"{dag_id} failed", summary=summary, links=links,
     )
     notify(alert, conn_id=settings.slack_conn_id, channel=settings.channel)
+
+
+def retraining_skipped(
+    model: str,
+    *,
+    trigger: Any,
+    version: str,
+    dataset_uri: str,
+    data_fingerprint: str,
+    dag_id: str,
+    run_id: str,
+    trained_from: str | None = None,
+    tracking_uri: str | None = None,
+) -> str:
+    """Warn the model's channel (``alerts`` of its config) that run ``run_id`` of ``dag_id``, started by
+    an alert (``trigger``: the run's ``alert`` param), skipped itself: ``version`` was already trained
+    from the same data (``dataset_uri``, ``data_fingerprint``), code and params.
+
+    The message (:func:`include.alerts.retraining_skipped`) links the Airflow run and, when
+    ``tracking_uri`` is an http(s) MLflow server, the version. Returns ``"slack"`` or ``"log"``
+    (no Slack connection); a Slack error is raised, as :func:`notify` does.
+    """
+    from include import alerts
+    from include.config import get_model_config
+
+    settings = get_model_config(model).alerts
+    links = {"Airflow run": airflow_url(dag_id, run_id)}
+    if tracking_uri and tracking_uri.startswith(("http://", "https://")):
+        links["MLflow version"] = f"{tracking_uri.rstrip('/')}/#/models/{quote(model)}/versions/{quote(version)}"
+    alert = alerts.retraining_skipped(
+        model=model, version=version, trigger=trigger if isinstance(trigger, dict) else {},
+        dataset_uri=dataset_uri, data_fingerprint=data_fingerprint, dag_id=dag_id, run_id=run_id,
+        trained_from=trained_from, links=links,
+    )
+    return notify(alert, conn_id=settings.slack_conn_id, channel=settings.channel)

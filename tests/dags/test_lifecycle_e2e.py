@@ -234,3 +234,43 @@ def test_worse_challenger_is_not_promoted(env, dags, first_champion):
     assert tags["gate.compliance"] == "passed"
     assert "roc_auc" in tags["gates.detail"]
     assert any('"action": "reject"' in v for k, v in tags.items() if k.startswith("audit."))
+
+
+def test_an_alert_on_data_already_trained_on_skips_and_tells_slack(env, dags, first_champion, fake_slack):
+    """A drift alert that points at data already trained on starts a run that skips itself; the model's
+    Slack channel is told which alert, which data, which version and how to point the alert at new data.
+    A manual run that skips the same way posts nothing."""
+    import json
+
+    from include import webhook
+    from modelops.notify import airflow_url
+
+    client = env["client"]
+    before = _versions(client)
+    manual = dags["train"].test(run_conf={"dataset_uri": first_champion})
+    assert (str(manual.state), _states(manual)["train"]) == ("success", "skipped")
+    assert fake_slack.messages == []
+
+    payload = {"model": MODEL, "alert_id": "evidently-e2e-1", "status": "firing", "summary": "annual_income drifted",
+               "dataset_uri": first_champion}
+    (group,) = webhook.group_by_model(webhook.normalize(webhook.parse_payload(json.dumps(payload))))
+    dag_run = dags["train"].test(run_conf=group.run_conf())  # the conf the webhook gives the run
+    states = _states(dag_run)
+    assert str(dag_run.state) == "success"
+    assert (states["needs_training"], states["train"], states["register"]) == ("success", "skipped", "skipped")
+    assert _versions(client) == before
+    outcome = _mlflow_run(client, dag_run).data.tags["modelops.outcome"]
+    version = outcome.removeprefix("skipped: version ").split()[0]
+    assert version in {str(v) for v in before}
+
+    (message,) = fake_slack.messages
+    header, fields, summary, actions, links = message["blocks"]
+    assert header["text"]["text"] == f":warning: WARNING · {MODEL}: retraining skipped: the data was already trained on"
+    assert [f["text"] for f in fields["fields"]] == [f"*Model*\n{MODEL}", f"*Version*\n{version}"]
+    text = summary["text"]["text"]
+    assert f"Run `{dag_run.run_id}` of `train_{MODEL}` trained nothing: version {version} was already trained" in text
+    assert "Started by: drift alert from project (evidently-e2e-1): annual_income drifted" in text
+    assert f"Data: `{first_champion}` (fingerprint `sha256:" in text
+    assert "The alert named this data in its `dataset_uri`" in text and "force=true" in text
+    assert [(b["text"]["text"], b["url"]) for b in links["elements"]] == [
+        ("Airflow run", airflow_url(f"train_{MODEL}", dag_run.run_id))]

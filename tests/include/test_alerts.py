@@ -128,3 +128,81 @@ def test_as_dict_is_json_ready_and_send_logs_it(caplog):
     critical, warning = caplog.records
     assert critical.levelno == logging.ERROR and json.loads(critical.getMessage().removeprefix("ALERT ")) == record
     assert warning.levelno == logging.WARNING and '"message": "drifted"' in warning.getMessage()
+
+
+# --- retraining skipped ------------------------------------------------------------------------------
+
+FINGERPRINT = "sha256:" + "ab" * 32
+GRAFANA_ALERT = {"source": "grafana", "model": "credit_approval", "identity": "c6eadffa33fcdf37@2026-11-22T10:00:00+00:00",
+                 "identities": ["c6eadffa33fcdf37@2026-11-22T10:00:00+00:00", "d1@2026-11-22T10:05:00+00:00"],
+                 "summary": "2 alerts: annual_income drifted; region drifted",
+                 "labels": {"alertname": "FeatureDrift", "model": "credit_approval"}, "dataset_uri": None}
+
+
+def _skipped(trigger: dict, **kwargs) -> Alert:
+    from include.alerts import retraining_skipped
+
+    return retraining_skipped(**{
+        "model": "credit_approval", "version": "3", "trigger": trigger, "dataset_uri": "/data/train.parquet",
+        "data_fingerprint": FINGERPRINT, "dag_id": "train_credit_approval", "run_id": "drift_webhook__0123",
+        "links": {"Airflow run": RUN_URL}, **kwargs})
+
+
+def test_a_skipped_retraining_names_the_alert_the_data_the_version_and_how_to_point_at_new_data():
+    alert = _skipped(GRAFANA_ALERT)
+    assert (alert.level, alert.version, alert.title) == ("warning", "3", "retraining skipped: the data was already trained on")
+    skipped, started, data, how, force = alert.summary.split("\n")
+    assert skipped == ("Run `drift_webhook__0123` of `train_credit_approval` trained nothing: version 3 was already "
+                       "trained from the same data, code and params.")
+    assert started == ("Started by: drift alert FeatureDrift from grafana (2 alerts, first "
+                       "c6eadffa33fcdf37@2026-11-22T10:00:00+00:00): 2 alerts: annual_income drifted; region drifted")
+    assert data == f"Data: `/data/train.parquet` (fingerprint `{FINGERPRINT}`)."
+    assert how.startswith("The alert named no data, so the run read the model's default `dataset.uri`")
+    assert "annotation `dataset_uri` (Alertmanager, Grafana) or field `dataset_uri` (project format)" in how
+    assert "config/models/credit_approval.yaml pointed at the feature pipeline's latest snapshot" in how
+    assert force == "To retrain on this data anyway, trigger `train_credit_approval` with `force=true`."
+    assert alert.actions == ("nothing retrained: train_credit_approval run drift_webhook__0123 skipped; "
+                             "version 3 is unchanged",)
+
+    message = slack_message(alert)
+    header, fields, summary, actions, links = message["blocks"]
+    assert header["text"]["text"] == ":warning: WARNING · credit_approval: retraining skipped: the data was already trained on"
+    assert [f["text"] for f in fields["fields"]] == ["*Model*\ncredit_approval", "*Version*\n3"]
+    assert summary["text"]["text"] == alert.summary
+    assert links["elements"][0]["url"] == RUN_URL
+    validate_blocks(message["blocks"])
+
+
+def test_an_alert_that_named_the_data_is_told_to_name_the_new_snapshot():
+    trigger = {"source": "project", "identity": "evidently-2026-11-22T10", "identities": ["evidently-2026-11-22T10"],
+               "summary": "3 of 9 features drifted", "dataset_uri": "s3://features/snap=1"}
+    alert = _skipped(trigger, dataset_uri="s3://features/snap=1", trained_from="s3://features/snap=0")
+    _, started, data, how, _ = alert.summary.split("\n")
+    assert started == "Started by: drift alert from project (evidently-2026-11-22T10): 3 of 9 features drifted"
+    assert data == (f"Data: `s3://features/snap=1` (fingerprint `{FINGERPRINT}`); version 3 was trained from "
+                    "`s3://features/snap=0`, with the same content.")
+    assert how.startswith("The alert named this data in its `dataset_uri`, and it has not changed since: point the "
+                          "alert at the new snapshot")
+
+
+def test_a_monitoring_retrain_is_told_to_keep_the_configured_data_current():
+    trigger = {"source": "monitoring", "model": "credit_approval", "version": "3", "hour": "2026-11-22T10:00:00+00:00",
+               "reason": "monitoring 2026-11-22 10:00 UTC: drift 0.6 >= 0.5", "monitor_run_id": "scheduled__2026-11-22T11"}
+    _, started, _, how, _ = _skipped(trigger).summary.split("\n")
+    assert started == ("Started by: monitoring alert (run scheduled__2026-11-22T11, version 3): monitoring 2026-11-22 "
+                       "10:00 UTC: drift 0.6 >= 0.5")
+    assert how.startswith("The run read the model's default `dataset.uri`, which holds data already trained on: keep "
+                          "`dataset.uri` in config/models/credit_approval.yaml pointed at")
+
+
+def test_a_hand_written_alert_param_is_described_safely():
+    from include.alerts import describe_trigger
+
+    assert describe_trigger({}) == "alert from unknown source"
+    assert describe_trigger({"source": "pagerduty", "summary": ["x"]}) == "alert from pagerduty"
+    evil = describe_trigger({"source": "grafana", "labels": "FeatureDrift", "identities": "x",
+                             "summary": "line\n<!channel>\u202e" + "s" * 1000})
+    assert evil.startswith("drift alert from grafana: line <!channel>ss") and len(evil) < 400
+    assert "\n" not in evil and "\u202e" not in evil
+    message = slack_message(_skipped({"source": "grafana", "summary": "<!channel> now"}))
+    assert "&lt;!channel&gt; now" in message["blocks"][2]["text"]["text"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import shutil
 import subprocess
 
@@ -396,11 +397,145 @@ def test_the_conf_of_a_group_lists_every_alert():
     assert (pconf["drift_score"], pconf["features"]) == (0.7, ["x", "y", "z"])
 
 
-def test_the_run_note_names_the_source_and_is_capped():
+SKIPS = "skips itself if a version was already trained from that data, code and params."
+
+
+def test_the_run_note_names_the_source_the_data_and_is_capped():
     (one,) = parse(grafana(am_alert()))
-    assert webhook.RetrainGroup((one,)).note() == "Drift alert from grafana: annual_income drifted"
+    assert webhook.RetrainGroup((one,)).note("/data/train.parquet") == (
+        "Drift alert from grafana: annual_income drifted — Trains on `/data/train.parquet` (the DAG's default "
+        f"dataset_uri: the alert names none); {SKIPS}")
     many = parse(alertmanager(*(am_alert(f"{i:02}", annotations={"summary": f"feature_{i} drifted " + "x" * 80})
                                 for i in range(20))))
-    note = webhook.RetrainGroup(tuple(many)).note()
+    note = webhook.RetrainGroup(tuple(many)).note("/data/train.parquet")
     assert note.startswith("20 drift alerts from alertmanager: feature_0 drifted")
-    assert len(note) == webhook.NOTE_LIMIT and note.endswith("…")
+    assert len(note) == webhook.NOTE_LIMIT and "…" in note
+    assert note.endswith(f"… — Trains on `/data/train.parquet` (the DAG's default dataset_uri: the alert names none); "
+                         f"{SKIPS}")  # the summaries are cut, never the data
+
+
+# --- which data a run trains on ----------------------------------------------------------------------
+
+S3 = "s3://features/credit_approval/snapshot=2026-11-22T10"
+
+
+def project(alert_id: str = "e-1", **extra) -> dict:
+    return {"model": "credit_approval", "alert_id": alert_id, "status": "firing", **extra}
+
+
+def test_an_alert_names_its_data_in_each_format():
+    (p,) = parse(project(dataset_uri=S3))
+    (annotated,) = parse(alertmanager(am_alert(annotations={"summary": "drift", "dataset_uri": S3})))
+    labelled = am_alert()
+    labelled["labels"]["dataset_uri"] = S3
+    (label,) = parse(grafana(labelled))
+    both = am_alert(annotations={"dataset_uri": S3})
+    both["labels"]["dataset_uri"] = S3
+    (same,) = parse(alertmanager(both))
+    (none,) = parse(alertmanager(am_alert()))
+    assert [a.dataset_uri for a in (p, annotated, label, same, none)] == [S3, S3, S3, S3, None]
+    assert label.labels["dataset_uri"] == S3 and "dataset_uri" not in none.labels
+
+
+@pytest.mark.parametrize("value", ["/data/credit approval/2026-11-22.parquet", "data/train.csv",
+                                   "file:///data/train.parquet", S3, "gs://bucket/key", "C:\\data\\x.parquet"])
+def test_paths_and_uris_are_accepted(value):
+    (alert,) = parse(project(dataset_uri=f"  {value} "))
+    assert alert.dataset_uri == value  # the ends are stripped, nothing else changes
+
+
+BAD_URIS = [
+    ("", "at least 1 character|must not be empty"),
+    ("   ", "must not be empty"),
+    ("s3://b/" + "k" * 600, "at most 512 characters"),
+    ("/data/x.parquet\nINFO forged", "control characters"),
+    ("/data/x\u202e.parquet", "bidirectional"),
+    ("/data/x\x00.parquet", "control characters"),
+    ("${AIRFLOW_CONN_SLACK_DEFAULT}/x.parquet", r"must not contain \$\{\.\.\.\}"),
+    ("s3://${BUCKET:-b}/k", r"must not contain \$\{\.\.\.\}"),
+    ("://bucket/key", "must be a local path or a URI"),
+    ("1s3://bucket/key", "must be a local path or a URI"),
+    ("s3://", "names no location after s3://"),
+]
+
+
+@pytest.mark.parametrize(("value", "says"), BAD_URIS)
+def test_a_dataset_uri_that_is_not_a_path_or_uri_is_refused_naming_the_field(value, says):
+    with pytest.raises(PayloadError) as err:
+        webhook.parse_payload(json.dumps(project(dataset_uri=value)).encode())
+    assert [e["loc"] for e in err.value.errors] == [["dataset_uri"]] and re.search(says, str(err.value))
+
+    labelled = am_alert()
+    labelled["labels"]["dataset_uri"] = value
+    annotated = am_alert(annotations={"dataset_uri": value})
+    for payload, loc, prefix in [(alertmanager(labelled), ["alerts", 0, "labels", "dataset_uri"], ""),
+                                 (grafana(annotated), ["alerts", 0, "annotations"], "annotation dataset_uri: ")]:
+        with pytest.raises(PayloadError) as err:
+            webhook.parse_payload(json.dumps(payload).encode())
+        (error,) = err.value.errors
+        assert error["loc"] == loc and re.search(says, error["msg"])
+        assert prefix in error["msg"] and "\n" not in str(err.value) and "\u202e" not in str(err.value)
+
+
+def test_a_label_and_an_annotation_naming_different_data_are_refused():
+    raw = am_alert(annotations={"dataset_uri": S3})
+    raw["labels"]["dataset_uri"] = "/data/old.parquet"
+    with pytest.raises(PayloadError) as err:
+        webhook.parse_payload(json.dumps(alertmanager(raw)).encode())
+    (error,) = err.value.errors
+    assert error["loc"] == ["alerts", 0]
+    assert "label dataset_uri ('/data/old.parquet') and annotation dataset_uri" in error["msg"] and S3 in error["msg"]
+
+
+def test_a_group_trains_on_the_data_its_alerts_name():
+    a, b, c = parse(alertmanager(am_alert("01"), am_alert("02", annotations={"dataset_uri": S3}),
+                                 am_alert("03", annotations={"dataset_uri": S3})))
+    group = webhook.RetrainGroup((a, b, c))
+    assert group.dataset_uri == S3  # alerts that name none go with the one that does
+    conf = group.run_conf()
+    assert conf["dataset_uri"] == conf["alert"]["dataset_uri"] == S3
+    assert [e["dataset_uri"] for e in conf["alert"]["alerts"]] == [None, S3, S3]
+    assert group.note("/data/default.parquet").endswith(
+        f"— Trains on `{S3}` (the alert's dataset_uri); {SKIPS}")
+
+    plain = webhook.RetrainGroup((a,))
+    assert plain.dataset_uri is None and plain.run_conf() == {"alert": plain.to_conf()}
+    assert plain.to_conf()["dataset_uri"] is None
+
+
+def test_alerts_of_one_model_naming_different_data_cannot_share_a_run():
+    a, b, c = parse(alertmanager(am_alert("01", annotations={"dataset_uri": S3}), am_alert("02"),
+                                 am_alert("03", annotations={"dataset_uri": "/data/other.parquet"})))
+    group = webhook.RetrainGroup((a, b, c))
+    for build in (lambda: group.dataset_uri, group.run_conf, group.to_conf, lambda: group.note("/d")):
+        with pytest.raises(webhook.DatasetUriConflict) as err:
+            build()
+        assert err.value.uris == {S3: [a.identity], "/data/other.parquet": [c.identity]}
+        assert (f"name 2 different dataset_uris: '{S3}' (alert {a.identity}); '/data/other.parquet' "
+                f"(alert {c.identity})") in str(err.value)
+    assert group.only([a.identity, b.identity]).dataset_uri == S3
+
+
+def test_the_data_note_quotes_the_uri_as_code_whatever_it_holds():
+    assert webhook.data_note("/data/a_b*c.parquet", from_alert=True) == (
+        f"Trains on `/data/a_b*c.parquet` (the alert's dataset_uri); {SKIPS}")
+    assert webhook.data_note("/data/`x``.parquet", from_alert=True).startswith("Trains on ```/data/`x``.parquet``` ")
+    assert webhook.data_note("`x", from_alert=True).startswith("Trains on `` `x `` ")
+    assert webhook.data_note(None, from_alert=False) == (
+        f"Trains on the DAG's default dataset_uri (the alert names none); {SKIPS}")
+
+
+def test_a_long_uri_and_long_summaries_keep_the_note_within_the_limit():
+    uri = "s3://b/" + "k" * (webhook.DATASET_URI_LIMIT - 7)
+    alerts = parse(alertmanager(*(am_alert(f"{i:02}", annotations={"summary": "s" * 500, "dataset_uri": uri})
+                                  for i in range(5))))
+    note = webhook.RetrainGroup(tuple(alerts)).note()
+    assert len(note) <= webhook.NOTE_LIMIT and f"`{uri}`" in note
+
+
+def test_the_json_schema_documents_dataset_uri():
+    defs = webhook.payload_json_schema()["$defs"]
+    field = defs["ProjectAlert"]["properties"]["dataset_uri"]
+    assert {"type": "string", "maxLength": 512, "minLength": 1} in field["anyOf"]
+    assert "dataset_uri" in defs["AlertLabels"]["properties"]
+    assert "dataset_uri" in defs["AlertmanagerAlert"]["properties"]["annotations"]["description"]

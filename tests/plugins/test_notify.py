@@ -13,7 +13,7 @@ import yaml
 from airflow.sdk.exceptions import AirflowException
 
 from include.alerts import Alert, Condition, slack_message
-from modelops.notify import airflow_url, dag_failure_callback, model_of, notify
+from modelops.notify import airflow_url, dag_failure_callback, model_of, notify, retraining_skipped
 from tests.fakes.slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,6 +120,40 @@ def test_dag_failure_callback_for_an_unknown_dag_uses_the_default_connection(fak
     dag_failure_callback({"dag": SimpleNamespace(dag_id="adhoc", tags=[]), "run_id": "r1"})
     (message,) = fake_slack.messages
     assert message["blocks"][0]["text"]["text"] == ":warning: WARNING · adhoc: adhoc failed"
+
+
+SKIP = {"version": "3", "dataset_uri": "/data/train.parquet", "data_fingerprint": "sha256:" + "ab" * 32,
+        "dag_id": "train_credit_approval", "run_id": "drift_webhook__0123"}
+TRIGGER = {"source": "alertmanager", "identity": "am1@2026-11-22T10:00:00+00:00", "summary": "annual_income drifted",
+           "labels": {"alertname": "FeatureDrift"}}
+
+
+def test_a_skipped_retraining_goes_to_the_models_channel_with_the_run_and_version_links(alerts_config, fake_slack,
+                                                                                        monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_ML", json.dumps(fake_slack.connection()))
+    with pytest.warns(UserWarning, match="channel"):
+        assert retraining_skipped(MODEL, trigger=TRIGGER, tracking_uri="https://mlflow.example.com/", **SKIP) == "slack"
+
+    (message,) = fake_slack.messages
+    assert message["channel"] == "#ml"
+    header, fields, summary, actions, links = message["blocks"]
+    assert header["text"]["text"] == ":warning: WARNING · credit_approval: retraining skipped: the data was already trained on"
+    assert [f["text"] for f in fields["fields"]] == ["*Model*\ncredit_approval", "*Version*\n3"]
+    assert "Started by: drift alert FeatureDrift from alertmanager (am1@2026-11-22T10:00:00+00:00)" in summary["text"]["text"]
+    assert "annotation `dataset_uri`" in summary["text"]["text"]
+    assert [(b["text"]["text"], b["url"]) for b in links["elements"]] == [
+        ("Airflow run", airflow_url("train_credit_approval", "drift_webhook__0123")),
+        ("MLflow version", "https://mlflow.example.com/#/models/credit_approval/versions/3"),
+    ]
+
+
+def test_a_skipped_retraining_without_slack_goes_to_the_log(caplog):
+    with caplog.at_level(logging.INFO):
+        assert retraining_skipped(MODEL, trigger=TRIGGER, tracking_uri="sqlite:///mlflow.db", **SKIP) == "log"
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("ALERT ")]
+    sent = json.loads(record.getMessage().removeprefix("ALERT "))
+    assert sent["level"] == "warning" and sent["version"] == "3"
+    assert list(sent["links"]) == ["Airflow run"]  # a sqlite store has no page to link
 
 
 @pytest.mark.e2e

@@ -221,6 +221,93 @@ def test_a_group_starts_one_run_for_its_firing_alerts_and_ignores_the_resolved_o
     assert conf["identities"] == run["alerts"] and len(conf["alerts"]) == 2
 
 
+# --- which data a run trains on ----------------------------------------------------------------------
+
+SKIPS = "skips itself if a version was already trained from that data, code and params."
+
+
+def default_uri() -> str:
+    """The training DAG's default ``dataset_uri``: the model's ``dataset.uri`` (the server reads the same config)."""
+    from include.config import get_model_config
+
+    return get_model_config(MODEL).dataset.uri
+
+
+def default_note() -> str:
+    return f"Trains on `{default_uri()}` (the DAG's default dataset_uri: the alert names none); {SKIPS}"
+
+
+def test_an_alert_without_a_dataset_uri_says_it_trains_on_the_default_and_may_skip(api_server):
+    response = post(api_server, alertmanager(am_alert("du00000000000001")))
+    assert response.status_code == 200, response.text
+    (run,) = response.json()["runs"]
+    assert (run["dataset_uri"], run["dataset_uri_from"], run["note"]) == (default_uri(), "default", default_note())
+    created = runs()[run["run_id"]]
+    assert "dataset_uri" not in created["conf"] and created["conf"]["alert"]["dataset_uri"] is None
+    assert created["note"] == f"Drift alert from alertmanager: drift on {MODEL} — {default_note()}"
+
+
+@pytest.mark.parametrize("where", ["project", "annotation", "label"])
+def test_an_alert_names_the_data_its_run_trains_on(api_server, where):
+    uri = f"s3://features/{MODEL}/snapshot={where}"
+    if where == "project":
+        payload = {"model": MODEL, "alert_id": "du-project-1", "status": "firing", "summary": "drift",
+                   "dataset_uri": f" {uri} "}
+    else:
+        alert = am_alert(f"du{where:0>14}"[:16])
+        (alert["annotations"] if where == "annotation" else alert["labels"])["dataset_uri"] = uri
+        payload = grafana(alert)
+    response = post(api_server, payload)
+    assert response.status_code == 200, response.text
+    (run,) = response.json()["runs"]
+    note = f"Trains on `{uri}` (the alert's dataset_uri); {SKIPS}"
+    assert (run["dataset_uri"], run["dataset_uri_from"], run["note"]) == (uri, "alert", note)
+    created = runs()[run["run_id"]]
+    assert created["conf"]["dataset_uri"] == created["conf"]["alert"]["dataset_uri"] == uri  # the DAG param
+    assert created["note"].endswith(f" — {note}")
+    assert post(api_server, payload).json()["runs"][0] == {**run, "created": False}
+
+
+def test_a_redelivery_naming_other_data_says_the_run_keeps_its_own(api_server):
+    alert = am_alert("du00000000000002")
+    first = post(api_server, alertmanager(alert)).json()["runs"][0]
+    alert["annotations"]["dataset_uri"] = "/data/snapshot-2.parquet"
+    before = runs()
+    again = post(api_server, alertmanager(alert)).json()["runs"][0]
+    assert runs() == before
+    assert (again["run_id"], again["created"], again["dataset_uri"], again["dataset_uri_from"]) == (
+        first["run_id"], False, default_uri(), "default")
+    assert again["note"] == (f"{default_note()} This delivery's alerts name dataset_uri '/data/snapshot-2.parquet', "
+                             f"but an alert starts one run and that run keeps its data: trigger {DAG_ID} with "
+                             "dataset_uri='/data/snapshot-2.parquet' to train on it.")
+
+
+def test_alerts_of_one_model_naming_different_data_are_422_and_start_nothing(api_server):
+    a = am_alert("du00000000000003", dataset_uri="/data/a.parquet")
+    b = am_alert("du00000000000004", dataset_uri="/data/b.parquet")
+    response = _refused(api_server, 422, payload=alertmanager(a, b))
+    (error,) = response.json()["detail"]
+    assert error["type"] == "conflicting_dataset_uri" and error["loc"] == ["body", "alerts"]
+    assert error["format"] == "alertmanager"
+    assert "name 2 different dataset_uris: '/data/a.parquet' (alert du00000000000003@" in error["msg"]
+    assert "'/data/b.parquet' (alert du00000000000004@" in error["msg"]
+    # One of them alone, or with an alert that names no data, starts a run on its data.
+    ok = post(api_server, alertmanager(a, am_alert("du00000000000005")))
+    assert [(r["created"], r["dataset_uri"]) for r in ok.json()["runs"]] == [(True, "/data/a.parquet")]
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("${AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK}", "must not contain ${...}"),
+    ("/data/x.parquet\nERROR forged", "control characters"),
+    ("s3://", "names no location"),
+])
+def test_a_dataset_uri_that_is_not_a_path_or_uri_is_422_naming_the_field(api_server, value, says):
+    payload = {"model": MODEL, "alert_id": "du-bad", "status": "firing", "dataset_uri": value}
+    response = _refused(api_server, 422, payload=payload)
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "dataset_uri"] and says in error["msg"]
+
+
 # --- only drift starts retraining, once per model ----------------------------------------------------
 
 
@@ -280,7 +367,7 @@ def test_alert_text_reaches_the_run_note_conf_and_log_without_control_or_bidi_ch
     response = post(api_server, alertmanager(alert))
     assert response.status_code == 200, response.text
     created = runs()[response.json()["runs"][0]["run_id"]]
-    assert created["note"] == "Drift alert from alertmanager: incomeevil[2J ERROR forged line"
+    assert created["note"] == f"Drift alert from alertmanager: incomeevil[2J ERROR forged line — {default_note()}"
     conf = created["conf"]["alert"]
     assert conf["summary"] == conf["labels"]["team"] == "incomeevil[2J ERROR forged line"
     assert conf["annotations"]["description"] == "d" * 1023 + "…"

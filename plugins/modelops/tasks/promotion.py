@@ -87,7 +87,6 @@ def check_gates(model: str, version: str, **context: Any) -> str:
 def promote(model: str, version: str, gate_summary: str, **context: Any) -> dict[str, str | None]:
     """Point ``champion`` at the version (one call); the replaced champion becomes ``previous_champion``."""
     from include import registry
-
     from modelops.assets import champion_asset
 
     keys = ids(context)

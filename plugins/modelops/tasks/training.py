@@ -105,12 +105,16 @@ def fingerprint(model: str, batch: dict[str, str]) -> dict[str, str]:
 def needs_training(model: str, batch: dict[str, str], **context: Any) -> bool:
     """False (skip the rest) when a version was already trained from the same data, code and params.
 
-    The run's ``force`` param retrains anyway.
+    The run's ``force`` param retrains anyway. A skipped run that an alert started (its ``alert`` param
+    is set: the drift webhook, monitoring) also warns the model's Slack channel, or the log without a
+    connection (:func:`modelops.notify.retraining_skipped`): which alert, which data, which version, and
+    how to point the alert at new data. A manual or scheduled run that skips posts nothing.
     """
     from include import registry
 
     force = bool(context["params"].get("force"))
-    client = MlflowHook().client
+    hook = MlflowHook()
+    client = hook.client
     existing = registry.find_version_by_tag(client, model, "training_key", batch["training_key"])
     if existing is None or force:
         if existing is not None:
@@ -124,6 +128,15 @@ def needs_training(model: str, batch: dict[str, str], **context: Any) -> bool:
 
     tracking.close_run(client, batch["mlflow_run_id"], "KILLED",
                        f"skipped: version {existing.version} was trained from the same data, code and params")
+    trigger = context["params"].get("alert")
+    if trigger:
+        from modelops.notify import retraining_skipped
+
+        retraining_skipped(
+            model, trigger=trigger, version=str(existing.version), dataset_uri=batch["dataset_uri"],
+            data_fingerprint=batch["data_fingerprint"], trained_from=(existing.tags or {}).get("dataset_uri"),
+            tracking_uri=hook.tracking_uri, **ids(context),
+        )
     return False
 
 

@@ -19,6 +19,17 @@ class AlertRun(BaseModel):
     state: str
     created: bool = Field(description="True when this request started the run; false when an earlier delivery "
                                       "of the same alerts did.")
+    dataset_uri: str | None = Field(
+        None, description="The data the run trains on: the alerts' `dataset_uri`, else the training DAG's default "
+                          "(the model's `dataset.uri`, as configured, e.g. with `${VAR}` references). Null only "
+                          "when the DAG has no `dataset_uri` param.")
+    dataset_uri_from: Literal["alert", "default"] = Field(
+        "default", description='"alert" when the alerts named the data, "default" when the run trains on the '
+                               "DAG's default.")
+    note: str = Field(
+        "", description="One sentence for people: which data the run trains on, and that it skips itself when a "
+                        "version was already trained from that data, code and params (an alert on unchanged data "
+                        "retrains nothing; point it at new data with `dataset_uri`).")
 
 
 class IgnoredAlert(BaseModel):

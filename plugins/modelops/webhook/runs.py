@@ -16,6 +16,13 @@ the newcomer. Earlier runs are found by id (the ids :attr:`~include.webhook.Drif
 :attr:`~include.webhook.RetrainGroup.run_id`) and among the webhook's runs of that DAG queued since the
 alerts' earliest ``startsAt`` minus :data:`LOOKBACK` (a run cannot cover an alert that had not fired
 yet; the day absorbs clock skew between the alert's source and Airflow).
+
+**Which data.** A new run's conf carries the alerts' ``dataset_uri`` (the DAG param) when they name
+one; otherwise the run trains on the DAG's default. Alerts of one model that name different ones are
+refused (422, :class:`include.webhook.DatasetUriConflict`). Each outcome says which data its run
+trains on and that the run skips itself when a version was already trained from that data, code and
+params (:func:`include.webhook.data_note`); an alert covered by an earlier run does not change that
+run's data, and the outcome's note says so when the alert now names other data.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from include.config import ConfigError, get_model_config
-from include.webhook import RUN_ID_PREFIX, RetrainGroup, identity_kind
+from include.webhook import DATASET_URI, RUN_ID_PREFIX, DatasetUriConflict, RetrainGroup, data_note, identity_kind
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -42,20 +49,29 @@ _SOURCES = ("alertmanager", "grafana", "project")
 class TriggerError(Exception):
     """An alert cannot start its run; ``status_code`` is the HTTP status to answer with."""
 
-    def __init__(self, status_code: int, message: str) -> None:
+    def __init__(self, status_code: int, message: str, detail: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.detail = detail  # the answer's ``detail`` when not the message (422: a list of field errors)
 
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """The run that covers ``group`` (alerts of this request): started now (``created``) or earlier."""
+    """The run that covers ``group`` (alerts of this request): started now (``created``) or earlier.
+
+    ``dataset_uri``: the data the run trains on (its conf's, else the DAG's default; None when the DAG
+    has no such param); ``dataset_uri_from``: ``"alert"`` or ``"default"``; ``note``: both in a sentence
+    (and, for an earlier run, what this delivery's alerts name when it differs).
+    """
 
     group: RetrainGroup
     dag_id: str
     run_id: str
     state: str
     created: bool
+    dataset_uri: str | None = None
+    dataset_uri_from: str = "default"
+    note: str = ""
 
 
 @cache
@@ -97,8 +113,14 @@ def _identities(conf: Any, kind: str) -> set[str]:
     return {i for i in identities if isinstance(i, str)}
 
 
-def covering_runs(session: Session, group: RetrainGroup) -> dict[str, tuple[str, str]]:
-    """``{identity: (run_id, state)}`` for each alert of ``group`` that an existing run already covers."""
+def _conf_dataset_uri(conf: Any) -> str | None:
+    value = conf.get(DATASET_URI) if isinstance(conf, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def covering_runs(session: Session, group: RetrainGroup) -> dict[str, tuple[str, str, str | None]]:
+    """``{identity: (run_id, state, dataset_uri)}`` for each alert of ``group`` that an existing run already
+    covers; ``dataset_uri`` is the run conf's (None: the run trains on the DAG's default)."""
     from airflow.models import DagRun
     from sqlalchemy import and_, or_, select
 
@@ -115,11 +137,32 @@ def covering_runs(session: Session, group: RetrainGroup) -> dict[str, tuple[str,
         .where(DagRun.dag_id == group.dag_id, or_(*found))
         .order_by(DagRun.run_after, DagRun.id)
     )
-    covered: dict[str, tuple[str, str]] = {}
+    covered: dict[str, tuple[str, str, str | None]] = {}
     for run_id, state, conf in rows:
         for identity in (by_id.get(run_id, set()) | _identities(conf, kind)) & wanted:
-            covered.setdefault(identity, (run_id, str(state)))
+            covered.setdefault(identity, (run_id, str(state), _conf_dataset_uri(conf)))
     return covered
+
+
+def _default_dataset_uri(dag) -> str | None:
+    """The ``dataset_uri`` param's default of the DAG's latest serialized version (the model's ``dataset.uri``)."""
+    value = dag.params[DATASET_URI] if DATASET_URI in dag.params else None
+    return value if isinstance(value, str) and value else None
+
+
+def _earlier_note(group: RetrainGroup, dag_id: str, run_uri: str | None, default: str | None) -> str:
+    """What an earlier run covering ``group`` trains on; and, when the alerts now name other data, that
+    this delivery does not change it."""
+    note = data_note(run_uri or default, from_alert=run_uri is not None)
+    try:
+        named = group.dataset_uri
+    except DatasetUriConflict as exc:
+        named = None
+        note += f" This delivery's alerts name different {DATASET_URI}s ({', '.join(exc.uris)}): none was used."
+    if named is not None and named != run_uri:
+        note += (f" This delivery's alerts name {DATASET_URI} {named!r}, but an alert starts one run and that run "
+                 f"keeps its data: trigger {dag_id} with {DATASET_URI}={named!r} to train on it.")
+    return note
 
 
 def check_models(groups: list[RetrainGroup]) -> None:
@@ -136,8 +179,9 @@ def start_runs(groups: list[RetrainGroup], session: Session) -> list[RunOutcome]
     and the earlier runs that cover the others (see the module's docstring).
 
     ``groups`` are the firing drift alerts, one group per model (:func:`include.webhook.group_by_model`).
-    Raises :class:`TriggerError` (404 unknown model or DAG, 409 DAG not triggerable, 422 conf not
-    valid for the DAG's params) before writing anything. The caller commits ``session``.
+    Raises :class:`TriggerError` (404 unknown model or DAG, 409 DAG not triggerable, 422 alerts of one
+    model naming different ``dataset_uri`` s, or a conf not valid for the DAG's params) before writing
+    anything. The caller commits ``session``.
     """
     from airflow.exceptions import ParamValidationError
     from airflow.utils.state import DagRunState
@@ -147,45 +191,61 @@ def start_runs(groups: list[RetrainGroup], session: Session) -> list[RunOutcome]
     dags = {dag_id: _triggerable_dag(session, dag_id) for dag_id in dict.fromkeys(g.dag_id for g in groups)}
 
     outcomes: list[RunOutcome | None] = []
-    to_create: list[tuple[int, RetrainGroup]] = []
+    to_create: list[tuple[int, RetrainGroup, dict[str, Any], str | None]] = []
     for group in groups:
+        dag = dags[group.dag_id]
+        default = _default_dataset_uri(dag)
         covered = covering_runs(session, group)
         earlier: dict[str, list[str]] = {}
         for identity in group.identities:
             if identity in covered:
                 earlier.setdefault(covered[identity][0], []).append(identity)
         for run_id, identities in earlier.items():
-            state = covered[identities[0]][1]
-            outcomes.append(RunOutcome(group.only(identities), group.dag_id, run_id, state, created=False))
+            _, state, run_uri = covered[identities[0]]
+            part = group.only(identities)
+            outcomes.append(RunOutcome(part, group.dag_id, run_id, state, created=False,
+                                       dataset_uri=run_uri or default,
+                                       dataset_uri_from="alert" if run_uri is not None else "default",
+                                       note=_earlier_note(part, group.dag_id, run_uri, default)))
         new = [identity for identity in group.identities if identity not in covered]
         if not new:
             continue
         fresh = group.only(new)
         try:
-            dags[fresh.dag_id].params.deep_merge({"alert": fresh.to_conf()}).validate()
+            conf = fresh.run_conf()
+        except DatasetUriConflict as exc:
+            loc = ["body"] if fresh.source == "project" else ["body", "alerts"]
+            raise TriggerError(422, str(exc), [{"loc": loc, "msg": str(exc), "type": "conflicting_dataset_uri",
+                                                "format": fresh.source}]) from None
+        try:
+            dag.params.deep_merge(conf).validate()
         except ParamValidationError as exc:
             raise TriggerError(422, f"{fresh.dag_id}: the alert does not fit the DAG's params: {exc}") from None
-        to_create.append((len(outcomes), fresh))
+        to_create.append((len(outcomes), fresh, conf, default))
         outcomes.append(None)
 
     now = datetime.now(UTC)
-    for index, fresh in to_create:
+    for index, fresh, conf, default in to_create:
         try:
             run = dags[fresh.dag_id].create_dagrun(
                 run_id=fresh.run_id,
                 logical_date=None,
                 data_interval=None,
                 run_after=now,
-                conf={"alert": fresh.to_conf()},
+                conf=conf,
                 run_type=DagRunType.MANUAL,
                 triggered_by=DagRunTriggeredByType.REST_API,
                 triggering_user_name=TRIGGERING_USER,
                 state=DagRunState.QUEUED,
-                note=fresh.note(),
+                note=fresh.note(default),
                 session=session,
             )
         except (ParamValidationError, ValueError) as exc:
             raise TriggerError(422, f"{fresh.dag_id}: {exc}") from None
-        outcomes[index] = RunOutcome(fresh, fresh.dag_id, fresh.run_id, str(run.state), created=True)
+        named = conf.get(DATASET_URI)
+        outcomes[index] = RunOutcome(fresh, fresh.dag_id, fresh.run_id, str(run.state), created=True,
+                                     dataset_uri=named or default,
+                                     dataset_uri_from="alert" if named is not None else "default",
+                                     note=data_note(named or default, from_alert=named is not None))
     session.flush()
     return [o for o in outcomes if o is not None]

@@ -27,7 +27,8 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     status.HTTP_413_CONTENT_TOO_LARGE: {"model": ErrorResponse, "description": "Body over the size limit"},
     status.HTTP_422_UNPROCESSABLE_CONTENT: {"model": ValidationErrorResponse,
                                             "description": "Not one of the payload formats (`loc` names the field), "
-                                                           "or more firing drift alerts than the limit"},
+                                                           "more firing drift alerts than the limit, or alerts of "
+                                                           "one model that name different `dataset_uri`s"},
     status.HTTP_503_SERVICE_UNAVAILABLE: {"model": ErrorResponse,
                                           "description": "No shared secret configured, or a setting is not valid"},
 }
@@ -47,7 +48,13 @@ def post_drift_alerts(request: Request, body: SignedBody) -> DriftAlertsResponse
     alertnames) start nothing and are listed under ``ignored`` with the reason. An alert an earlier
     delivery already started a run for starts nothing again (``created: false``). More firing drift
     alerts than the limit is 422. Nothing starts unless every alert in the body can start (all or
-    nothing)."""
+    nothing).
+
+    A run trains on the ``dataset_uri`` its alerts name (project format: the field; Alertmanager and
+    Grafana: the annotation or label), else on the DAG's default (the model's ``dataset.uri``); alerts
+    of one model naming different ones are 422. Each run in the answer says which data it trains on
+    (``dataset_uri``, ``dataset_uri_from``) and, in ``note``, that it skips itself when a version was
+    already trained from that data, code and params."""
     from airflow.utils.session import create_session
     from sqlalchemy.exc import IntegrityError
 
@@ -77,7 +84,7 @@ def post_drift_alerts(request: Request, body: SignedBody) -> DriftAlertsResponse
                 outcomes = start_runs(groups, session)
             break
         except TriggerError as exc:
-            raise reject(request, exc.status_code, str(exc)) from None
+            raise reject(request, exc.status_code, str(exc), exc.detail) from None
         except IntegrityError:
             if attempt == 2:
                 raise
@@ -86,7 +93,8 @@ def post_drift_alerts(request: Request, body: SignedBody) -> DriftAlertsResponse
     response = DriftAlertsResponse(
         format=source,
         runs=[AlertRun(model=o.group.model, alert=o.group.identities[0], alerts=list(o.group.identities),
-                       source=o.group.source, dag_id=o.dag_id, run_id=o.run_id, state=o.state, created=o.created)
+                       source=o.group.source, dag_id=o.dag_id, run_id=o.run_id, state=o.state, created=o.created,
+                       dataset_uri=o.dataset_uri, dataset_uri_from=o.dataset_uri_from, note=o.note)
               for o in outcomes],
         ignored=[IgnoredAlert(model=i.alert.model, alert=i.alert.identity, source=i.alert.source, reason=i.reason)
                  for i in ignored],
@@ -96,7 +104,8 @@ def post_drift_alerts(request: Request, body: SignedBody) -> DriftAlertsResponse
         "drift webhook: accepted %s alert(s) (%s) from %s: started %s, already started %s, "
         "ignored %s resolved and %s not drift",
         len(alerts), source, client_of(request),
-        [f"{r.dag_id}/{r.run_id} ({len(r.alerts)} alert(s))" for r in response.runs if r.created] or "none",
+        [f"{r.dag_id}/{r.run_id} ({len(r.alerts)} alert(s), data {r.dataset_uri or 'default'})"
+         for r in response.runs if r.created] or "none",
         [f"{r.dag_id}/{r.run_id}" for r in response.runs if not r.created] or "none",
         resolved, len(ignored) - resolved,
     )
