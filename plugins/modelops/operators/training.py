@@ -128,6 +128,8 @@ class LocalTrainingOperator(BaseOperator):
         self.log.info("Running %s", " ".join(argv))
         group = self._group = ProcessGroup(argv, cwd=PROJECT_ROOT, env=env)
         self.log.info("Training process %s started in its own process group", group.pid)
+        if self._killed_because is not None:  # on_kill came while the group was being started
+            group.kill()
         try:
             for line in group.stdout:
                 self.log.info("%s", line.rstrip())
@@ -141,9 +143,9 @@ class LocalTrainingOperator(BaseOperator):
 
     def on_kill(self) -> None:
         """Kill the training process and its group (Airflow calls this on SIGTERM and after a timeout)."""
+        self._killed_because = "the task was killed (on_kill)"  # also stops a group that is still starting
         group = self._group
         if group is not None and group.returncode is None:
-            self._killed_because = "the task was killed (on_kill)"
             self.log.warning("Killing training process group %s", group.pid)
             group.kill()
 
