@@ -60,8 +60,10 @@ class OnnxScorer:
 def prepare(local_model: str, model_uri: str, config: ModelConfig) -> OnnxScorer:
     """Convert the downloaded model to ONNX and check parity with scikit-learn; raises ExportError if it cannot.
 
-    Parity is checked on the logged input example and on the same rows with unseen categories (like the
-    Triton export), with the deployment's tolerance.
+    Parity is checked like the Triton export's (:func:`include.triton.repository.parity_frame`): on the
+    logged input example, and on the same rows with each numeric feature missing and each categorical one
+    missing or unseen, with the deployment's tolerance. The workers feed a null category as
+    :data:`include.triton.repository.MISSING_CATEGORY`, the string the export reads as missing.
     """
     import mlflow.sklearn
     from mlflow.models import Model
@@ -85,7 +87,7 @@ def prepare(local_model: str, model_uri: str, config: ModelConfig) -> OnnxScorer
         inputs=tuple((c["name"], c["type"] in repository.STRING_TYPES) for c in spec),
         onnx_output=repository.ONNX_PROBABILITIES,
         positive_column=repository.positive_column(model, config),
-        unknown_category=repository.UNKNOWN_CATEGORY,
+        unknown_category=repository.MISSING_CATEGORY,  # what _feed puts in place of a null category
         parity=parity,
     )
 
@@ -318,8 +320,8 @@ def _predict(session: Any, scorer: OnnxScorer, batch: pa.RecordBatch) -> Any:
 
 
 def _feed(column: pa.Array, is_string: bool, unknown: str) -> Any:
-    """One ``[N, 1]`` ONNX input: strings as an object array (a null is an unseen category), numbers as float64
-    (a null is NaN, which the trees route like scikit-learn's missing values)."""
+    """One ``[N, 1]`` ONNX input: strings as an object array (a null is ``unknown``, the export's missing
+    category), numbers as float64 (a null is NaN, which the export routes like scikit-learn's missing values)."""
     import numpy as np
     import pyarrow.compute as pc
 

@@ -62,10 +62,24 @@ def features_and_target(df: pd.DataFrame, config: ModelConfig) -> tuple[pd.DataF
 
 
 def build_estimator(config: ModelConfig):
-    """A scikit-learn Pipeline: scaling for numbers, one-hot for categories, then the configured estimator."""
+    """A scikit-learn Pipeline: scaling for numbers, one-hot for categories, then the configured estimator.
+
+    Missing values score the same in scikit-learn, Triton and the batch job (their ONNX export):
+
+    * a missing number (NaN, ``pd.NA``) goes to the estimator as NaN when it handles missing values itself
+      (its ``allow_nan`` tag: RandomForest, ExtraTrees, HistGradientBoosting, decision trees); for any
+      other estimator (LogisticRegression, GradientBoosting, SVC, ...) it is first replaced by the
+      training median (``SimpleImputer``), which scikit-learn would otherwise refuse with "Input X contains NaN";
+    * a missing category (None, NaN, or the empty string Triton's client sends for None) is the empty
+      string, one category: seen in training it has its own one-hot column, otherwise it is unseen
+      (all zeros, like any category training did not see).
+    """
+    import numpy as np
     from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.utils import get_tags
 
     module_name, _, class_name = config.model.estimator.rpartition(".")
     try:
@@ -96,10 +110,19 @@ def build_estimator(config: ModelConfig):
     unsupported = [c.name for c in config.dataset.features if c.type == "timestamp"]
     if unsupported:
         raise ConfigError(f"{config.name}: dataset.features: timestamp features are not supported: {unsupported}")
+    numbers = [("scale", StandardScaler())]
+    if not get_tags(estimator).input_tags.allow_nan:
+        numbers.insert(0, ("impute", SimpleImputer(strategy="median", keep_empty_features=True)))
+    # Two steps: SimpleImputer takes one missing-value marker, and pandas gives None or NaN.
+    categories = [
+        ("nan_missing", SimpleImputer(missing_values=np.nan, strategy="constant", fill_value="")),
+        ("none_missing", SimpleImputer(missing_values=None, strategy="constant", fill_value="")),
+        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+    ]
     pre = ColumnTransformer(
         [
-            ("numeric", StandardScaler(), numeric),
-            ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
+            ("numeric", Pipeline(numbers), numeric),
+            ("categorical", Pipeline(categories), categorical),
         ]
     )
     return Pipeline([("preprocess", pre), ("estimator", estimator)])
@@ -119,12 +142,13 @@ def sklearn_types_to_trust(model) -> list[str]:
     """Types the skops format must be told to load: scikit-learn's own internals, nothing else.
 
     MLflow stores sklearn models with skops, which refuses types it does not know. We trust the
-    library we pinned, and refuse anything else that found its way into the fitted object.
+    library we pinned, and ``numpy.dtype`` (a SimpleImputer keeps the dtype it was fitted on; skops
+    stores it as its name), and refuse anything else that found its way into the fitted object.
     """
     import skops.io
 
     untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    foreign = [t for t in untrusted if not t.startswith("sklearn.")]
+    foreign = [t for t in untrusted if not t.startswith("sklearn.") and t != "numpy.dtype"]
     if foreign:
         raise ValueError(f"fitted model contains types outside scikit-learn: {foreign}")
     return untrusted

@@ -35,6 +35,17 @@ with many distinct values) then route some rows differently from scikit-learn (u
 probability on the demo model). The exporter keeps them in float64 (opset 3 ``*_as_tensor``
 attributes), which onnxruntime compares in double precision: parity is then ~1e-7.
 
+Missing values score as in scikit-learn. A missing number enters the ONNX model as NaN, a missing
+category as :data:`MISSING_CATEGORY` (the empty string, what Triton's client sends for None and the
+batch job for a null). RandomForest, ExtraTrees and GradientBoosting are converted here rather than
+by skl2onnx, whose converters drop each split's missing-value direction (sklearn-onnx#1253: up to 0.4
+in probability) and never return on a tree trained with missing values (an infinite threshold);
+HistGradientBoosting keeps skl2onnx's converter, which carries the direction. ``SimpleImputer`` steps
+(which :func:`include.train.build_estimator` adds for estimators without missing-value support, and
+for categories) are converted here too. The parity rows (:func:`parity_frame`) hold every numeric
+feature missing and every categorical one missing and unseen, and an export is refused when
+scikit-learn cannot score such a row (an older pipeline without imputer) or scores it otherwise.
+
 Re-exporting a version that is already there is a no-op; ``config.pbtxt`` lists the served
 versions in ``version_policy: { specific: ... }`` so a new version can load beside the previous one,
 which keeps serving until the new one has passed its checks (and makes a rollback instant).
@@ -63,13 +74,14 @@ if TYPE_CHECKING:
 # this module in tasks, and the plugin side only needs the layout helpers.
 log = logging.getLogger(__name__)
 
-FORMAT = 2  # 2: the packed inputs beside the per-feature ones
+FORMAT = 3  # 2: the packed inputs beside the per-feature ones; 3: missing values routed like scikit-learn
 MARKER = "export.json"
 OUTPUT_NAME = "probability"
 ONNX_PROBABILITIES = "probabilities"
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 PARITY_TOLERANCE = 1e-5
 UNKNOWN_CATEGORY = "__unseen_category__"
+MISSING_CATEGORY = ""  # a missing category as the ONNX model receives it (Triton's client sends None as "")
 MAX_BATCH_SIZE = 1024
 MAX_QUEUE_DELAY_US = 100
 NUMERIC_INPUT = "numeric_features"
@@ -227,14 +239,198 @@ def exporter_id() -> str:
 # --- conversion ------------------------------------------------------------------------------
 
 
-def _double_precision_trees(scope, operator, container) -> None:
-    """skl2onnx's tree-ensemble classifier converter, keeping thresholds and leaf values in float64.
+def _sklearn_thresholds(thresholds: np.ndarray, precision: type) -> np.ndarray:
+    """Thresholds in ``precision`` with which ``x <= w`` routes every ``x`` as scikit-learn's trees do.
 
-    The stock converter (ai.onnx.ml opset 1) rounds them to float32. This one asks for opset 3 and
-    moves the float64 arrays into the ``*_as_tensor`` attributes, then casts the float32
-    probabilities onnxruntime returns to the double the graph declares. It also writes
-    ``nodes_missing_value_tracks_true`` as ints: skl2onnx 1.20 mixes in Python bools for leaves,
-    which protobuf 7 rejects ("Expected an int, got a boolean").
+    scikit-learn's trees cast a row to float32 and test ``float32(x) <= t`` with a float64 ``t``. With
+    ``f``, the largest float32 at or below ``t``, that is ``float32(x) <= f``: for float32 rows ``w = f``;
+    for float64 rows ``w`` is the largest double that rounds (to nearest, ties to even) to ``f`` or below:
+    the midpoint between ``f`` and the next float32 (exact in float64), or the double just below it when
+    the midpoint rounds up. Infinite thresholds (a split of the missing values from all others) stay infinite.
+    """
+    import numpy as np
+
+    with np.errstate(over="ignore", invalid="ignore"):  # thresholds beyond float32's range, and infinities
+        below = thresholds.astype(np.float32)
+        over = below.astype(np.float64) > thresholds
+        below[over] = np.nextafter(below[over], np.float32(-np.inf))
+        if precision == np.float32:
+            return below
+        low = below.astype(np.float64)
+        up = np.nextafter(below, np.float32(np.inf)).astype(np.float64)
+        top = np.isinf(up) & ~np.isinf(low)  # the largest float32: rounding overflows half an ulp above it
+        up[top] = low[top] + (low[top] - np.nextafter(below[top], np.float32(0)).astype(np.float64))
+        middle = (low + up) / 2
+        middle[np.isinf(low)] = low[np.isinf(low)]
+        rounds_down = middle.astype(np.float32) == below
+        return np.where(rounds_down, middle, np.nextafter(middle, -np.inf))
+
+
+def _tree_nodes(trees: list[Any], precision: type) -> dict[str, Any]:
+    """The ``nodes_*`` attributes of an ai.onnx.ml tree ensemble for scikit-learn ``Tree`` objects (tree id = index).
+
+    Each split keeps scikit-learn's missing-value direction (``missing_go_to_left``: the side the node's
+    missing training values went to, or its larger child when it saw none) and a threshold from
+    :func:`_sklearn_thresholds` in ``precision`` (the ensemble's input type).
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    parts: dict[str, list[np.ndarray]] = {}
+
+    def add(key: str, values: np.ndarray) -> None:
+        parts.setdefault(key, []).append(values)
+
+    for tree_id, tree in enumerate(trees):
+        leaf = tree.children_left < 0
+        add("nodes_treeids", np.full(tree.node_count, tree_id, dtype=np.int64))
+        add("nodes_nodeids", np.arange(tree.node_count, dtype=np.int64))
+        add("nodes_featureids", np.where(leaf, 0, tree.feature))
+        add("nodes_modes", np.where(leaf, "LEAF", "BRANCH_LEQ"))
+        add("nodes_values", np.where(leaf, 0, _sklearn_thresholds(tree.threshold, precision)).astype(precision))
+        add("nodes_truenodeids", np.where(leaf, 0, tree.children_left))
+        add("nodes_falsenodeids", np.where(leaf, 0, tree.children_right))
+        add("nodes_missing_value_tracks_true", np.where(leaf, 0, tree.missing_go_to_left))
+    nodes = {key: np.concatenate(values) for key, values in parts.items()}
+    attrs: dict[str, Any] = {key: [int(v) for v in values] for key, values in nodes.items()
+                             if key not in ("nodes_modes", "nodes_values")}
+    attrs["nodes_modes"] = [str(m) for m in nodes["nodes_modes"]]
+    attrs["nodes_values_as_tensor"] = numpy_helper.from_array(nodes["nodes_values"], "nodes_values")
+    return attrs
+
+
+def _leaves(trees: list[Any]) -> list[tuple[int, int, Any]]:
+    """(tree id, node id, value ``[n_outputs, n_values]``) of every leaf."""
+    import numpy as np
+
+    return [(t, int(n), tree.value[n]) for t, tree in enumerate(trees) for n in np.flatnonzero(tree.children_left < 0)]
+
+
+def _sklearn_tree_ensemble(scope, operator, container) -> None:
+    """RandomForest / ExtraTrees / GradientBoosting / DecisionTree classifiers, routing rows as scikit-learn does.
+
+    Replaces skl2onnx's converters for these, which drop each split's missing-value direction
+    (sklearn-onnx#1253: a row with a missing number takes another branch than in scikit-learn), and
+    never return on a tree with an infinite threshold (one that splits the missing values from the rest,
+    which scikit-learn makes when the training data has missing values). Thresholds come from
+    :func:`_sklearn_thresholds` (scikit-learn compares the row cast to float32) and leaf values are kept
+    in the input's precision (float64 here).
+
+    * RandomForest / ExtraTrees / a DecisionTree: a TreeEnsembleClassifier whose leaves hold each class's
+      share divided by the number of trees (``predict_proba``: the mean of the trees' normalised leaves);
+    * GradientBoosting (binary, ``init`` None or "zero"): a TreeEnsembleRegressor sums ``learning_rate`` x
+      leaf values, the initial raw score is added in float64, and the probability is ``expit(raw)``
+      (``expit(2 raw)`` for the exponential loss), as ``predict_proba`` computes it.
+
+    Probabilities leave as the graph's declared type (float64 here); the label is the most probable class.
+    """
+    import numpy as np
+    from onnx import TensorProto, numpy_helper
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    model = operator.raw_operator
+    kind = type(model).__name__
+    if getattr(model, "n_outputs_", 1) != 1:
+        raise NotImplementedError(f"{kind} with {model.n_outputs_} outputs cannot be converted")
+    classes = np.asarray(model.classes_)
+    if classes.dtype.kind in "iub":
+        labels = {"classlabels_int64s": [int(c) for c in classes]}
+        label_tensor = numpy_helper.from_array(classes.astype(np.int64), "classes")
+    else:
+        labels = {"classlabels_strings": [str(c) for c in classes]}
+        label_tensor = numpy_helper.from_array(np.array([str(c) for c in classes], dtype=object), "classes")
+    label_out, proba_out = operator.outputs[0].full_name, operator.outputs[1].full_name
+    proba_type = TensorProto.DOUBLE if type(operator.outputs[1].type).__name__ == "DoubleTensorType" else TensorProto.FLOAT
+
+    def name(prefix: str) -> str:
+        return scope.get_unique_variable_name(prefix)
+
+    def node(op_type: str, inputs: list[str], outputs: list[str], **attrs: Any) -> None:
+        container.add_node(op_type, inputs, outputs, name=scope.get_unique_operator_name(op_type), **attrs)
+
+    def constant(prefix: str, tensor_type: int, values: list) -> str:
+        key = name(prefix)
+        container.add_initializer(key, tensor_type, [len(values)], values)
+        return key
+
+    # onnxruntime compares in the input's precision and wants thresholds and leaf values in it too
+    rows = operator.inputs[0].full_name
+    input_type = type(operator.inputs[0].type).__name__
+    precision = np.float32 if input_type == "FloatTensorType" else np.float64
+    if input_type not in ("FloatTensorType", "DoubleTensorType"):
+        rows = name("rows_double")
+        node("Cast", [operator.inputs[0].full_name], [rows], to=TensorProto.DOUBLE)
+
+    if isinstance(model, GradientBoostingClassifier):
+        if len(classes) != 2:
+            raise NotImplementedError(f"{kind} with {len(classes)} classes cannot be converted (binary only)")
+        if model.init not in (None, "zero"):
+            raise NotImplementedError(f"{kind} with an init estimator cannot be converted")
+        trees = [e.tree_ for e in model.estimators_[:, 0]]
+        leaves = _leaves(trees)
+        ensemble = {
+            "n_targets": 1,
+            "aggregate_function": "SUM",
+            "post_transform": "NONE",
+            "target_treeids": [t for t, _, _ in leaves],
+            "target_nodeids": [n for _, n, _ in leaves],
+            "target_ids": [0] * len(leaves),
+            "target_weights_as_tensor": numpy_helper.from_array(
+                np.array([model.learning_rate * v[0, 0] for _, _, v in leaves], dtype=precision), "target_weights"),
+        }
+        summed, summed64, raw, positive, negative, probabilities = (
+            name(p) for p in ("tree_sum", "tree_sum_double", "raw_score", "positive", "negative", "probabilities"))
+        node("TreeEnsembleRegressor", [rows], [summed], op_domain="ai.onnx.ml", op_version=3,
+             **_tree_nodes(trees, precision), **ensemble)
+        node("Cast", [summed], [summed64], to=TensorProto.DOUBLE)
+        initial = float(model._raw_predict_init(np.zeros((1, model.n_features_in_))).ravel()[0])
+        node("Add", [summed64, constant("initial_raw_score", TensorProto.DOUBLE, [initial])], [raw])
+        if model.loss == "exponential":
+            scaled = name("raw_score_x2")
+            node("Mul", [raw, constant("two", TensorProto.DOUBLE, [2.0])], [scaled])
+            raw = scaled
+        node("Sigmoid", [raw], [positive])
+        node("Sub", [constant("one", TensorProto.DOUBLE, [1.0]), positive], [negative])
+        node("Concat", [negative, positive], [probabilities], axis=1)
+        node("Cast", [probabilities], [proba_out], to=proba_type)
+        best = name("best_class")
+        node("ArgMax", [probabilities], [best], axis=1, keepdims=0)
+        container.add_initializer(label_tensor.name, label_tensor.data_type, list(label_tensor.dims),
+                                  label_tensor)
+        node("Gather", [label_tensor.name, best], [label_out], axis=0)
+        return
+
+    trees = [model.tree_] if hasattr(model, "tree_") else [e.tree_ for e in model.estimators_]
+    leaves = _leaves(trees)
+    weights, class_ids = [], []
+    for _, _, value in leaves:
+        counts = value[0]
+        total = counts.sum()
+        weights.append(counts / (total if total > 0 else 1.0) / len(trees))
+        class_ids.append(np.arange(len(classes)))
+    ensemble = {
+        **labels,
+        "post_transform": "NONE",
+        "class_treeids": [t for t, _, _ in leaves for _ in range(len(classes))],
+        "class_nodeids": [n for _, n, _ in leaves for _ in range(len(classes))],
+        "class_ids": [int(i) for i in np.concatenate(class_ids)],
+        "class_weights_as_tensor": numpy_helper.from_array(np.concatenate(weights).astype(precision), "class_weights"),
+    }
+    probabilities = name("probabilities_float32")
+    node("TreeEnsembleClassifier", [rows], [label_out, probabilities], op_domain="ai.onnx.ml", op_version=3,
+         **_tree_nodes(trees, precision), **ensemble)
+    node("Cast", [probabilities], [proba_out], to=proba_type)
+
+
+def _double_precision_trees(scope, operator, container) -> None:
+    """skl2onnx's HistGradientBoosting classifier converter, keeping thresholds and leaf values in float64.
+
+    scikit-learn's HistGradientBoosting compares float64 rows with float64 thresholds and sends a missing
+    value where each node's ``missing_go_to_left`` says, which skl2onnx carries over. The stock converter
+    (ai.onnx.ml opset 1) rounds thresholds to float32. This one asks for opset 3 and moves the float64
+    arrays into the ``*_as_tensor`` attributes, then casts the float32 probabilities onnxruntime returns
+    to the double the graph declares. It also writes ``nodes_missing_value_tracks_true`` as ints:
+    skl2onnx 1.20 mixes in Python bools for leaves, which protobuf 7 rejects ("Expected an int, got a boolean").
     """
     import numpy as np
     from onnx import TensorProto, numpy_helper
@@ -271,22 +467,87 @@ def _double_precision_trees(scope, operator, container) -> None:
         del container.add_node
 
 
+def _simple_imputer(scope, operator, container) -> None:
+    """SimpleImputer on numbers (float64 kept) or on categories, with missing values as the export receives them.
+
+    Numbers: a NaN becomes the column's fill value (``statistics_``), in the input's precision (skl2onnx's
+    converter writes an ``Imputer`` node with float32 fill values, which onnxruntime does not run on
+    float64). Categories: a missing category arrives as :data:`MISSING_CATEGORY`; where the fill value is
+    that string too (the pipelines :func:`include.train.build_estimator` builds) nothing is left to do,
+    otherwise it is replaced by the fill value.
+    """
+    import numpy as np
+    from onnx import TensorProto
+    from skl2onnx.operator_converters.common import concatenate_variables
+    from sklearn.utils._missing import is_scalar_nan
+
+    imputer = operator.raw_operator
+    if imputer.add_indicator:
+        raise NotImplementedError("SimpleImputer(add_indicator=True) cannot be converted")
+    rows = concatenate_variables(scope, operator.inputs, container)
+    out = operator.outputs[0].full_name
+    fills = list(imputer.statistics_)
+    if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in fills):
+        raise NotImplementedError("SimpleImputer dropped a feature that had no value in training; "
+                                  "use keep_empty_features=True")
+
+    def op_name(op_type: str) -> str:
+        return scope.get_unique_operator_name(op_type)
+
+    fill = scope.get_unique_variable_name("fill_values")
+    if type(operator.inputs[0].type).__name__ == "StringTensorType":
+        if all(str(v) == MISSING_CATEGORY for v in fills):
+            container.add_node("Identity", [rows], [out], name=op_name("Identity"))
+            return
+        container.add_initializer(fill, TensorProto.STRING, [len(fills)], [str(v).encode() for v in fills])
+        flag, missing = scope.get_unique_variable_name("is_missing_int"), scope.get_unique_variable_name("is_missing")
+        container.add_node("LabelEncoder", [rows], [flag], op_domain="ai.onnx.ml", op_version=2,
+                           keys_strings=[MISSING_CATEGORY], values_int64s=[1], default_int64=0,
+                           name=op_name("LabelEncoder"))
+        container.add_node("Cast", [flag], [missing], to=TensorProto.BOOL, name=op_name("Cast"))
+    else:
+        if not is_scalar_nan(imputer.missing_values):
+            raise NotImplementedError(f"SimpleImputer(missing_values={imputer.missing_values!r}) on numbers "
+                                      "cannot be converted (NaN only)")
+        double = type(operator.inputs[0].type).__name__ == "DoubleTensorType"
+        container.add_initializer(fill, TensorProto.DOUBLE if double else TensorProto.FLOAT, [len(fills)],
+                                  [float(v) for v in fills])
+        missing = scope.get_unique_variable_name("is_missing")
+        container.add_node("IsNaN", [rows], [missing], name=op_name("IsNaN"))
+    container.add_node("Where", [missing, fill, rows], [out], name=op_name("Where"))
+
+
 def convert_to_onnx(model: Any, config: ModelConfig) -> bytes:
     """The fitted pipeline as an ONNX model: one ``[N, 1]`` input per feature, ``probabilities`` ``[N, classes]``.
 
-    Numeric features enter as double (scikit-learn scales them in float64 too); categorical ones
-    as strings.
+    Numeric features enter as double (scikit-learn scales them in float64 too), a missing one as NaN;
+    categorical ones as strings, a missing one as :data:`MISSING_CATEGORY`. Raises :class:`ExportError`
+    naming the pipeline's steps when skl2onnx (or a converter of this module) cannot convert it.
     """
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
-    from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        GradientBoostingClassifier,
+        HistGradientBoostingClassifier,
+        RandomForestClassifier,
+    )
+    from sklearn.impute import SimpleImputer
+    from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 
     initial_types = [
         (c["name"], StringTensorType([None, 1]) if c["type"] in STRING_TYPES else DoubleTensorType([None, 1]))
         for c in input_spec(config)
     ]
-    trees = dict.fromkeys((HistGradientBoostingClassifier, RandomForestClassifier, ExtraTreesClassifier),
-                          _double_precision_trees)
+    converters = {
+        RandomForestClassifier: _sklearn_tree_ensemble,
+        ExtraTreesClassifier: _sklearn_tree_ensemble,
+        GradientBoostingClassifier: _sklearn_tree_ensemble,
+        DecisionTreeClassifier: _sklearn_tree_ensemble,
+        ExtraTreeClassifier: _sklearn_tree_ensemble,
+        HistGradientBoostingClassifier: _double_precision_trees,
+        SimpleImputer: _simple_imputer,
+    }
     try:
         onx = convert_sklearn(
             model,
@@ -294,7 +555,7 @@ def convert_to_onnx(model: Any, config: ModelConfig) -> bytes:
             name=config.name,  # the graph name; skl2onnx's default is a random uuid
             options={id(model): {"zipmap": False}},
             target_opset=TARGET_OPSET,
-            custom_conversion_functions=trees,
+            custom_conversion_functions=converters,
         )
     except Exception as exc:  # skl2onnx raises anything from RuntimeError to MissingShapeCalculator
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -311,7 +572,11 @@ def _describe(model: Any) -> str:
 
 
 def onnx_feeds(frame: pd.DataFrame, spec: list[dict[str, str]]) -> dict[str, np.ndarray]:
-    """The ONNX model's inputs for ``frame``: what model.py builds from the Triton tensors."""
+    """The ONNX model's inputs for ``frame``: what model.py builds from the Triton tensors.
+
+    Numbers become float64 ``[N, 1]`` (a null, NaN or ``pd.NA``, becomes NaN); text becomes strings, a
+    null (None, NaN, ``pd.NA``) becoming :data:`MISSING_CATEGORY`, as Triton's client and the batch job send it.
+    """
     import numpy as np
 
     missing = [c["name"] for c in spec if c["name"] not in frame.columns]
@@ -319,11 +584,16 @@ def onnx_feeds(frame: pd.DataFrame, spec: list[dict[str, str]]) -> dict[str, np.
         raise ExportError(f"frame is missing feature column(s): {', '.join(missing)}")
     feeds = {}
     for column in spec:
-        values = frame[column["name"]].to_numpy()
+        values = frame[column["name"]]
         if column["type"] in STRING_TYPES:
-            feeds[column["name"]] = np.array([str(v) for v in values], dtype=object).reshape(-1, 1)
+            text = [MISSING_CATEGORY if missing else str(v) for v, missing in zip(values, values.isna(), strict=True)]
+            feeds[column["name"]] = np.array(text, dtype=object).reshape(-1, 1)
         else:
-            feeds[column["name"]] = values.astype(np.float64).reshape(-1, 1)
+            try:
+                feeds[column["name"]] = values.to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, 1)
+            except (TypeError, ValueError) as exc:
+                raise ExportError(f"feature column {column['name']!r} ({column['type']}) holds values that are not "
+                                  f"numbers: {exc}") from None
     return feeds
 
 
@@ -335,22 +605,86 @@ def positive_column(model: Any, config: ModelConfig) -> int:
 
 
 def parity_frame(example: pd.DataFrame, config: ModelConfig, sample: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Rows to compare ONNX and scikit-learn on: the sample, the input example, and the example with
-    every categorical feature set to a category never seen in training (``handle_unknown``)."""
+    """Rows to compare ONNX and scikit-learn on; each row's index label names what it checks.
+
+    * ``"sample"``: the ``sample`` rows, when given; ``"example"``: the logged input example;
+    * ``"<feature> missing"``, for every numeric feature: the example with that feature null, the way
+      :func:`include.dataset.read_dataset` reads a null (``pd.NA`` in an ``Int64`` / ``boolean`` column
+      for ``int`` / ``bool``, NaN for ``float``);
+    * for every categorical feature, the example with it null as read_dataset reads it (None,
+      ``"<feature> missing"``) and as pandas' CSV reader does (NaN, ``"<feature> missing (NaN)"``), and
+      set to a category never seen in training (``"<feature> unseen"``: ``handle_unknown``).
+
+    Columns are the configured features, in order.
+    """
+    import numpy as np
     import pandas as pd
 
-    frames = [f for f in (sample, example) if f is not None]
-    unseen = example.copy()
+    names = config.dataset.feature_names
+    example = pd.DataFrame(example)[names].reset_index(drop=True)
+    null_dtypes = {"int": "Int64", "bool": "boolean"}
+    cases: list[tuple[str, pd.DataFrame]] = []
+    if sample is not None:
+        cases.append(("sample", sample[names]))
+    cases.append(("example", example))
     for column in config.dataset.features:
         if column.type in STRING_TYPES:
-            unseen[column.name] = UNKNOWN_CATEGORY
-    names = config.dataset.feature_names
-    return pd.concat([f[names] for f in [*frames, unseen]], ignore_index=True)
+            values = {"missing": None, "missing (NaN)": np.nan, "unseen": UNKNOWN_CATEGORY}
+            for case, value in values.items():
+                rows = example.astype({column.name: object})
+                rows[column.name] = pd.Series([value] * len(rows), index=rows.index, dtype=object)
+                cases.append((f"{column.name} {case}", rows))
+        else:
+            rows = example.copy()
+            dtype = null_dtypes.get(column.type, "float64")
+            rows[column.name] = pd.Series(pd.array([None] * len(rows), dtype=dtype), index=rows.index)
+            cases.append((f"{column.name} missing", rows))
+    frames = [rows.set_axis(pd.Index([label] * len(rows)), axis=0) for label, rows in cases]
+    return pd.concat(frames)
+
+
+def _cases(labels: Iterable[Any], limit: int = 8) -> str:
+    """``"credit_score missing, region unseen"`` for parity_frame's labels, ``"row 3, row 17"`` for a plain index."""
+    import numbers
+
+    unique = list(dict.fromkeys(labels))
+    named = [f"row {v}" if isinstance(v, numbers.Integral) else str(v) for v in unique[:limit]]
+    more = f" and {len(unique) - limit} more" if len(unique) > limit else ""
+    return ", ".join(named) + more
+
+
+def _sklearn_scores(model: Any, frame: pd.DataFrame, column: int, config: ModelConfig) -> np.ndarray:
+    """scikit-learn's probability of class ``column`` for ``frame``; rows it cannot score raise ExportError naming them."""
+    try:
+        return model.predict_proba(frame)[:, column]
+    except Exception as exc:  # scikit-learn's "Input X contains NaN", or whatever a foreign step raises
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        labels = frame.index.to_numpy()
+        failing = []
+        for label in dict.fromkeys(labels):
+            try:
+                model.predict_proba(frame[labels == label])
+            except Exception:  # the same failure, located
+                failing.append(label)
+        where = f"rows with {_cases(failing)}" if failing else f"the {len(frame)} parity rows"
+        raise ExportError(
+            f"{config.name}: scikit-learn's {_describe(model)} cannot score {where} ({reason}) but the ONNX export "
+            f"would score them: refused, so that Triton and the batch job never score a row the model itself "
+            f"cannot. Retrain the model: the pipelines include.train builds impute missing numbers for "
+            f"estimators without native missing-value support"
+        ) from exc
 
 
 def check_parity(onnx_model: bytes, model: Any, frame: pd.DataFrame, config: ModelConfig,
                  tolerance: float = PARITY_TOLERANCE) -> dict[str, float]:
-    """Compare the ONNX model's probabilities with scikit-learn's ``predict_proba`` on ``frame``."""
+    """Compare the ONNX model's probabilities with scikit-learn's ``predict_proba`` on ``frame``.
+
+    ``frame``'s index names each row's case in the errors (:func:`parity_frame` labels them). Returns
+    ``{"rows", "max_abs_diff", "tolerance"}``. Raises :class:`ExportError` when onnxruntime cannot run
+    the export, when scikit-learn cannot score some rows (e.g. a missing number for an estimator without
+    missing-value support: the export would score them anyway), or when a probability differs by more
+    than ``tolerance`` (or is NaN on one side only); the message names the cases that disagree.
+    """
     import numpy as np
     import onnxruntime as ort
 
@@ -358,18 +692,19 @@ def check_parity(onnx_model: bytes, model: Any, frame: pd.DataFrame, config: Mod
     feeds = onnx_feeds(frame, input_spec(config))
     try:
         session = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
-        got = session.run([ONNX_PROBABILITIES], feeds)[0][:, column]
+        got = session.run([ONNX_PROBABILITIES], feeds)[0][:, column].astype(np.float64)
     except Exception as exc:  # onnxruntime's errors (Fail, InvalidProtobuf, InvalidGraph…) share no base class
         raise ExportError(f"{config.name}: onnxruntime cannot run the ONNX export of {_describe(model)}: {exc}") from exc
-    expected = model.predict_proba(frame[config.dataset.feature_names])[:, column]
-    diff = np.abs(got.astype(np.float64) - expected)
-    worst = float(np.nanmax(diff)) if len(diff) else 0.0
-    if len(diff) and (worst > tolerance or np.isnan(diff).any()):
-        row = int(np.nanargmax(diff))
+    expected = _sklearn_scores(model, frame[config.dataset.feature_names], column, config)
+    diff = np.abs(got - expected)
+    wrong = ~(diff <= tolerance)  # NaN on either side is wrong too
+    worst = float(np.nanmax(diff)) if len(diff) and not np.isnan(diff).all() else (float("nan") if len(diff) else 0.0)
+    if wrong.any():
+        row = int(np.nanargmax(diff)) if not np.isnan(diff).all() else int(np.flatnonzero(wrong)[0])
         raise ExportError(
             f"{config.name}: the ONNX export disagrees with scikit-learn: max |diff| {worst:.3g} > {tolerance:g} "
-            f"on {int((diff > tolerance).sum())} of {len(diff)} rows (row {row}: onnx {got[row]:.6f}, "
-            f"sklearn {expected[row]:.6f})"
+            f"on {int(wrong.sum())} of {len(diff)} rows, on rows with: {_cases(frame.index[wrong])} "
+            f"(worst: {_cases([frame.index[row]])}: onnx {got[row]:.6f}, sklearn {expected[row]:.6f})"
         )
     return {"rows": len(diff), "max_abs_diff": worst, "tolerance": tolerance}
 

@@ -101,7 +101,7 @@ def verify(model: str, plan: dict) -> dict:
         log.info("Smoke inference on version %s: %s", plan["version"], smoke)
         served = triton.infer(model, frame, version=plan["version"])
         expected = np.asarray(mlflow.pyfunc.load_model(f"models:/{model}/{plan['version']}").predict(frame))[:, 1]
-        result = check_parity(expected, served, tolerance=PARITY_TOLERANCE)
+        result = check_parity(expected, served, tolerance=PARITY_TOLERANCE, labels=frame.index)
     except (DeploymentError, RuntimeError, ValueError) as exc:
         raise AirflowFailException(f"{model} version {plan['version']} failed verification: {exc}") from None
     log.info("Parity on %d rows: max |diff| %.3g (tolerance %g)", result["rows"], result["max_abs_diff"], PARITY_TOLERANCE)

@@ -235,6 +235,18 @@ def test_missing_values_and_unseen_categories_convert_faithfully(registry: Regis
     assert parity["rows"] == 300 and parity["max_abs_diff"] <= TOLERANCE
 
 
+def test_the_export_checks_parity_on_every_missing_and_unseen_value(registry: Registry, repo: Path) -> None:
+    version_dir = export_version(registry.client, registry.name, "1", registry.config, repo)
+
+    marker = json.loads((version_dir / "export.json").read_text())
+    features = registry.config.dataset.features
+    categorical = sum(c.type in repository.STRING_TYPES for c in features)
+    # the 5-row input example, then again with each number missing, each category missing (None, NaN) and unseen
+    assert marker["format"] == repository.FORMAT
+    assert marker["parity"]["rows"] == 5 * (1 + len(features) - categorical + 3 * categorical)
+    assert marker["parity"]["max_abs_diff"] <= TOLERANCE
+
+
 def test_a_categories_only_pipeline_converts_faithfully(registry: Registry) -> None:
     """No numeric feature: the trees see the one-hot block in float32, and must compare in float32."""
     dataset = registry.config.dataset.model_copy(
