@@ -1,6 +1,6 @@
 """Hourly monitoring: is the live model still healthy, and who must hear about it?
 
-One hour of one model is assessed at a time (the monitoring DAG's data interval):
+One hour of one model is assessed at a time (which hour: :func:`run_window`):
 
 * **data drift** of the hour's inputs against the reference profile stored with the serving
   version at training time (:mod:`include.drift`, Evidently's tests and thresholds);
@@ -44,6 +44,8 @@ count, and the rest of the assessment (drift on the other features, KPIs) goes o
 * ``outcomes_unreadable``: an outcome file that cannot be read or lacks a column; left out. Always
   warns (value: files).
 * ``unchecked_feature``: a feature the drift check could not test for another reason. Always warns.
+* ``unassessed_hours``: hours before this one that no monitoring run assessed (see below). Always
+  warns (value: hours), whatever the hour's own rows.
 
 What escalates: invalid predictions in at least ``invalid_predictions_critical`` of the hour's rows
 make it ``critical`` (the served version is broken: it is rolled back), cold start or not. Other
@@ -59,6 +61,20 @@ Cooldown: a condition that fired is not repeated within ``cooldown_hours`` of th
 for, unless it got worse (a higher tier, or a value at least half its threshold beyond the one that
 fired) or another version serves now (a fresh deployment that goes bad is rolled back too). What fired is kept as tags on the model's monitoring run, so re-running an hour sends
 nothing twice.
+
+Which hour a run assesses (:func:`run_window`): a scheduled or back-fill run its data interval; a
+manual run the hour its ``hour`` param names, else its data interval when it was given a logical
+date, else the last hour that ended before it was triggered. A manual run may assess an hour a
+scheduled run already assessed (the cooldown keeps it from alerting twice).
+
+Unassessed hours (:func:`find_gap`): every run but a back-fill looks at the hours between the last
+hour assessed before its own and its own (at most :data:`GAP_LOOKBACK_HOURS` of them). Hours no
+run assessed (the scheduler was down or paused, a run failed for good, or a manual run took the
+logical date a scheduled run needed) are the ``unassessed_hours`` finding and metric. The record:
+the ``rows`` metric of the monitoring run, which :func:`log_hour` writes for every assessed window
+once its assessment is complete (with ``window_hours`` for windows longer than an hour), at the step
+of the window's first hour. A gap is reported by the run after it, so one reported for another hour
+is another gap: the cooldown does not hide it; a re-run of the same hour does not repeat it.
 
 Everything measured per hour goes to that monitoring run as MLflow metrics (step = hours since the
 epoch, timestamp = the hour), so their history plots in the MLflow UI: among them
@@ -77,7 +93,7 @@ import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -114,9 +130,17 @@ INVALID_PREDICTIONS = "invalid_predictions"
 NO_REFERENCE_PROFILE = "no_reference_profile"
 OUTCOMES_UNREADABLE = "outcomes_unreadable"
 UNCHECKED_FEATURE = "unchecked_feature"
+UNASSESSED_HOURS = "unassessed_hours"
 DATA_QUALITY_KINDS = (NO_ROWS, UNREADABLE_FILE, MISSING_FEATURE, MISSING_COLUMN, WRONG_TYPE, ALL_NULL, NON_FINITE,
-                      CONSTANT, INVALID_PREDICTIONS, NO_REFERENCE_PROFILE, OUTCOMES_UNREADABLE, UNCHECKED_FEATURE)
-HOUR_KINDS = frozenset({NO_ROWS, UNREADABLE_FILE})  # count toward the tier even below min_rows
+                      CONSTANT, INVALID_PREDICTIONS, NO_REFERENCE_PROFILE, OUTCOMES_UNREADABLE, UNCHECKED_FEATURE,
+                      UNASSESSED_HOURS)
+HOUR_KINDS = frozenset({NO_ROWS, UNREADABLE_FILE, UNASSESSED_HOURS})  # count toward the tier even below min_rows
+GAP = f"{DATA_QUALITY}.{UNASSESSED_HOURS}"  # the finding about other hours: no reason to think this one unhealthy
+ONE_HOUR = pd.Timedelta(hours=1)
+TIMETABLE_RUNS = frozenset({"scheduled", "backfill"})  # runs the schedule made: keyed by their data interval
+GAP_LOOKBACK_HOURS = 7 * 24  # the most unassessed hours one run reports (a long outage: the latest ones)
+WINDOW_METRIC = "window_hours"
+MAX_NAMED_RANGES = 5  # spans of unassessed hours named in the finding; the rest are counted
 CONSTANT_CHANCE = 1e-3  # a single-valued feature is a finding when the reference makes it this unlikely
 MAX_NAMED_FILES = 3  # files named in a finding's detail; the rest are counted
 
@@ -232,7 +256,8 @@ def assess(
             + "".join(f"; {i.name} recorded, not alerted: {i.detail}" for i in issues)
         )
         return HourAssessment(config.name, version, hour.isoformat(), rows, "warning" if counted else "skipped",
-                              reason, healthy=not counted, findings=counted, data_quality=issues, notes=list(notes))
+                              reason, healthy=all(f.name == GAP for f in counted), findings=counted,
+                              data_quality=issues, notes=list(notes))
     kpis = compute_kpis(config, mon.kpis, frame)
     fell = drops(mon.kpis, kpis, baseline)
     # An hour is in the cold start when it ends within it (a deployment mid-hour is judged on that hour).
@@ -277,7 +302,7 @@ def assess(
     )
     return HourAssessment(
         config.name, version, hour.isoformat(), rows, level, reason, cold_start=cold,
-        healthy=not drift_warns and not kpi_findings and not quality_findings,
+        healthy=not drift_warns and not kpi_findings and all(f.name == GAP for f in quality_findings),
         drift=drift_report.as_dict() if drift_report is not None else None,
         kpis={k: v.as_dict() for k, v in kpis.items()}, baseline=dict(baseline), baseline_source=baseline_source,
         drops=fell, findings=findings, data_quality=issues, notes=list(notes),
@@ -517,6 +542,197 @@ def _files_text(issues: Sequence[inference_log.ReadIssue], *, reasons: bool = Tr
     return "; ".join(shown) + (f"; and {more} more file(s)" if more > 0 else "")
 
 
+# --- which hour a run assesses, and the hours no run assessed ------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """What one monitoring run assesses: predictions with ``start <= ts < end`` (UTC).
+
+    ``source``: ``hour`` (the run's ``hour`` param), ``data_interval`` (the run's data interval) or
+    ``last_complete_hour`` (the last hour that ended before the run was triggered). ``check_gaps``:
+    whether the run reports the hours before ``start`` that no run assessed (not a back-fill).
+    ``warnings``: what is wrong with the run's dates, for the log.
+    """
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    source: str
+    check_gaps: bool = True
+    warnings: tuple[str, ...] = ()
+
+
+def parse_hour(value: object) -> pd.Timestamp:
+    """The start of the UTC hour that ``value`` falls in.
+
+    ``value``: an ISO 8601 date-time, as text (``2026-11-05T10:00:00Z``; without an offset it is
+    UTC; any time within an hour names that hour) or a ``datetime``. Raises ``ValueError`` naming
+    the ``hour`` param when it is neither.
+    """
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"param 'hour': {value!r} is not an ISO 8601 date-time "
+                             "such as 2026-11-05T10:00:00Z") from None
+    if not isinstance(value, datetime):
+        raise ValueError(f"param 'hour': {value!r} ({type(value).__name__}) is not a date-time "
+                         "such as 2026-11-05T10:00:00Z")
+    return _utc(value).floor("h")
+
+
+def _utc(value) -> pd.Timestamp:
+    """``value`` as a UTC timestamp; without a zone it is UTC."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def run_window(
+    *,
+    run_type: str,
+    run_after,
+    hour: object = None,
+    data_interval: tuple | None = None,
+    logical_date=None,
+    now: pd.Timestamp | None = None,
+) -> Window:
+    """The hour (or interval) a monitoring run assesses, from what Airflow knows of the run.
+
+    ``run_type``: Airflow's (``scheduled``, ``backfill``, ``manual``, ``asset_triggered``,
+    ``operator_triggered``); ``run_after``: when the run was due (a manual run: when it was
+    triggered); ``hour``: the run's ``hour`` param (None or ``""``: not given); ``data_interval``:
+    ``(start, end)`` or None (a manual run without a logical date has none); ``logical_date``: the
+    run's, or None; ``now``: the current time (default: now). Datetimes without a zone are UTC.
+
+    * A scheduled or back-fill run assesses its data interval; an ``hour`` is ignored (a warning).
+    * Any other run (manual) assesses the hour ``hour`` names (:func:`parse_hour`), else its data
+      interval when it has one (given a logical date, Airflow makes it the last interval that ended
+      at or before that date), else the last hour that ended at or before ``run_after``.
+    * A zero-length interval (a run of an unscheduled DAG given a logical date) means the last hour
+      that ended at or before it.
+
+    A manual run given a logical date on a schedule boundary (its data interval ends at its logical
+    date) took the logical date of the scheduled run of the interval starting there: that run cannot
+    be created, and its hour will be reported as unassessed; this is a warning of the window.
+
+    Raises ``ValueError`` (naming the ``hour`` param) when ``hour`` is not a date-time or names an
+    hour that has not ended by ``now``, and when a scheduled or back-fill run has no data interval.
+    """
+    now = _utc(now if now is not None else pd.Timestamp.now(tz="UTC"))
+    interval = None
+    if data_interval is not None and data_interval[0] is not None and data_interval[1] is not None:
+        interval = (_utc(data_interval[0]), _utc(data_interval[1]))
+    given = hour is not None and not (isinstance(hour, str) and not hour.strip())
+    warnings: list[str] = []
+    if run_type in TIMETABLE_RUNS:
+        if interval is None:
+            raise ValueError(f"a {run_type} run has no data interval: nothing to assess")
+        if given:
+            warnings.append(f"a {run_type} run assesses its data interval {interval[0]} to {interval[1]}; "
+                            f"its param 'hour' ({hour!r}) is ignored")
+        start, end = interval
+        source = "data_interval"
+    else:
+        if logical_date is not None and interval is not None and interval[1] == _utc(logical_date):
+            warnings.append(
+                f"this {run_type} run took the logical date {_utc(logical_date)}, the one the scheduled run of the "
+                "interval starting then needs: the scheduler cannot create that run, and its hour will be reported "
+                "as unassessed by the next run. Trigger manual runs with \"logical_date\": null and the hour to "
+                "assess in the conf (\"hour\")")
+        if given:
+            start = parse_hour(hour)
+            end, source = start + ONE_HOUR, "hour"
+            if end > now:
+                raise ValueError(f"param 'hour': {hour!r} names the hour {start:%Y-%m-%d %H}:00 UTC, which has not "
+                                 f"ended yet (now {now:%Y-%m-%d %H:%M} UTC): name an hour that has ended")
+        elif interval is not None:
+            (start, end), source = interval, "data_interval"
+        else:
+            end = _utc(run_after).floor("h")
+            start, source = end - ONE_HOUR, "last_complete_hour"
+    if end <= start:  # a zero-length interval: the last hour that ended by then
+        end = end.floor("h")
+        start = end - ONE_HOUR
+    return Window(start, end, source, check_gaps=run_type != "backfill", warnings=tuple(warnings))
+
+
+def covered_hours(start: pd.Timestamp, end: pd.Timestamp) -> int:
+    """How many hours (steps) the window ``start <= ts < end`` touches (at least 1)."""
+    first = pd.Timestamp(start).floor("h")
+    return max(1, int(np.ceil((pd.Timestamp(end) - first) / ONE_HOUR)))
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Hours before an assessed one that no run assessed, oldest first.
+
+    ``hours``: their starts (at most the lookback's); ``last_assessed``: the start of the last hour
+    assessed before them; ``lookback_hours``: how far back was looked.
+    """
+
+    hours: tuple[pd.Timestamp, ...]
+    last_assessed: pd.Timestamp
+    lookback_hours: int
+
+    @property
+    def beyond_lookback(self) -> bool:
+        """More unassessed hours before the ones listed (the last assessed hour is older than the lookback)."""
+        return self.last_assessed + ONE_HOUR < self.hours[0]
+
+
+def find_gap(assessed: Mapping[int, float], start: pd.Timestamp,
+             lookback_hours: int = GAP_LOOKBACK_HOURS) -> Gap | None:
+    """The hours between the last hour assessed before ``start`` and ``start`` (None when there are none).
+
+    ``assessed``: ``{step: hours covered}`` of every assessed window (:func:`assessed_windows`;
+    step: :func:`hour_step` of its first hour). Hours only windows at or after ``start`` covered
+    do not count; none assessed before ``start`` at all (the model's first run): None. At most
+    ``lookback_hours`` hours are listed: the latest.
+    """
+    first = hour_step(start)
+    ends = [min(step + max(1, int(np.ceil(span))), first) for step, span in assessed.items() if step < first]
+    if not ends:
+        return None
+    last = max(ends) - 1  # the last hour assessed before start
+    missing = range(max(last + 1, first - lookback_hours), first)
+    if not missing:
+        return None
+    return Gap(tuple(pd.Timestamp(s * 3600, unit="s", tz="UTC") for s in missing),
+               pd.Timestamp(last * 3600, unit="s", tz="UTC"), lookback_hours)
+
+
+def assessed_windows(client: MlflowClient, run_id: str) -> dict[int, float]:
+    """``{step: hours covered}`` of every window assessed on the monitoring run ``run_id``.
+
+    From its ``rows`` metric, which :func:`log_hour` writes for every assessed window, and
+    ``window_hours`` (1 where absent).
+    """
+    spans = _history(client, run_id, WINDOW_METRIC)
+    return {step: spans.get(step, 1.0) for step in _history(client, run_id, "rows")}
+
+
+def gap_issue(config: ModelConfig, gap: Gap) -> DataQualityIssue:
+    """The ``unassessed_hours`` issue of ``gap`` (value: its hours; always a finding), naming the hours
+    and the manual run that assesses one."""
+    spans: list[list[pd.Timestamp]] = []
+    for hour in gap.hours:
+        if spans and hour - spans[-1][-1] == ONE_HOUR:
+            spans[-1].append(hour)
+        else:
+            spans.append([hour])
+    named = [f"{s[0]:%Y-%m-%d %H}:00" + (f" to {s[-1]:%Y-%m-%d %H}:00 ({len(s)} h)" if len(s) > 1 else "")
+             for s in spans[-MAX_NAMED_RANGES:]]
+    if len(spans) > MAX_NAMED_RANGES:
+        named.insert(0, f"{len(spans) - MAX_NAMED_RANGES} earlier span(s)")
+    n = len(gap.hours)
+    before = (f"none was assessed in the {gap.lookback_hours} h looked back; the last assessed hour started "
+              if gap.beyond_lookback else "the last assessed hour before them started ")
+    detail = (f"{n} hour(s) before this one were not assessed by any monitoring run (hours starting, UTC): "
+              f"{', '.join(named)}; {before}{gap.last_assessed:%Y-%m-%d %H}:00 UTC. Assess one with a manual run "
+              f"of monitor_{config.name}: logical_date null, conf {{\"hour\": \"{gap.hours[-1]:%Y-%m-%dT%H}:00:00Z\"}}")
+    return DataQualityIssue(UNASSESSED_HOURS, None, n, float(n), 1.0, detail)
+
+
 # --- cooldown ------------------------------------------------------------------------------
 
 
@@ -525,12 +741,17 @@ def due(assessment: HourAssessment, state: Mapping[str, dict], cooldown_hours: f
 
     Worse: a higher tier, or a value at least ``WORSE_FRACTION`` of the threshold beyond the one
     that fired (for ``data_quality.*`` findings: of the larger of the threshold and that value).
+    ``data_quality.unassessed_hours`` reported for another hour than the one it fired for is another
+    gap (see the module docstring): due whatever the cooldown.
     """
     hour = pd.Timestamp(assessment.hour)
     out = []
     for finding in assessment.findings:
         last = state.get(finding.name)
         if last is None or last.get("version") != assessment.version:  # a version deployed since is a new case
+            out.append(finding)
+            continue
+        if finding.name == GAP and last.get("hour") != assessment.hour:  # other hours than the ones told
             out.append(finding)
             continue
         since = abs(hour - pd.Timestamp(last["hour"]))
@@ -629,11 +850,18 @@ def _healthy_means(
     return out
 
 
-def log_hour(client: MlflowClient, run_id: str, assessment: HourAssessment, latency_ms: pd.Series) -> None:
-    """The hour's measurements as metrics on the monitoring run (re-running an hour overwrites its point)."""
+def log_hour(client: MlflowClient, run_id: str, assessment: HourAssessment, latency_ms: pd.Series,
+             window_hours: int = 1) -> None:
+    """The hour's measurements as metrics on the monitoring run (re-running an hour overwrites its point).
+
+    ``rows`` is written for every assessed window: it is the record of which hours were assessed
+    (:func:`assessed_windows`); ``window_hours`` (the hours the window covers) with it when more than one.
+    """
     hour = pd.Timestamp(assessment.hour)
     ts, step = int(hour.timestamp() * 1000), hour_step(hour)
     values: dict[str, float] = {"rows": assessment.rows}
+    if window_hours != 1:
+        values[WINDOW_METRIC] = float(window_hours)
     if str(assessment.version).isdigit():
         values["model_version"] = float(assessment.version)
     if assessment.level != "skipped":
@@ -711,6 +939,7 @@ def assess_window(
     champion: str | None,
     root: str | None = None,
     now: pd.Timestamp | None = None,
+    check_gaps: bool = True,
 ) -> HourResult:
     """Assess the predictions of ``config``'s model with ``start <= ts < end`` and record it on the monitoring run.
 
@@ -721,6 +950,8 @@ def assess_window(
     (:func:`log_hour`) and Evidently's HTML report under ``reports/YYYY-MM-DD/HH00/`` of the monitoring
     run. What is wrong with the data becomes a data-quality issue, never an exception; a failing
     HTML report becomes a note. Errors of MLflow itself (the store unreachable) are raised.
+    ``check_gaps``: also report the hours before ``start`` that no run assessed (:func:`find_gap`;
+    not for a back-fill, which fills them).
     """
     mon = config.monitoring
     types = {c.name: c.type for c in config.dataset.features}
@@ -753,9 +984,14 @@ def assess_window(
             baseline, source = kpi_baseline(client, config, version, deployed, start, run_id)
         except MlflowException as exc:  # the version is not registered: reported as no_reference_profile
             log.warning("%s v%s: no deployment time or KPI baseline: %s", config.name, version, exc.message)
+    if check_gaps:
+        gap = find_gap(assessed_windows(client, run_id), start)
+        if gap is not None:
+            issues.append(gap_issue(config, gap))
+            log.warning("%s: %s", config.name, issues[-1].detail)
     assessment = assess(config, hour=start, frame=frame, version=version, drift_report=report, deployed_at=deployed,
                         baseline=baseline, baseline_source=source, data_quality=issues)
-    log_hour(client, run_id, assessment, frame["latency_ms"])
+    log_hour(client, run_id, assessment, frame["latency_ms"], window_hours=covered_hours(start, end))
     result = HourResult(assessment, run_id)
     if profile is not None:
         result.report_path, note = write_report(client, run_id, profile, frame, start, config)

@@ -3,11 +3,16 @@
 One registry for the module: version 1 then version 2 trained and promoted by the real DAGs, version
 2 deployed (its ``deploy`` audit record) long before the hours below. Each hour of traffic is scored
 by the champion's own MLflow model and written to the inference log; outcomes arrive a day later.
-Then, in order: a clean hour (nothing), a drifted hour whose outcomes have not arrived (warning), the
-next drifted hour (cooldown: nothing), an hour in which one feature is entirely null (a data-quality
-warning on Slack; the rest assessed), a drifted hour whose outcomes show the loans going bad
-(critical: rollback and retraining runs started, Slack told what was done), and a drifted, bad hour
-just after a fresh deployment (cold start: no drift alert, no rollback).
+Then, in order, hour after hour on 2026-11-02 (runs with that hour as their data interval, as the
+scheduler makes them): a clean hour (nothing), a drifted hour whose outcomes have not arrived
+(warning), the next drifted hour (cooldown: nothing), an hour in which one feature is entirely null
+(a data-quality warning on Slack; the rest assessed), a drifted hour whose outcomes show the loans
+going bad (critical: rollback and retraining runs started, Slack told what was done); then an hour
+is left out, and the run of the hour after it warns that it was not assessed; a manual run without a
+logical date assesses the hour its ``hour`` param names (the one left out) and the hour after no
+longer warns; a manual re-assessment of an hour that warned sends nothing twice; a manual run without
+an ``hour`` assesses the last complete hour; and a drifted, bad hour just after a fresh deployment
+(cold start: no drift alert, no rollback).
 """
 
 from __future__ import annotations
@@ -117,8 +122,33 @@ def _traffic(env, version: str, hour: str, *, seed: int, drift: float = 0.0, con
 
 
 def _monitor(dags, hour: str):
-    """Run the monitoring DAG for the hour starting at ``hour`` (its data interval)."""
+    """Run the monitoring DAG for the hour starting at ``hour`` (its data interval, as a scheduled run has)."""
     return dags["monitor"].test(logical_date=(pd.Timestamp(hour) + pd.Timedelta(hours=1)).to_pydatetime())
+
+
+def _manual(dags, hour: str | None = None, **kwargs):
+    """A manual run as the README triggers it: no logical date, the hour (if any) in the conf."""
+    return dags["monitor"].test(logical_date=None, run_conf={"hour": hour} if hour else None, **kwargs)
+
+
+def _window(run) -> dict:
+    """What the run's ``assess`` task says it assessed (its XCom's ``window``)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, task_ids="assess",
+                                                 key="return_value")).first()
+        return XComModel.deserialize_value(row)["window"]
+
+
+def _step_values(env, key: str, hour: pd.Timestamp) -> list[float]:
+    from include import monitoring
+    from include.config import get_model_config
+
+    client = env["client"]
+    mon_run = monitoring.monitoring_run(client, get_model_config(MODEL))
+    return [p.value for p in client.get_metric_history(mon_run, key) if p.step == monitoring.hour_step(hour)]
 
 
 def _alerts(env, version: str) -> list[dict]:
@@ -161,7 +191,7 @@ def test_a_clean_hour_raises_nothing(env, dags, champion) -> None:
 
 
 def test_a_drifted_hour_warns_on_slack(env, dags, champion) -> None:
-    hour = "2026-11-03T10:00:00Z"
+    hour = "2026-11-02T11:00:00Z"
     _traffic(env, champion, hour, seed=22, drift=0.9, outcomes=False)  # outcomes not arrived: KPIs unknown
 
     states = _states(_monitor(dags, hour))
@@ -175,7 +205,7 @@ def test_a_drifted_hour_warns_on_slack(env, dags, champion) -> None:
 
 
 def test_the_same_condition_is_not_repeated_within_the_cooldown(env, dags, champion) -> None:
-    hour = "2026-11-03T12:00:00Z"  # 2 hours later, cooldown 6 hours, the same drift
+    hour = "2026-11-02T12:00:00Z"  # an hour later, cooldown 6 hours, the same drift
     _traffic(env, champion, hour, seed=23, drift=0.9, outcomes=False)
 
     states = _states(_monitor(dags, hour))
@@ -188,7 +218,7 @@ def test_an_hour_with_an_all_null_feature_warns_on_slack_and_is_assessed(env, da
     from include import monitoring
     from include.config import get_model_config
 
-    hour = "2026-11-04T10:00:00Z"
+    hour = "2026-11-02T13:00:00Z"
     _traffic(env, champion, hour, seed=26, null_feature="region")
     sent = len(env["slack"].messages)
 
@@ -216,7 +246,7 @@ def test_an_hour_with_an_all_null_feature_warns_on_slack_and_is_assessed(env, da
 
 
 def test_drift_with_a_kpi_drop_rolls_back_and_retrains(env, dags, champion) -> None:
-    hour = "2026-11-05T10:00:00Z"
+    hour = "2026-11-02T14:00:00Z"
     _traffic(env, champion, hour, seed=24, drift=0.9, concept_drift=1.0)  # and the loans go bad
 
     run = _monitor(dags, hour)
@@ -238,6 +268,90 @@ def test_drift_with_a_kpi_drop_rolls_back_and_retrains(env, dags, champion) -> N
     sent = len(env["slack"].messages)
     _monitor(dags, hour)
     assert len(env["slack"].messages) == sent
+
+
+def test_an_hour_no_run_assessed_is_reported_by_the_next_run(env, dags, champion) -> None:
+    hour = "2026-11-02T16:00:00Z"  # 15:00 was not assessed (the scheduler was down, or its run could not be made)
+    _traffic(env, champion, hour, seed=27)
+    sent = len(env["slack"].messages)
+
+    run = _monitor(dags, hour)
+
+    states = _states(run)
+    assert str(run.state) == "success" and states["notify"] == "success", states
+    [message] = env["slack"].messages[sent:]
+    text = json.dumps(message)
+    assert "data_quality.unassessed_hours" in text and "2026-11-02 15:00" in text
+    assert 'conf {\\"hour\\": \\"2026-11-02T15:00:00Z\\"}' in text  # how to assess it
+    record = _alerts(env, champion)[-1]
+    assert [f["name"] for f in record["details"]["findings"]] == ["data_quality.unassessed_hours"]
+    assert _step_values(env, "data_quality.unassessed_hours", pd.Timestamp(hour)) == [1.0]
+    assert _step_values(env, "rows", pd.Timestamp(hour)) == [400.0]  # the hour itself was assessed
+
+
+def test_a_manual_run_without_a_logical_date_assesses_the_hour_it_names(env, dags, champion) -> None:
+    hour = "2026-11-02T15:00:00Z"  # the hour left out
+    _traffic(env, champion, hour, seed=28)
+    sent = len(env["slack"].messages)
+
+    run = _manual(dags, hour)
+
+    states = _states(run)
+    assert str(run.state) == "success" and states["assess"] == "success", states
+    assert (str(run.run_type), run.logical_date, run.data_interval_start) == ("manual", None, None)
+    assert run.conf == {"hour": hour}
+    assert _window(run) == {"start": "2026-11-02T15:00:00+00:00", "end": "2026-11-02T16:00:00+00:00",
+                            "source": "hour"}
+    assert _step_values(env, "rows", pd.Timestamp(hour)) == [400.0]
+    assert len(_step_values(env, "drift.share_drifted", pd.Timestamp(hour))) == 1
+    assert states["notify"] == "skipped" and env["slack"].messages[sent:] == []  # clean, and no gap before it
+
+    # the hour after it, run again, no longer reports it
+    again = _monitor(dags, "2026-11-02T16:00:00Z")
+    assert _window(again)["source"] == "data_interval"
+    assert _states(again)["notify"] == "skipped" and env["slack"].messages[sent:] == []
+    assert sorted(_step_values(env, "data_quality.unassessed_hours", pd.Timestamp("2026-11-02T16:00Z"))) == [0.0, 1.0]
+
+
+def test_a_manual_re_assessment_sends_nothing_twice(env, dags, champion) -> None:
+    hour = "2026-11-02T13:00:00Z"  # the all-null hour: it warned when its scheduled run assessed it
+    sent, alerts = len(env["slack"].messages), len(_alerts(env, champion))
+
+    run = _manual(dags, "2026-11-02T13:42:00+00:00")  # any time within the hour names it
+
+    states = _states(run)
+    assert str(run.state) == "success" and states["assess"] == "success", states
+    assert states["notify"] == "skipped"  # the finding is the same: within the cooldown
+    assert env["slack"].messages[sent:] == [] and len(_alerts(env, champion)) == alerts
+    assert _window(run) == {"start": pd.Timestamp(hour).isoformat(), "end": "2026-11-02T14:00:00+00:00",
+                            "source": "hour"}
+
+
+def test_a_manual_run_without_an_hour_assesses_the_last_complete_hour(env, dags, champion) -> None:
+    triggered = pd.Timestamp.now(tz="UTC").floor("h")  # run_after: when the run was triggered
+    hour = triggered - pd.Timedelta(hours=1)
+    _traffic(env, champion, hour.isoformat(), seed=29, outcomes=False)
+    sent = len(env["slack"].messages)
+
+    run = _manual(dags, run_after=triggered.to_pydatetime())
+
+    states = _states(run)
+    assert str(run.state) == "success" and states["assess"] == "success", states
+    assert run.logical_date is None and not run.conf
+    assert _window(run) == {"start": hour.isoformat(), "end": triggered.isoformat(), "source": "last_complete_hour"}
+    assert _step_values(env, "rows", hour) == [400.0]
+    # the hours since 2026-11-02 were not assessed: more than the week looked back
+    [message] = env["slack"].messages[sent:]
+    assert "data_quality.unassessed_hours" in json.dumps(message)
+    assert "none was assessed in the 168 h looked back" in json.dumps(message)
+
+
+def test_a_bad_hour_fails_the_run_at_once_naming_the_param(env, dags, champion) -> None:
+    run = _manual(dags, "2999-01-01T00:00:00Z")
+
+    assert str(run.state) == "failed"
+    [assess] = [ti for ti in run.get_task_instances() if ti.task_id == "assess"]
+    assert str(assess.state) == "failed" and assess.try_number == 1  # no retry: it cannot succeed
 
 
 def test_no_drift_alert_during_the_cold_start(env, dags, champion) -> None:

@@ -308,9 +308,11 @@ def _log_hour_of_traffic(tmp_path, hour: pd.Timestamp, version: str, rows: int =
     return batch
 
 
-def _window(client, config, hour, tmp_path, champion="1"):
-    return monitoring.assess_window(client, config, hour, hour + pd.Timedelta(hours=1), champion=champion,
-                                    root=str(tmp_path / "log"), now=hour + pd.Timedelta(days=2))
+def _window(client, config, hour, tmp_path, champion="1", *, hours: int = 1, check_gaps: bool = False):
+    """Assess ``hours`` from ``hour`` (the data-quality tests leave hours out: no gap check unless asked)."""
+    return monitoring.assess_window(client, config, hour, hour + pd.Timedelta(hours=hours), champion=champion,
+                                    root=str(tmp_path / "log"), now=hour + pd.Timedelta(days=2),
+                                    check_gaps=check_gaps)
 
 
 def _metrics_at(client, run_id: str, hour: pd.Timestamp) -> dict[str, float]:
@@ -445,3 +447,197 @@ def test_an_alert_about_an_unregistered_version_is_audited_on_the_model(client, 
     [record] = [_json.loads(v) for k, v in tags.items() if k.startswith("audit.") and k.endswith(".alert.warning")]
     assert record["version"] is None and record["details"]["served_version"] == "99"
     assert record["details"]["findings"][0]["name"] == "data_quality.no_reference_profile"
+
+
+# --- which hour a run assesses ---------------------------------------------------------------------
+
+from datetime import UTC, datetime  # noqa: E402
+
+from include.monitoring import find_gap, run_window  # noqa: E402
+
+NOW = pd.Timestamp("2026-11-05T12:20Z")
+INTERVAL = (pd.Timestamp("2026-11-05T11:00Z"), pd.Timestamp("2026-11-05T12:00Z"))
+
+
+def _span(window) -> tuple[str, str, str]:
+    return f"{window.start:%d %H:%M}", f"{window.end:%d %H:%M}", window.source
+
+
+def test_a_scheduled_run_assesses_its_data_interval() -> None:
+    scheduled = run_window(run_type="scheduled", run_after=INTERVAL[1], data_interval=INTERVAL,
+                           logical_date=INTERVAL[0], now=NOW)
+    named = run_window(run_type="scheduled", run_after=INTERVAL[1], data_interval=INTERVAL,
+                       logical_date=INTERVAL[0], hour="2026-11-01T00:00:00Z", now=NOW)
+    backfill = run_window(run_type="backfill", run_after=INTERVAL[1], data_interval=INTERVAL,
+                          logical_date=INTERVAL[0], now=NOW)
+
+    assert _span(scheduled) == ("05 11:00", "05 12:00", "data_interval")
+    assert scheduled.check_gaps and scheduled.warnings == ()
+    assert _span(named) == _span(scheduled)  # a scheduled run is keyed by its interval
+    assert "param 'hour' ('2026-11-01T00:00:00Z') is ignored" in named.warnings[0]
+    assert _span(backfill) == _span(scheduled) and not backfill.check_gaps  # a back-fill fills gaps
+    with pytest.raises(ValueError, match="scheduled run has no data interval"):
+        run_window(run_type="scheduled", run_after=NOW, data_interval=(None, None), now=NOW)
+
+
+@pytest.mark.parametrize("hour", [
+    "2026-11-05T10:00:00Z", "2026-11-05T10:00", " 2026-11-05 10:59:59.5 ", "2026-11-05T12:30:00+02:00",
+    "2026-11-05T05:15-05:00", datetime(2026, 11, 5, 10, 0, tzinfo=UTC), pd.Timestamp("2026-11-05T10:00"),
+])
+def test_a_manual_run_assesses_the_hour_it_names(hour) -> None:
+    window = run_window(run_type="manual", run_after=NOW, hour=hour, now=NOW)
+
+    assert _span(window) == ("05 10:00", "05 11:00", "hour") and window.check_gaps
+    # the hour it names wins over the data interval a logical date gave the run
+    with_date = run_window(run_type="manual", run_after=NOW, hour=hour, data_interval=INTERVAL,
+                           logical_date=NOW, now=NOW)
+    assert _span(with_date) == _span(window)
+
+
+def test_a_manual_run_without_an_hour_assesses_the_last_complete_hour() -> None:
+    assert _span(run_window(run_type="manual", run_after=NOW, now=NOW)) == ("05 11:00", "05 12:00",
+                                                                            "last_complete_hour")
+    assert _span(run_window(run_type="manual", run_after=pd.Timestamp("2026-11-05T12:00Z"), hour="", now=NOW)) == (
+        "05 11:00", "05 12:00", "last_complete_hour")
+    # without a zone, it is UTC; an asset or operator trigger is like a manual run
+    assert _span(run_window(run_type="operator_triggered", run_after=datetime(2026, 11, 5, 9, 59), hour=None,
+                            now=NOW))[:2] == ("05 08:00", "05 09:00")
+    # given a logical date (the UI's default is the time of the trigger): its data interval, the last that ended
+    ui = run_window(run_type="manual", run_after=NOW, data_interval=INTERVAL, logical_date=NOW, now=NOW)
+    assert _span(ui) == ("05 11:00", "05 12:00", "data_interval") and ui.warnings == ()
+    # a zero-length interval (an unscheduled DAG given a logical date): the last hour that ended by then
+    exact = (pd.Timestamp("2026-11-05T12:07Z"),) * 2
+    assert _span(run_window(run_type="manual", run_after=NOW, data_interval=exact, logical_date=exact[0],
+                            now=NOW))[:2] == ("05 11:00", "05 12:00")
+
+
+@pytest.mark.parametrize(("hour", "message"), [
+    ("garbage", "param 'hour': 'garbage' is not an ISO 8601 date-time"),
+    ("10:00", "param 'hour': '10:00' is not an ISO 8601 date-time"),
+    ("2026-13-05T10:00Z", "param 'hour': '2026-13-05T10:00Z' is not an ISO 8601 date-time"),
+    (42, r"param 'hour': 42 \(int\) is not a date-time"),
+    ("2026-11-05T12:00:00Z", "names the hour 2026-11-05 12:00 UTC, which has not ended yet"),
+    ("2026-11-06T00:00:00Z", "which has not ended yet"),
+])
+def test_a_bad_hour_is_refused_naming_the_param(hour, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        run_window(run_type="manual", run_after=NOW, hour=hour, now=NOW)
+
+
+def test_a_manual_run_given_the_logical_date_of_a_scheduled_run_is_warned_about() -> None:
+    boundary = run_window(run_type="manual", run_after=NOW, data_interval=INTERVAL, logical_date=INTERVAL[1], now=NOW)
+    named = run_window(run_type="manual", run_after=NOW, data_interval=INTERVAL, logical_date=INTERVAL[1],
+                       hour="2026-11-05T09:00Z", now=NOW)
+
+    assert _span(boundary) == ("05 11:00", "05 12:00", "data_interval")
+    [warning] = boundary.warnings
+    assert "took the logical date 2026-11-05 12:00:00+00:00" in warning and "scheduled run" in warning
+    assert '"logical_date": null' in warning
+    assert _span(named)[2] == "hour" and named.warnings == boundary.warnings
+
+
+# --- the hours no run assessed -------------------------------------------------------------------
+
+G = pd.Timestamp("2026-11-05T12:00Z")
+
+
+def _assessed(*offsets: int, span: float = 1.0) -> dict[int, float]:
+    return {monitoring.hour_step(G + pd.Timedelta(hours=o)): span for o in offsets}
+
+
+def test_find_gap_lists_the_hours_since_the_last_assessed_one() -> None:
+    assert find_gap({}, G) is None  # the model's first assessment
+    assert find_gap(_assessed(-3, -2, -1), G) is None
+    assert find_gap(_assessed(-3, -2, -1, 0, 1), G) is None  # a re-assessment of G
+    assert find_gap(_assessed(-1, 2), G) is None  # windows at or after G do not count
+
+    gap = find_gap(_assessed(-4, -3), G)
+    assert [f"{h:%H}" for h in gap.hours] == ["10", "11"] and gap.last_assessed == G - pd.Timedelta(hours=3)
+    assert not gap.beyond_lookback
+    # a hole before the last assessed hour was the previous run's to report
+    assert find_gap(_assessed(-3, -1), G) is None
+    assert [f"{h:%H}" for h in find_gap(_assessed(-3, -1), G - pd.Timedelta(hours=1)).hours] == ["10"]
+
+
+def test_find_gap_counts_the_hours_a_longer_window_covered() -> None:
+    assert find_gap(_assessed(-3, span=3.0), G) is None  # 09:00-12:00
+    assert [f"{h:%H}" for h in find_gap(_assessed(-3, span=2.0), G).hours] == ["11"]
+    assert find_gap(_assessed(-1, span=4.0), G) is None  # a window past G
+
+
+def test_find_gap_looks_back_a_bounded_number_of_hours() -> None:
+    gap = find_gap(_assessed(-200), G, lookback_hours=168)
+
+    assert len(gap.hours) == 168 and gap.hours[-1] == G - pd.Timedelta(hours=1) and gap.beyond_lookback
+    assert gap.last_assessed == G - pd.Timedelta(hours=200)
+    issue = monitoring.gap_issue(CFG, gap)
+    assert (issue.kind, issue.count, issue.value, issue.threshold, issue.fires) == ("unassessed_hours", 168, 168.0,
+                                                                                    1.0, True)
+    assert "none was assessed in the 168 h looked back; the last assessed hour started 2026-10-28 04:00 UTC" \
+        in issue.detail
+
+
+def test_the_gap_finding_names_the_hours_and_the_run_that_assesses_one() -> None:
+    gap = find_gap(_assessed(-6, -4), G)  # 09:00, 10:00, 11:00 unassessed
+    issue = monitoring.gap_issue(CFG, gap)
+
+    assert issue.name == "data_quality.unassessed_hours" and issue.count == 3
+    assert "3 hour(s) before this one were not assessed by any monitoring run (hours starting, UTC): " \
+           "2026-11-05 09:00 to 2026-11-05 11:00 (3 h); the last assessed hour before them started " \
+           "2026-11-05 08:00 UTC" in issue.detail
+    assert 'manual run of monitor_credit_approval: logical_date null, conf {"hour": "2026-11-05T11:00:00Z"}' \
+        in issue.detail
+    many = monitoring.gap_issue(CFG, monitoring.Gap(tuple(G - pd.Timedelta(hours=2 * k) for k in range(7, 0, -1)),
+                                                    G - pd.Timedelta(hours=15), 168))
+    assert "2 earlier span(s), 2026-11-05 02:00, 2026-11-05 04:00" in many.detail
+
+
+def test_a_gap_warns_even_in_a_quiet_hour_and_leaves_the_hour_healthy() -> None:
+    gap = monitoring.gap_issue(CFG, find_gap(_assessed(-3), G))
+
+    quiet = _assess_dq([gap], rows=10)
+    busy = _assess_dq([gap])
+
+    assert quiet.level == "warning" and [f.name for f in quiet.findings] == ["data_quality.unassessed_hours"]
+    assert busy.level == "warning" and [f.name for f in busy.findings] == ["data_quality.unassessed_hours"]
+    assert quiet.healthy and busy.healthy  # a gap says nothing about this hour's own data
+
+
+def test_each_gap_is_told_once() -> None:
+    gap = Finding("data_quality.unassessed_hours", 1.0, 1.0, "11:00 unassessed")
+    told = _state(gap.name, "warning", 1.0, G - pd.Timedelta(hours=2))
+
+    assert due(_assessment("warning", gap, hour=G), told, cooldown_hours=6) == [gap]  # another gap, in the cooldown
+    again = _state(gap.name, "warning", 1.0, G)
+    assert due(_assessment("warning", gap, hour=G), again, cooldown_hours=6) == []  # a re-run of the same hour
+    other = Finding("data_drift", 0.33, 0.3)  # other findings keep the cooldown
+    assert due(_assessment("warning", other, hour=G), _state(other.name, "warning", 0.33, G - pd.Timedelta(hours=2)),
+               cooldown_hours=6) == []
+
+
+def test_a_skipped_hour_is_reported_by_the_next_assessment_and_filled_by_a_manual_one(client, tmp_path) -> None:
+    config = CFG.model_copy(update={"name": "credit_gap"})  # a monitoring run of its own; no traffic needed
+    run_id = monitoring.monitoring_run(client, config)
+
+    def assess(offset: int, hours: int = 1, check_gaps: bool = True):
+        return _window(client, config, G + pd.Timedelta(hours=offset), tmp_path, champion=None, hours=hours,
+                       check_gaps=check_gaps).assessment
+
+    assert assess(0).findings == [] and assess(1).findings == []  # the first hours: nothing before them
+    skipped = assess(3)  # 14:00 was not assessed
+
+    assert skipped.level == "warning" and [f.name for f in skipped.findings] == ["data_quality.unassessed_hours"]
+    assert "2026-11-05 14:00;" in skipped.findings[0].detail and skipped.findings[0].value == 1
+    assert _metrics_at(client, run_id, G + pd.Timedelta(hours=3))["data_quality.unassessed_hours"] == 1
+    assert assess(2).findings == []  # a manual run fills it
+    assert assess(3).findings == []  # and the hour after no longer reports it
+    step = monitoring.hour_step(G + pd.Timedelta(hours=3))  # the re-assessment's point joins the first one's
+    assert sorted(p.value for p in client.get_metric_history(run_id, "data_quality.unassessed_hours")
+                  if p.step == step) == [0.0, 1.0]
+    assert assess(4, hours=2).findings == []  # a two-hour window: 16:00 and 17:00
+    assert _metrics_at(client, run_id, G + pd.Timedelta(hours=4))["window_hours"] == 2
+    assert assess(6).findings == []
+    assert assess(9, check_gaps=False).findings == []  # a back-fill does not report 19:00 and 20:00
+    late = assess(11)
+    assert [f.name for f in late.findings] == ["data_quality.unassessed_hours"] and late.findings[0].value == 1
+    assert "2026-11-05 22:00;" in late.findings[0].detail

@@ -1,7 +1,9 @@
 """Task functions of the hourly monitoring DAG: assess the hour, then warn or roll back and retrain.
 
-``assess`` does the measuring and deciding (:func:`include.monitoring.assess_window`; what is wrong with
-the hour's data is a data-quality finding there, not a failed task) and returns a plain dict;
+``assess`` picks the run's hour (:func:`include.monitoring.run_window`: a scheduled run its data
+interval, a manual run its ``hour`` param, else the last complete hour), does the measuring and
+deciding (:func:`include.monitoring.assess_window`; what is wrong with the hour's data, and the hours
+before it that no run assessed, are findings there, not a failed task) and returns a plain dict;
 ``route`` picks the tier's path; ``notify`` sends what is due to Slack (or the log), then records
 it (cooldown state and audit record), so a failed delivery is retried and never marked as sent.
 """
@@ -11,7 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from airflow.sdk import task
+from airflow.sdk import Param, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from include.config import get_model_config
 from modelops.hooks.mlflow import MlflowHook
@@ -29,23 +32,53 @@ def triggered_run_id(monitor_run_id: str) -> str:
     return f"monitor__{monitor_run_id}"
 
 
-def _window(context: dict[str, Any]):
-    """The hour(s) to assess: the run's data interval (the previous hour for a zero-length one)."""
-    import pandas as pd
+HOUR_PARAM = "hour"
+# An ISO 8601 date-time with a time of day (seconds, fraction and offset optional): refused at trigger time otherwise.
+HOUR_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
 
-    start = pd.Timestamp(context["data_interval_start"] or context["logical_date"]).tz_convert("UTC")
-    end = pd.Timestamp(context["data_interval_end"] or start).tz_convert("UTC")
-    if end <= start:
-        start, end = end.floor("h") - pd.Timedelta(hours=1), end.floor("h")
-    return start, end
+
+def hour_param() -> Param:
+    """The ``hour`` param of ``monitor_<model>``: the hour a manual run assesses (the trigger form's field)."""
+    return Param(
+        None, type=["null", "string"], format="date-time", pattern=HOUR_PATTERN, title="Hour to assess (UTC)",
+        description="Manual runs: the hour to assess, e.g. 2026-11-05T10:00:00Z (any time within it names it; "
+                    "without an offset it is UTC). Empty: the last hour that ended before the run was triggered. "
+                    "It may be an hour already assessed (re-assessment: an alert already sent is not repeated "
+                    "within the cooldown). Trigger with no logical date. Scheduled runs assess their own hour.",
+    )
+
+
+def _window(context: dict[str, Any]):
+    """The run's window (:func:`include.monitoring.run_window`) from its type, dates and ``hour`` param.
+
+    A run without a data interval (a manual one without a logical date) has no ``data_interval_*`` in
+    its context: the dates are read from the ``dag_run``. The hour is read from the run's conf (what
+    the trigger form or the REST body set; Airflow checked it against :func:`hour_param` when the run
+    was created), not from ``params``: in one process running several runs (``dag.test``) a ``Param``
+    keeps the value an earlier run's conf gave it. Raises ``AirflowFailException`` (no retry) when the
+    hour is not a date-time or names an hour that has not ended.
+    """
+    from include import monitoring
+
+    dag_run = context["dag_run"]
+    run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
+    try:
+        return monitoring.run_window(
+            run_type=str(run_type), run_after=dag_run.run_after, hour=(dag_run.conf or {}).get(HOUR_PARAM),
+            data_interval=(dag_run.data_interval_start, dag_run.data_interval_end), logical_date=dag_run.logical_date,
+        )
+    except ValueError as exc:
+        raise AirflowFailException(f"{context['dag'].dag_id} run {context['run_id']}: {exc}") from None
 
 
 @task
 def assess(model: str, **context: Any) -> dict:
     """Drift, KPIs, data quality, tier and what is due after the cooldown, for the run's hour; metrics and report to MLflow.
 
-    Whatever is wrong with the hour's data is a data-quality finding of the assessment
-    (:func:`include.monitoring.assess_window`), not a failed task.
+    The hour: :func:`_window`. Whatever is wrong with the hour's data, and the hours before it no run
+    assessed (not for a back-fill), are findings of the assessment (:func:`include.monitoring.assess_window`),
+    not a failed task. Returns the XCom the other tasks read: ``window`` (start, end, source), the
+    assessment, the findings due, the action and the confs of the rollback and retraining runs.
     """
     from dataclasses import asdict
 
@@ -53,10 +86,15 @@ def assess(model: str, **context: Any) -> dict:
     from include.registry import CHAMPION, PREVIOUS_CHAMPION, alias_version
 
     config = get_model_config(model)
+    window = _window(context)
+    for warning in window.warnings:
+        log.warning("%s", warning)
+    start, end = window.start, window.end
+    log.info("%s: assessing %s to %s (%s)", model, start, end, window.source)
     client = MlflowHook().client
-    start, end = _window(context)
     champion = alias_version(client, model, CHAMPION)
-    hour = monitoring.assess_window(client, config, start, end, champion=str(champion.version) if champion else None)
+    hour = monitoring.assess_window(client, config, start, end, champion=str(champion.version) if champion else None,
+                                    check_gaps=window.check_gaps)
     assessment, version = hour.assessment, hour.assessment.version
 
     fired = monitoring.due(assessment, monitoring.alert_state(client, hour.monitoring_run_id),
@@ -69,6 +107,7 @@ def assess(model: str, **context: Any) -> dict:
     critical = any(f.name == monitoring.CRITICAL for f in fired)
     reason = f"monitoring {start:%Y-%m-%d %H}:00 UTC: {assessment.reason}"
     return {
+        "window": {"start": start.isoformat(), "end": end.isoformat(), "source": window.source},
         "monitoring_run_id": hour.monitoring_run_id,
         "report_path": hour.report_path,
         "report_uri": hour.report_uri,
@@ -76,7 +115,7 @@ def assess(model: str, **context: Any) -> dict:
         "fired": [asdict(f) for f in fired],
         "action": "critical" if critical else "warning" if fired else "none",
         "can_roll_back": can_roll_back,
-        "rollback_conf": {"target_version": None, "reason": reason[:1000]},
+        "rollback_conf": {"target_version": None, "from_version": version, "reason": reason[:1000]},
         "retrain_conf": {"alert": {"source": "monitoring", "model": model, "version": version,
                                    "hour": start.isoformat(), "reason": reason[:1000],
                                    "monitor_run_id": context["run_id"]}},
