@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from include.config import PROJECT_ROOT
-from include.dataset import local_path
+from include.dataset import ARROW_TYPES, local_path
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +58,9 @@ RESERVED = frozenset({*BASE_COLUMNS, PREDICTION, LATENCY, SOURCE_COLUMN})
 
 _HOUR = timedelta(hours=1)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "category": pa.string(),
-    "string": pa.string(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-}
 _TS_TYPE = pa.timestamp("us", tz="UTC")
+# The declared types as the dataset reader reads them; the log keeps timestamps in microseconds.
+_ARROW_TYPES: dict[str, pa.DataType] = {**ARROW_TYPES, "timestamp": _TS_TYPE}
 
 
 # --- locations -------------------------------------------------------------------------------
