@@ -56,6 +56,8 @@ $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
 	mkdir -p $(AIRFLOW_HOME)
 	$(VENV)/bin/airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/migrate.log; exit 1)
 
+# The demo and the local stack share AIRFLOW_HOME: DAGs the demo creates are active under make up too.
+demo: export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= False
 demo: $(AIRFLOW_HOME)/airflow.db triton
 	$(PY) scripts/demo.py
 
