@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,8 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.servers import free_port, serving
 
 pytestmark = pytest.mark.e2e
 MODEL = "credit_approval"
@@ -52,12 +51,6 @@ class Api:
         return httpx.get(f"{self.url}{path}", timeout=60, headers={"Authorization": f"Bearer {self.token}"})
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def api(airflow_db, tmp_path_factory) -> Iterator[Api]:
     """``airflow api-server`` (core API) on loopback, its MLflow store and inference log in this module's folder."""
@@ -73,37 +66,15 @@ def api(airflow_db, tmp_path_factory) -> Iterator[Api]:
     airflow = Path(sys.executable).parent / "airflow"
     # The server creates runs from the serialized DAGs in the database, as in production.
     subprocess.run([str(airflow), "dags", "reserialize"], check=True, capture_output=True, env=env)
-    port = _free_port()
+    port = free_port()
     log = tmp / "api-server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--apps", "core"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"airflow api-server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"airflow api-server not up after {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
-            time.sleep(0.5)
+    with serving([str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                  "--apps", "core"], env=env, log=log, ready_url=f"{url}/api/v2/monitor/health",
+                 name="airflow api-server", timeout_s=STARTUP_TIMEOUT_S):
         answer = httpx.post(f"{url}/auth/token", json={"username": "admin", "password": PASSWORD}, timeout=30)
         assert answer.status_code in (200, 201), answer.text
         yield Api(url, answer.json()["access_token"], env, log)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _traffic(api: Api, hour: pd.Timestamp, rows: int) -> None:

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
+
+from tests.servers import free_port, serving
 
 STARTUP_TIMEOUT_S = 180  # two SQLite migrations; a minute on 2 busy cores
 
@@ -27,12 +24,6 @@ class AuthServer:
     username: str
     password: str = field(repr=False)
     port: int
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -54,36 +45,14 @@ def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aut
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         "auth_cache_ttl_seconds = 600\n"  # PBKDF2 once, not on every request
     )
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MLFLOW_AUTH_CONFIG_PATH=str(home / "auth.ini"), MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16))
-    log_path = home / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "mlflow"), "server", "--app-name", "basic-auth",
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--artifacts-destination", str(home / "artifacts")],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{url}/health", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not up after {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+    with serving(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--app-name", "basic-auth",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--artifacts-destination", str(home / "artifacts")],
+        env=env, log=home / "server.log", ready_url=f"{url}/health", name="mlflow server", timeout_s=STARTUP_TIMEOUT_S,
+    ):
         yield AuthServer(url=url, username="admin", password=password, port=port)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()

@@ -14,8 +14,6 @@ import functools
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -43,6 +41,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from include.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers
+from tests.servers import free_port, serving
 
 SECRET = "drift-webhook-test-secret-7f3a9c"
 PATH = "/modelops/api/v1/drift-alerts"
@@ -57,12 +56,6 @@ class Server:
     log: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def api_server(airflow_db, tmp_path_factory) -> Iterator[Server]:
     """``airflow api-server`` with the project's plugin and the webhook secret in ``AIRFLOW_CONN_*``."""
@@ -71,35 +64,13 @@ def api_server(airflow_db, tmp_path_factory) -> Iterator[Server]:
            "AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK": json.dumps({"conn_type": "generic", "password": SECRET})}
     # The server creates runs from the serialized DAGs in the database, as in production.
     subprocess.run([str(airflow), "dags", "reserialize"], check=True, capture_output=True, env=env)
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("api-server") / "api-server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--apps", "core"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"airflow api-server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{url}/modelops/openapi.json", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"airflow api-server not up after {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
-            time.sleep(0.5)
+    with serving([str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                  "--apps", "core"], env=env, log=log, ready_url=f"{url}/modelops/openapi.json",
+                 name="airflow api-server", timeout_s=STARTUP_TIMEOUT_S):
         yield Server(url, log)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def runs(dag_id: str = DAG_ID) -> dict[str, dict]:
@@ -499,7 +470,7 @@ def test_without_a_secret_the_webhook_fails_closed(airflow_db, monkeypatch, conn
     monkeypatch.delenv("AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK", raising=False)
     if connection:
         monkeypatch.setenv("AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK", json.dumps(connection))
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -531,7 +502,7 @@ def test_a_setting_that_is_not_valid_is_503_naming_it(airflow_db, monkeypatch, v
 
     monkeypatch.setenv("AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK", json.dumps({"conn_type": "generic", "password": SECRET}))
     monkeypatch.setenv(variable, value)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

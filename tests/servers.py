@@ -1,0 +1,56 @@
+"""Real servers on loopback for tests: a free port, a process started in its own group, a readiness wait, a clean stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serving(
+    argv: Sequence[str], *, env: Mapping[str, str], log: Path, ready_url: str, name: str,
+    timeout_s: float, poll_s: float = 0.5,
+) -> Iterator[subprocess.Popen]:
+    """Run ``argv`` (output to ``log``) until ``GET ready_url`` answers 200, yield it, then stop its process group.
+
+    Fails the test with the log's tail when the process exits early or is not ready within ``timeout_s``.
+    """
+    with log.open("wb") as out:
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, env=dict(env), start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"{name} exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            try:
+                if httpx.get(ready_url, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} not up after {timeout_s} s:\n{log.read_text()[-4000:]}")
+            time.sleep(poll_s)
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
