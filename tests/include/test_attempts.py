@@ -1,22 +1,13 @@
-"""include.attempts against a real SQLite MLflow store: each training attempt recorded on the shared run."""
+"""include.attempts against a real SQLite MLflow store (the ``client`` fixture of conftest.py): each training
+attempt recorded on the shared run."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
 from include import attempts, tracking
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowClient]:
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    yield tracking.configure(f"sqlite:///{tmp_path_factory.mktemp('attempts')}/mlflow.db")
-    mlflow.set_tracking_uri(previous[0])
-    mlflow.set_registry_uri(previous[1])
 
 
 @pytest.fixture
