@@ -51,9 +51,11 @@ def validate(model: str, dataset_uri: str, **context: Any) -> dict[str, str]:
 
 
 def _as_of(context: Any) -> datetime:
-    """The moment the run stands for: its logical date, else (a manual run in Airflow 3) when it was due."""
+    """The moment the run stands for: the end of its data interval (its logical date under Airflow 3's
+    default cron timetable), else, for a manual or asset-triggered run without one, when it was due."""
     dag_run = context["dag_run"]
-    when = context.get("logical_date") or getattr(dag_run, "run_after", None) or datetime.now(UTC)
+    when = (context.get("data_interval_end") or context.get("logical_date")
+            or getattr(dag_run, "run_after", None) or datetime.now(UTC))
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
