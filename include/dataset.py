@@ -346,9 +346,8 @@ def _text_to_arrow(text: pd.Series, keyword: str, where: str) -> pa.Array:
         bad = lowered[~lowered.isin(list(_BOOL_WORDS))]
         if len(bad):
             raise refuse(values[bad.index], "true/false/1/0")
-        out = pd.Series(None, index=values.index, dtype="object")
-        out[present] = lowered.map(_BOOL_WORDS)
-        return pa.array(out.tolist(), type=pa.bool_())
+        words = dict(zip(lowered.index, lowered.map(_BOOL_WORDS), strict=True))
+        return pa.array([words.get(i) for i in values.index], type=pa.bool_())
     parsed = pd.to_datetime(stripped, utc=True, format="ISO8601", errors="coerce")
     bad = stripped[parsed.isna()]
     if len(bad):

@@ -273,3 +273,11 @@ def test_a_folder_of_zero_row_files_reads_as_no_rows_with_every_declared_column(
     back = read_dataset(str(folder), COLUMN_TYPES)
     assert len(back) == 0 and list(back.columns) == list(COLUMN_TYPES)
     assert str(back["applied_at"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_csv_bools_with_nulls_read_as_nullable_booleans(tmp_path: Path) -> None:
+    path = tmp_path / "flags.csv"
+    path.write_text("id,ok\na,true\nb,\nc,0\nd,TRUE\n")
+    back = read_dataset(str(path), {"id": "string", "ok": "bool"})
+    assert str(back["ok"].dtype) == "boolean"
+    assert back["ok"].tolist() == [True, pd.NA, False, True]

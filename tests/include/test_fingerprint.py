@@ -173,3 +173,30 @@ def test_bad_declarations_are_named() -> None:
         dataset_fingerprint(pd.DataFrame({"n": [1]}), {"n": "integer"})
     with pytest.raises(ValueError, match="dup"):
         dataset_fingerprint(pd.DataFrame([[1, 2]], columns=["dup", "dup"]))
+
+
+# Fingerprints are long-lived lineage (version tags, quarantine records): a change to the canonical form
+# must be a deliberate one (a new FORMAT_TAG), never a side effect. These rows and their fingerprint are fixed.
+PINNED_TYPES = {"id": "string", "when": "timestamp", "n": "int", "x": "float", "zip": "category", "ok": "bool"}
+PINNED_FINGERPRINT = "sha256:c90e1d114e9d2fac295857d63515923e3f1e63adf1dffa01339f5a50b5e566a2"
+
+
+def _pinned_rows() -> pd.DataFrame:
+    return pd.DataFrame({
+        "id": ["a", "b", "c", "d"],
+        "when": pd.to_datetime(["2026-01-01T00:00:00Z", "2026-01-01T12:30:00Z", None, "2026-02-28T23:59:59.5Z"],
+                               format="ISO8601"),
+        "n": pd.array([1, -2, None, 2**40], dtype="Int64"),
+        "x": [0.1, -0.0, float("nan"), 1e300],
+        "zip": ["01234", "a b", None, "00501"],  # CSV cannot tell "" from a null: no "" here
+        "ok": pd.array([True, False, None, True], dtype="boolean"),
+    })
+
+
+def test_a_fixed_dataset_keeps_its_fingerprint(tmp_path: Path) -> None:
+    rows = _pinned_rows()
+    assert dataset_fingerprint(rows, PINNED_TYPES) == PINNED_FINGERPRINT
+    write_dataset(rows, str(tmp_path / "pinned.csv"))
+    write_dataset(rows, str(tmp_path / "pinned.parquet"))
+    for name in ("pinned.csv", "pinned.parquet"):  # through the typed reader, from either format
+        assert dataset_fingerprint(read_dataset(str(tmp_path / name), PINNED_TYPES), PINNED_TYPES) == PINNED_FINGERPRINT
