@@ -355,7 +355,8 @@ def test_a_bad_hour_fails_the_run_at_once_naming_the_param(env, dags, champion) 
 
 
 def test_no_drift_alert_during_the_cold_start(env, dags, champion) -> None:
-    from include import audit
+    from include import audit, monitoring
+    from include.config import get_model_config
 
     hour = pd.Timestamp("2026-11-12T10:00:00Z")
     audit.write(env["client"], audit.AuditRecord(action="deploy", model=MODEL, version=champion, actor="test",
@@ -368,5 +369,13 @@ def test_no_drift_alert_during_the_cold_start(env, dags, champion) -> None:
     states = _states(run)
     assert states["trigger_rollback"] == "skipped" and states["trigger_retrain"] == "skipped", states
     assert _triggered(run.run_id) == {}
-    new = [json.dumps(m) for m in env["slack"].messages[sent:]]
-    assert all("data_drift" not in m for m in new)  # KPI drops may still warn
+    # the hour did drift, beyond the critical share, and was assessed as in the cold start ...
+    mon = get_model_config(MODEL).monitoring
+    [share] = _step_values(env, "drift.share_drifted", hour)
+    assert share >= mon.drift.critical
+    assert _step_values(env, "cold_start", hour) == [1.0]
+    assert _step_values(env, "alert_level", hour) == [float(monitoring.LEVELS.index("warning"))]
+    # ... so the one message is the KPI drop's warning (the concept drift), with no drift finding in it
+    [message] = [json.dumps(m) for m in env["slack"].messages[sent:]]
+    assert "[WARNING]" in message and "kpi.repayment_rate" in message
+    assert "data_drift" not in message and "CRITICAL" not in message

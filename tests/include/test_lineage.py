@@ -25,10 +25,12 @@ BASE = {
 
 @pytest.fixture(autouse=True)
 def _fresh_commit_cache() -> Iterator[None]:
-    """code_commit() is cached per process: start and leave every test with an empty cache."""
+    """code_commit() and dependency_hash() are cached per process: start and leave every test with empty caches."""
     code_commit.cache_clear()
+    dependency_hash.cache_clear()
     yield
     code_commit.cache_clear()
+    dependency_hash.cache_clear()
 
 
 def test_training_key_is_a_stable_sha256() -> None:
@@ -76,23 +78,42 @@ def test_env_overrides_code_commit(monkeypatch: pytest.MonkeyPatch) -> None:
     assert code_commit() == "image-build-42"
 
 
-def test_code_commit_is_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MODELOPS_CODE_COMMIT", "first")
-    assert code_commit() == "first"
-    monkeypatch.setenv("MODELOPS_CODE_COMMIT", "second")
-    assert code_commit() == "first"
-    code_commit.cache_clear()
-    assert code_commit() == "second"
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo, check=True, capture_output=True)
+
+
+def test_an_empty_code_commit_env_falls_back_to_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "include").mkdir()
+    (tmp_path / "include" / "model.py").write_text("v1\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "init")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+    monkeypatch.setattr(lineage, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setenv("MODELOPS_CODE_COMMIT", "")  # as the Dockerfile sets it when built without CODE_COMMIT
+
+    assert code_commit() == head
+
+
+def test_dependency_hash_follows_the_lock_content_not_its_path(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    lock_a, lock_b = tmp_path / "a" / "requirements.txt", tmp_path / "b" / "requirements.txt"
+    lock_a.write_text("mlflow==3.17.0\nnumpy==2.3.0\n")
+    lock_b.write_text("mlflow==3.17.0\nnumpy==2.3.0\n")
+
+    assert dependency_hash(lock_a) == dependency_hash(lock_b)  # same pins, same hash wherever the file is
+
+    lock_b.write_text("mlflow==3.17.0\nnumpy==2.3.1\n")  # one pin bumped
+    dependency_hash.cache_clear()  # cached per process: a new process sees the new lock
+    assert dependency_hash(lock_b) != dependency_hash(lock_a)
+    assert dependency_hash(lock_b) == "sha256:" + hashlib.sha256(b"mlflow==3.17.0\nnumpy==2.3.1\n").hexdigest()
 
 
 def test_code_commit_defaults_to_git_head(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MODELOPS_CODE_COMMIT", raising=False)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     assert re.fullmatch(re.escape(head) + r"(-dirty)?", code_commit())
-
-
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo, check=True, capture_output=True)
 
 
 def test_code_commit_marks_uncommitted_code_changes_dirty(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -140,7 +142,7 @@ def test_baseline_is_the_holdout_until_the_first_healthy_days_are_frozen(client,
     run_id = runs[0][0]
     client.create_registered_model(CFG.name)
     version = str(client.create_model_version(CFG.name, runs[0][1], run_id=run_id).version)
-    client.log_metric(run_id, "kpi.approval_rate", 0.8)
+    client.log_metric(run_id, "kpi.approval_rate", 0.65)  # the holdout KPI: differs from every healthy-days mean
     deployed = pd.Timestamp("2026-05-01T00:00Z")
     window = deployed + pd.Timedelta(days=CFG.monitoring.cold_start_days)  # baseline days start here
     mon_run = monitoring.monitoring_run(client, CFG)
@@ -152,12 +154,22 @@ def test_baseline_is_the_holdout_until_the_first_healthy_days_are_frozen(client,
                             latency)
 
     during = window + pd.Timedelta(days=1)
-    assert monitoring.kpi_baseline(client, CFG, version, deployed, during, mon_run) == ({"approval_rate": 0.8},
+    assert monitoring.kpi_baseline(client, CFG, version, deployed, during, mon_run) == ({"approval_rate": 0.65},
                                                                                        "holdout")
+    assert monitoring.BASELINE_TAG not in client.get_model_version(CFG.name, version).tags
     after = window + pd.Timedelta(days=CFG.monitoring.baseline_days, hours=1)
     frozen = monitoring.kpi_baseline(client, CFG, version, deployed, after, mon_run)
-    assert frozen == ({"approval_rate": pytest.approx(0.8)}, "healthy_days")  # mean of 0.7 and 0.9 only
-    assert monitoring.BASELINE_TAG in client.get_model_version(CFG.name, version).tags
+    # mean of the version's healthy hours in the window, 0.7 and 0.9 only: not the holdout (0.65), and
+    # not with the unhealthy hour (0.567), the other version's (0.6) or the one before the window (0.633)
+    assert frozen == ({"approval_rate": pytest.approx(0.8)}, "healthy_days")
+    tag = json.loads(client.get_model_version(CFG.name, version).tags[monitoring.BASELINE_TAG])
+    assert tag["kpis"] == {"approval_rate": pytest.approx(0.8)}
+    assert (tag["from"], tag["to"]) == (window.isoformat(),
+                                        (window + pd.Timedelta(days=CFG.monitoring.baseline_days)).isoformat())
+    # frozen: a later healthy hour of the window does not move it
+    monitoring.log_hour(client, mon_run, _hour(version, window + pd.Timedelta(hours=5), 0.1, True), latency)
+    later = monitoring.kpi_baseline(client, CFG, version, deployed, after + pd.Timedelta(days=1), mon_run)
+    assert later == ({"approval_rate": pytest.approx(0.8)}, "healthy_days")
     # metrics per hour plot as a history; latency percentiles come from the inference log's column
     steps = {m.step for m in client.get_metric_history(mon_run, "kpi.approval_rate")}
     assert monitoring.hour_step(window + pd.Timedelta(hours=1)) in steps

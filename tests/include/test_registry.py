@@ -146,7 +146,20 @@ def test_repromoting_reports_the_actual_previous_champion(client, runs, name) ->
     v2 = _register(client, name, runs[1])
     _promote(client, name, v2)
 
-    assert _promote(client, name, v2) in (v1, None)
+    # v2 already is the champion: nothing moves, and the answer is the version still kept as
+    # previous_champion (v1) - not None, and not v2 itself.
+    assert _promote(client, name, v2) == v1
+    assert _aliases(client, name) == {CHAMPION: v2, PREVIOUS_CHAMPION: v1}
+    record = audit.read(client, name, v2)[-1]
+    assert (record["action"], record["details"]["previous_champion"]) == ("promote", v1)
+
+
+def test_repromoting_the_only_champion_reports_no_previous_champion(client, runs, name) -> None:
+    v1 = _register(client, name, runs[0])
+    _promote(client, name, v1)
+
+    assert _promote(client, name, v1) is None
+    assert _aliases(client, name) == {CHAMPION: v1}
 
 
 def test_retry_after_an_interrupted_promotion_completes_it(client, runs, name) -> None:
