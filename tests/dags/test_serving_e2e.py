@@ -92,11 +92,12 @@ def _new_champion(env, dags, **params):
 
 
 def _served(env, rows=5):
-    """What Triton answers for the model without a version: the version that serves."""
+    """What Triton answers for the model without a version: (probabilities, the version that answered)."""
     from include.dataset import read_dataset
 
     frame = read_dataset(env["data"]).head(rows)
-    return env["triton"].infer(MODEL, frame[[c for c in frame.columns if c not in ("defaulted", "repaid_amount")]])
+    features = frame[[c for c in frame.columns if c not in ("defaulted", "repaid_amount")]]
+    return env["triton"].infer_with_version(MODEL, features)
 
 
 def _serving_tags(env):
@@ -112,11 +113,8 @@ def _assert_tags_match_triton(env):
     live = [v for v, tag in tags.items() if tag == "live"]
     assert live == ready[-1:], (tags, index)
     assert sorted((v for v, tag in tags.items() if tag in ("live", "standby")), key=int) == ready, (tags, index)
-    from include.dataset import read_dataset
-
-    frame = read_dataset(env["data"]).head(2)
-    _, answered = env["triton"].infer_with_version(MODEL, frame.drop(columns=["defaulted", "repaid_amount"]))
-    assert answered == live[0]
+    _, answered = _served(env, rows=2)
+    assert [answered] == live, (tags, index)
     return tags
 
 
@@ -149,23 +147,31 @@ def test_deploy_serves_the_champion_verified_and_keeps_the_previous_loaded(env, 
     assert any('"action": "deploy"' in v for k, v in tags.items() if k.startswith("audit."))
 
 
-def test_broken_version_rolls_back_automatically(env, dags, two_deployed):
-    v1, v2 = two_deployed
+@pytest.fixture(scope="module")
+def broken(env, dags, two_deployed):
+    """A third champion whose registry artifact is corrupt (every model file truncated), deployed:
+    its version and the deploy run's task states."""
     client = env["client"]
     v3 = _new_champion(env, dags, max_iter=70)
-    # Corrupt the registry artifact of v3: every model file truncated.
+    assert v3 not in two_deployed
     local = Path(client.get_model_version_download_uri(MODEL, v3).removeprefix("file://"))
     for f in local.rglob("*"):
         if f.is_file() and f.name != "MLmodel":
             f.write_bytes(b"corrupt")
+    return v3, _run(dags["deploy"], expect="failed")
 
-    states = _run(dags["deploy"], expect="failed")
+
+def test_broken_version_rolls_back_automatically(env, two_deployed, broken):
+    v1, v2 = two_deployed
+    v3, states = broken
+    client = env["client"]
     assert states["roll_back_failed_deployment"] == "success"
     assert states["mark_live"] != "success"
     assert _champion(env) == v2
     assert env["triton"].model_ready(MODEL, v2)
     assert not env["triton"].model_ready(MODEL, v3)
-    assert len(_served(env)) == 5
+    scores, answered = _served(env)
+    assert answered == v2 and scores.shape == (5,)
     assert _assert_tags_match_triton(env) == {v1: "unloaded", v2: "live"}
     assert {"rollback", "deploy_failed"} <= set(_actions(env, v3))
     assert str(client.get_model_version_by_alias(MODEL, "previous_champion").version) == v1
@@ -203,16 +209,28 @@ def test_manual_rollback_steps_back_once(env, dags, two_deployed):
     _assert_tags_match_triton(env)
 
 
-@pytest.mark.parametrize(("target", "force"), [("999", False), ("3", False), ("2", False), ("2", True)])
-def test_refused_rollbacks_change_nothing(env, dags, two_deployed, target, force):
+@pytest.mark.parametrize(("target", "force"), [
+    ("missing", False),  # no such version in the registry
+    ("broken", False),  # retired (tagged below), and failed its deployment
+    ("rolled_back_from", False),  # the manual rollback stepped back from it
+    ("rolled_back_from", True),  # forced, but without a reason of its own
+])
+def test_refused_rollbacks_change_nothing(env, dags, two_deployed, broken, target, force):
     client = env["client"]
-    client.set_model_version_tag(MODEL, "3", "retired", "true")
-    before = _champion(env), _serving_tags(env)
-    # version 2 was rolled back from; a forced rollback needs a reason of its own
-    states = _run(dags["rollback"], _rollback_conf(target_version=target, force=force), expect="failed")
+    v1, v2 = two_deployed
+    v3, _ = broken
+    assert _champion(env) == v1  # after the manual rollback from v2
+    existing = [int(v.version) for v in client.search_model_versions(f"name = '{MODEL}'")]
+    version = {"missing": str(max(existing) + 100), "broken": v3, "rolled_back_from": v2}[target]
+    client.set_model_version_tag(MODEL, v3, "retired", "true")
+    before = _champion(env), _serving_tags(env), _served(env)[1]
+    try:
+        states = _run(dags["rollback"], _rollback_conf(target_version=version, force=force), expect="failed")
+    finally:
+        client.delete_model_version_tag(MODEL, v3, "retired")
     assert states["roll_back"] == "failed"
-    assert (_champion(env), _serving_tags(env)) == before
-    client.delete_model_version_tag(MODEL, "3", "retired")
+    assert (_champion(env), _serving_tags(env), _served(env)[1]) == before
+    assert before[2] == v1
 
 
 def test_monitoring_rollback_goes_to_the_champion_before_and_only_once(env, dags, two_deployed):
@@ -231,11 +249,11 @@ def test_monitoring_rollback_goes_to_the_champion_before_and_only_once(env, dags
     assert _champion(env) == v1
 
 
-def test_forced_rollback_to_a_broken_version_leaves_the_champion_serving(env, dags, two_deployed):
+def test_forced_rollback_to_a_broken_version_leaves_the_champion_serving(env, dags, two_deployed, broken):
     from include import audit
 
     v1, _v2 = two_deployed
-    v3 = "3"
+    v3, _ = broken
     states = _run(dags["rollback"], _rollback_conf(target_version=v3, force=True, reason="drill: force a bad one"),
                   expect="failed")
     assert states["roll_back"] == "success"
@@ -244,11 +262,13 @@ def test_forced_rollback_to_a_broken_version_leaves_the_champion_serving(env, da
     assert states["switch"] != "success"
     assert _champion(env) == v1
     assert _assert_tags_match_triton(env)[v1] == "live"
+    assert _served(env)[1] == v1
     last = audit.read(env["client"], MODEL, v3)[-1]
     assert last["action"] == "deploy_failed" and last["details"]["champion"] == v1
 
 
 def test_online_predictions_are_logged_with_the_serving_version(env, two_deployed):
+    v1, _v2 = two_deployed
     from datetime import UTC, datetime, timedelta
 
     from include import inference_log
@@ -264,6 +284,7 @@ def test_online_predictions_are_logged_with_the_serving_version(env, two_deploye
     now = datetime.now(UTC)
     logged = inference_log.read_range(MODEL, now - timedelta(hours=1), now + timedelta(minutes=1), root=str(env["tmp"] / "log"))
     assert sorted(logged["request_id"]) == sorted(ids)
-    assert set(logged["model_version"]) == {_champion(env)}
+    assert _champion(env) == v1  # the forced rollback to the broken version left v1 champion
+    assert set(logged["model_version"]) == {v1} == {_served(env)[1]}  # logged: the version Triton answered with
     assert set(logged["source"]) == {"online"}
     assert logged.set_index("request_id").loc[ids, "prediction"].to_numpy() == pytest.approx(scores)
