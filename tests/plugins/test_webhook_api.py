@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,6 +94,23 @@ def post(server: Server, payload: dict | bytes, *, secret: str | None = SECRET, 
                       headers={"Content-Type": "application/json", **signed, **(headers or {})})
 
 
+def fresh(prefix: str) -> str:
+    """A fingerprint (or alert_id) no other request has used: every test sends alerts of its own, so none
+    depends on, or is disturbed by, what another test sent before it (in any order, or alone)."""
+    return f"{prefix}{uuid.uuid4().hex}"[:16]
+
+
+def fresh_ids(prefix: str, n: int) -> list[str]:
+    """``n`` distinct fresh fingerprints sharing one random stem, in order."""
+    stem = fresh(prefix)[:8]
+    return [f"{stem}{i:08}" for i in range(n)]
+
+
+def created_runs(before: dict[str, dict]) -> dict[str, dict]:
+    """The runs of the training DAG that did not exist in ``before`` (a :func:`runs` snapshot)."""
+    return {run_id: run for run_id, run in runs().items() if run_id not in before}
+
+
 def am_alert(fingerprint: str, *, model: str = MODEL, status: str = "firing",
              starts_at: str = "2026-11-22T10:00:00Z", alertname: str = "FeatureDrift", **annotations: str) -> dict:
     return {"status": status, "labels": {"alertname": alertname, "model": model, "severity": "critical"},
@@ -115,24 +133,26 @@ def grafana(*alerts: dict) -> dict:
 
 
 def test_a_signed_alertmanager_alert_starts_exactly_one_retraining_run(api_server):
+    fingerprint = fresh("am")
     before = runs()
-    response = post(api_server, alertmanager(am_alert("am00000000000001")))
+    response = post(api_server, alertmanager(am_alert(fingerprint)))
     assert response.status_code == 200, response.text
     (run,) = response.json()["runs"]
     assert run["created"] is True and run["dag_id"] == DAG_ID and run["source"] == "alertmanager"
+    assert run["alerts"] == [f"{fingerprint}@2026-11-22T10:00:00+00:00"]
 
-    after = runs()
-    assert set(after) - set(before) == {run["run_id"]}
-    created = after[run["run_id"]]
+    (created,) = created_runs(before).values()
+    assert created == runs()[run["run_id"]]
     assert created["run_type"] == "manual" and created["triggered_by"] == "rest_api"
     assert created["user"] == "drift-webhook" and created["state"] == "queued"
-    assert created["conf"]["alert"]["identity"] == "am00000000000001@2026-11-22T10:00:00+00:00"
+    assert created["conf"]["alert"]["identity"] == f"{fingerprint}@2026-11-22T10:00:00+00:00"
     assert created["conf"]["alert"]["labels"]["severity"] == "critical"
 
 
 def test_a_redelivered_alert_returns_its_run_and_starts_nothing(api_server):
-    payload = alertmanager(am_alert("am00000000000002"))
+    payload = alertmanager(am_alert(fresh("am")))
     first = post(api_server, payload)
+    assert first.json()["runs"][0]["created"] is True, first.text
     before = runs()
     again = post(api_server, payload)  # a new timestamp and signature, the same alert
     assert again.status_code == 200
@@ -142,36 +162,40 @@ def test_a_redelivered_alert_returns_its_run_and_starts_nothing(api_server):
 
 
 def test_a_signed_grafana_alert_starts_exactly_one_run_and_a_redelivery_none(api_server):
-    payload = grafana(am_alert("6f0000000000000a", starts_at="2026-11-22T11:00:00+01:00"))
+    fingerprint = fresh("6f")
+    payload = grafana(am_alert(fingerprint, starts_at="2026-11-22T11:00:00+01:00"))
     before = runs()
     response = post(api_server, payload)
     assert response.status_code == 200, response.text
     assert response.json()["format"] == "grafana"
     (run,) = response.json()["runs"]
-    assert set(runs()) - set(before) == {run["run_id"]}
+    assert run["created"] is True and run["alerts"] == [f"{fingerprint}@2026-11-22T10:00:00+00:00"]
+    assert list(created_runs(before)) == [run["run_id"]]
     assert runs()[run["run_id"]]["conf"]["alert"]["source"] == "grafana"
 
     again = post(api_server, payload)
     assert again.json()["runs"][0] == {**run, "created": False}
-    assert len(runs()) == len(before) + 1
+    assert list(created_runs(before)) == [run["run_id"]]
 
 
 def test_the_project_format_starts_a_run_keyed_by_alert_id(api_server):
-    payload = {"model": MODEL, "alert_id": "evidently-2026-11-22T10", "status": "firing",
+    alert_id = f"evidently-{fresh('')}"
+    payload = {"model": MODEL, "alert_id": alert_id, "status": "firing",
                "summary": "3 of 9 features drifted", "drift_score": 0.41, "features": ["annual_income"]}
     before = runs()
     response = post(api_server, payload)
     assert response.status_code == 200, response.text
     (run,) = response.json()["runs"]
+    assert (run["created"], run["alerts"], run["source"]) == (True, [alert_id], "project")
     alert = runs()[run["run_id"]]["conf"]["alert"]
-    assert (alert["drift_score"], alert["features"]) == (0.41, ["annual_income"])
-    assert post(api_server, payload).json()["runs"][0]["created"] is False
-    assert len(runs()) == len(before) + 1
+    assert (alert["identity"], alert["drift_score"], alert["features"]) == (alert_id, 0.41, ["annual_income"])
+    assert post(api_server, payload).json()["runs"][0] == {**run, "created": False}
+    assert list(created_runs(before)) == [run["run_id"]]
 
 
 def test_a_resolved_alert_starts_nothing(api_server):
     before = runs()
-    response = post(api_server, alertmanager(am_alert("am00000000000003", status="resolved")))
+    response = post(api_server, alertmanager(am_alert(fresh("am"), status="resolved")))
     assert response.status_code == 200
     assert response.json()["runs"] == []
     assert response.json()["ignored"][0]["reason"] == "resolved"
@@ -179,15 +203,15 @@ def test_a_resolved_alert_starts_nothing(api_server):
 
 
 def test_a_group_starts_one_run_for_its_firing_alerts_and_ignores_the_resolved_ones(api_server):
+    a, b, c = fresh_ids("am", 3)
     before = runs()
-    response = post(api_server, alertmanager(am_alert("am00000000000004"), am_alert("am00000000000005"),
-                                             am_alert("am00000000000006", status="resolved")))
+    response = post(api_server, alertmanager(am_alert(a), am_alert(b), am_alert(c, status="resolved")))
     assert response.status_code == 200
     (run,) = response.json()["runs"]
     assert run["created"] is True
-    assert [a.split("@")[0] for a in run["alerts"]] == ["am00000000000004", "am00000000000005"]
-    assert [i["reason"] for i in response.json()["ignored"]] == ["resolved"]
-    assert set(runs()) - set(before) == {run["run_id"]}
+    assert [i.split("@")[0] for i in run["alerts"]] == [a, b]
+    assert [(i["alert"].split("@")[0], i["reason"]) for i in response.json()["ignored"]] == [(c, "resolved")]
+    assert list(created_runs(before)) == [run["run_id"]]
     conf = runs()[run["run_id"]]["conf"]["alert"]
     assert conf["identities"] == run["alerts"] and len(conf["alerts"]) == 2
 
@@ -209,9 +233,11 @@ def default_note() -> str:
 
 
 def test_an_alert_without_a_dataset_uri_says_it_trains_on_the_default_and_may_skip(api_server):
-    response = post(api_server, alertmanager(am_alert("du00000000000001")))
+    before = runs()
+    response = post(api_server, alertmanager(am_alert(fresh("du"))))
     assert response.status_code == 200, response.text
     (run,) = response.json()["runs"]
+    assert run["created"] is True and list(created_runs(before)) == [run["run_id"]]
     assert (run["dataset_uri"], run["dataset_uri_from"], run["note"]) == (default_uri(), "default", default_note())
     created = runs()[run["run_id"]]
     assert "dataset_uri" not in created["conf"] and created["conf"]["alert"]["dataset_uri"] is None
@@ -222,15 +248,17 @@ def test_an_alert_without_a_dataset_uri_says_it_trains_on_the_default_and_may_sk
 def test_an_alert_names_the_data_its_run_trains_on(api_server, where):
     uri = f"s3://features/{MODEL}/snapshot={where}"
     if where == "project":
-        payload = {"model": MODEL, "alert_id": "du-project-1", "status": "firing", "summary": "drift",
+        payload = {"model": MODEL, "alert_id": fresh("du-p"), "status": "firing", "summary": "drift",
                    "dataset_uri": f" {uri} "}
     else:
-        alert = am_alert(f"du{where:0>14}"[:16])
+        alert = am_alert(fresh("du"))
         (alert["annotations"] if where == "annotation" else alert["labels"])["dataset_uri"] = uri
         payload = grafana(alert)
+    before = runs()
     response = post(api_server, payload)
     assert response.status_code == 200, response.text
     (run,) = response.json()["runs"]
+    assert run["created"] is True and list(created_runs(before)) == [run["run_id"]]
     note = f"Trains on `{uri}` (the alert's dataset_uri); {SKIPS}"
     assert (run["dataset_uri"], run["dataset_uri_from"], run["note"]) == (uri, "alert", note)
     created = runs()[run["run_id"]]
@@ -240,8 +268,9 @@ def test_an_alert_names_the_data_its_run_trains_on(api_server, where):
 
 
 def test_a_redelivery_naming_other_data_says_the_run_keeps_its_own(api_server):
-    alert = am_alert("du00000000000002")
+    alert = am_alert(fresh("du"))
     first = post(api_server, alertmanager(alert)).json()["runs"][0]
+    assert (first["created"], first["dataset_uri_from"]) == (True, "default")
     alert["annotations"]["dataset_uri"] = "/data/snapshot-2.parquet"
     before = runs()
     again = post(api_server, alertmanager(alert)).json()["runs"][0]
@@ -254,17 +283,21 @@ def test_a_redelivery_naming_other_data_says_the_run_keeps_its_own(api_server):
 
 
 def test_alerts_of_one_model_naming_different_data_are_422_and_start_nothing(api_server):
-    a = am_alert("du00000000000003", dataset_uri="/data/a.parquet")
-    b = am_alert("du00000000000004", dataset_uri="/data/b.parquet")
+    fa, fb, fc = fresh_ids("du", 3)
+    a = am_alert(fa, dataset_uri="/data/a.parquet")
+    b = am_alert(fb, dataset_uri="/data/b.parquet")
     response = _refused(api_server, 422, payload=alertmanager(a, b))
     (error,) = response.json()["detail"]
     assert error["type"] == "conflicting_dataset_uri" and error["loc"] == ["body", "alerts"]
     assert error["format"] == "alertmanager"
-    assert "name 2 different dataset_uris: '/data/a.parquet' (alert du00000000000003@" in error["msg"]
-    assert "'/data/b.parquet' (alert du00000000000004@" in error["msg"]
+    assert f"name 2 different dataset_uris: '/data/a.parquet' (alert {fa}@" in error["msg"]
+    assert f"'/data/b.parquet' (alert {fb}@" in error["msg"]
     # One of them alone, or with an alert that names no data, starts a run on its data.
-    ok = post(api_server, alertmanager(a, am_alert("du00000000000005")))
-    assert [(r["created"], r["dataset_uri"]) for r in ok.json()["runs"]] == [(True, "/data/a.parquet")]
+    before = runs()
+    ok = post(api_server, alertmanager(a, am_alert(fc)))
+    assert [(r["created"], r["dataset_uri"], [i.split("@")[0] for i in r["alerts"]]) for r in ok.json()["runs"]] == [
+        (True, "/data/a.parquet", [fa, fc])]
+    assert list(created_runs(before)) == [ok.json()["runs"][0]["run_id"]]
 
 
 @pytest.mark.parametrize(("value", "says"), [
@@ -273,7 +306,7 @@ def test_alerts_of_one_model_naming_different_data_are_422_and_start_nothing(api
     ("s3://", "names no location"),
 ])
 def test_a_dataset_uri_that_is_not_a_path_or_uri_is_422_naming_the_field(api_server, value, says):
-    payload = {"model": MODEL, "alert_id": "du-bad", "status": "firing", "dataset_uri": value}
+    payload = {"model": MODEL, "alert_id": fresh("du-bad"), "status": "firing", "dataset_uri": value}
     response = _refused(api_server, 422, payload=payload)
     (error,) = response.json()["detail"]
     assert error["loc"] == ["body", "dataset_uri"] and says in error["msg"]
@@ -285,7 +318,7 @@ def test_a_dataset_uri_that_is_not_a_path_or_uri_is_422_naming_the_field(api_ser
 @pytest.mark.parametrize("alertname", ["DatasourceNoData", "DatasourceError"])
 def test_grafanas_no_data_and_error_alerts_start_nothing_and_say_why(api_server, alertname):
     before = runs()
-    alert = am_alert(f"nd{alertname[10:].lower():0>14}", alertname=alertname, rulename="FeatureDrift",
+    alert = am_alert(fresh("nd"), alertname=alertname, rulename="FeatureDrift",
                      datasource_uid="prom")
     response = post(api_server, grafana(alert))
     assert response.status_code == 200, response.text
@@ -297,7 +330,7 @@ def test_grafanas_no_data_and_error_alerts_start_nothing_and_say_why(api_server,
 
 def test_an_alert_grafana_fired_because_its_query_returned_no_data_starts_nothing(api_server):
     before = runs()
-    response = post(api_server, grafana(am_alert("sr00000000000001", grafana_state_reason="NoData")))
+    response = post(api_server, grafana(am_alert(fresh("sr"), grafana_state_reason="NoData")))
     assert response.status_code == 200
     assert response.json()["runs"] == []
     assert "grafana_state_reason is NoData" in response.json()["ignored"][0]["reason"]
@@ -305,14 +338,14 @@ def test_an_alert_grafana_fired_because_its_query_returned_no_data_starts_nothin
 
 
 def test_many_alerts_about_one_model_start_one_run_and_redeliveries_none(api_server):
-    ids = [f"co{i:014}" for i in range(5)]
+    ids = fresh_ids("co", 5)
     started = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")  # earlier runs are looked up from here
     alert = functools.partial(am_alert, starts_at=started)
     before = runs()
     first = post(api_server, grafana(*(alert(i) for i in ids[:3])))
     (run,) = first.json()["runs"]
-    assert run["created"] is True and len(run["alerts"]) == 3
-    assert set(runs()) - set(before) == {run["run_id"]}
+    assert run["created"] is True and [i.split("@")[0] for i in run["alerts"]] == ids[:3]
+    assert list(created_runs(before)) == [run["run_id"]]
     assert runs()[run["run_id"]]["note"].startswith("3 drift alerts from grafana: drift on credit_approval")
 
     # Redelivered, or with one alert resolved since: every firing alert has its run already.
@@ -320,30 +353,31 @@ def test_many_alerts_about_one_model_start_one_run_and_redeliveries_none(api_ser
                     grafana(alert(ids[0], status="resolved"), alert(ids[1]), alert(ids[2]))):
         again = post(api_server, payload)
         assert [(r["run_id"], r["created"]) for r in again.json()["runs"]] == [(run["run_id"], False)]
-    assert set(runs()) - set(before) == {run["run_id"]}
+    assert list(created_runs(before)) == [run["run_id"]]
 
     # Two alerts joined the group: one new run, for the newcomers only.
     grown = post(api_server, grafana(*(alert(i) for i in ids)))
     assert [(r["run_id"], r["created"], len(r["alerts"])) for r in grown.json()["runs"]] == [
         (run["run_id"], False, 3), (grown.json()["runs"][1]["run_id"], True, 2)]
     new = grown.json()["runs"][1]["run_id"]
-    assert set(runs()) - set(before) == {run["run_id"], new}
+    assert set(created_runs(before)) == {run["run_id"], new}
     assert [i.split("@")[0] for i in runs()[new]["conf"]["alert"]["identities"]] == ids[3:]
 
 
 def test_alert_text_reaches_the_run_note_conf_and_log_without_control_or_bidi_characters(api_server):
     evil = "income\u202eevil\u2066\x1b[2J\r\nERROR forged line\x85"
-    alert = am_alert("tx00000000000001", summary=evil, description="d" * 5000)
+    alert = am_alert(fresh("tx"), summary=evil, description="d" * 5000)
     alert["labels"]["team\u200f"] = evil
+    before = runs()
     response = post(api_server, alertmanager(alert))
     assert response.status_code == 200, response.text
-    created = runs()[response.json()["runs"][0]["run_id"]]
+    (created,) = created_runs(before).values()
     assert created["note"] == f"Drift alert from alertmanager: incomeevil[2J ERROR forged line — {default_note()}"
     conf = created["conf"]["alert"]
     assert conf["summary"] == conf["labels"]["team"] == "incomeevil[2J ERROR forged line"
     assert conf["annotations"]["description"] == "d" * 1023 + "…"
     # A refused request that quotes body text in the log (a field name) cannot forge a log line either.
-    _refused(api_server, 422, payload={"model": MODEL, "alert_id": "tx-2", "status": "firing",
+    _refused(api_server, 422, payload={"model": MODEL, "alert_id": fresh("tx-"), "status": "firing",
                                        "x\nERROR forged\u202e": 1})
     log = api_server.log.read_text(errors="replace")
     assert "\u202e" not in log and "\u2066" not in log and "\x1b[2J" not in log
@@ -352,12 +386,16 @@ def test_alert_text_reaches_the_run_note_conf_and_log_without_control_or_bidi_ch
 
 # --- refused requests start nothing ----------------------------------------------------------------
 
-FIRING = alertmanager(am_alert("bad0000000000001"))
+def firing() -> dict:
+    """A valid drift alert never sent before: were it let through, it would start a run."""
+    return alertmanager(am_alert(fresh("bad")))
 
 
 def _refused(server: Server, expected: int, send=None, **kwargs) -> httpx.Response:
+    """Send (a fresh :func:`firing` alert unless ``payload`` is given); assert ``expected`` and that no run started."""
     before = runs()
-    response = send() if send else post(server, kwargs.pop("payload", FIRING), **kwargs)
+    payload = kwargs.pop("payload") if "payload" in kwargs else firing()
+    response = send() if send else post(server, payload, **kwargs)
     assert response.status_code == expected, response.text
     assert runs() == before
     return response
@@ -388,9 +426,11 @@ def test_a_malformed_signature_header_is_refused(api_server):
 
 
 def test_a_body_changed_after_signing_is_refused(api_server):
-    body = json.dumps(FIRING).encode()
+    fingerprint = fresh("bad")
+    body = json.dumps(alertmanager(am_alert(fingerprint))).encode()
     headers = {"Content-Type": "application/json", **signed_headers(SECRET, body)}
-    tampered = body.replace(b"bad0000000000001", b"bad0000000000002")
+    tampered = body.replace(fingerprint.encode(), fresh("bad").encode())
+    assert tampered != body
     _refused(api_server, 401, send=lambda: httpx.post(f"{api_server.url}{PATH}", content=tampered, headers=headers))
 
 
@@ -401,7 +441,7 @@ def test_a_stale_or_future_timestamp_is_refused(api_server, skew):
 
 
 def test_a_body_over_the_limit_is_refused_by_its_declared_length(api_server):
-    big = alertmanager(am_alert("big0000000000001"))
+    big = alertmanager(am_alert(fresh("big")))
     big["commonAnnotations"] = {"padding": "x" * 300_000}
     _refused(api_server, 413, payload=big)
 
@@ -416,7 +456,7 @@ def test_a_streamed_body_over_the_limit_is_refused_by_the_bytes_read(api_server)
 
 
 def test_a_malformed_payload_is_422_naming_the_field(api_server):
-    payload = alertmanager(am_alert("bad0000000000003"))
+    payload = firing()
     del payload["alerts"][0]["labels"]["model"]
     response = _refused(api_server, 422, payload=payload)
     assert response.json()["detail"][0]["loc"] == ["body", "alerts", 0, "labels", "model"]
@@ -429,7 +469,7 @@ def test_a_body_that_is_not_json_is_422(api_server):
 
 
 def test_more_firing_drift_alerts_than_the_limit_is_422_and_starts_nothing(api_server):
-    alerts = [am_alert(f"lim{i:013}") for i in range(500)]
+    alerts = [am_alert(i) for i in fresh_ids("lim", 500)]
     response = _refused(api_server, 422, payload=alertmanager(*alerts))
     (error,) = response.json()["detail"]
     assert error["type"] == "too_many_alerts" and error["loc"] == ["body", "alerts"]
@@ -439,25 +479,31 @@ def test_more_firing_drift_alerts_than_the_limit_is_422_and_starts_nothing(api_s
 
 
 def test_the_limit_counts_drift_alerts_only(api_server):
-    noise = [am_alert(f"nd{i:014}", alertname="DatasourceNoData") for i in range(60)]
-    resolved = [am_alert(f"rs{i:014}", status="resolved") for i in range(30)]
+    noise = [am_alert(i, alertname="DatasourceNoData") for i in fresh_ids("nd", 60)]
+    resolved = [am_alert(i, status="resolved") for i in fresh_ids("rs", 30)]
+    drift = fresh_ids("ok", 20)
     before = runs()
-    response = post(api_server, grafana(*noise, *resolved, *(am_alert(f"ok{i:014}") for i in range(20))))
+    response = post(api_server, grafana(*noise, *resolved, *(am_alert(i) for i in drift)))
     assert response.status_code == 200, response.text
     (run,) = response.json()["runs"]
-    assert len(run["alerts"]) == 20 and len(response.json()["ignored"]) == 90
-    assert set(runs()) - set(before) == {run["run_id"]}
+    assert run["created"] is True and [i.split("@")[0] for i in run["alerts"]] == drift
+    assert len(response.json()["ignored"]) == 90
+    assert list(created_runs(before)) == [run["run_id"]]
 
 
 def test_an_unknown_model_is_404(api_server):
-    response = _refused(api_server, 404, payload=alertmanager(am_alert("bad0000000000004", model="no_such_model")))
+    response = _refused(api_server, 404, payload=alertmanager(am_alert(fresh("bad"), model="no_such_model")))
     assert "no_such_model" in response.json()["detail"]
 
 
 def test_one_unknown_model_in_a_group_starts_nothing_at_all(api_server):
-    payload = alertmanager(am_alert("bad0000000000005"), am_alert("bad0000000000006", model="no_such_model"))
+    known, unknown = fresh_ids("bad", 2)
+    payload = alertmanager(am_alert(known), am_alert(unknown, model="no_such_model"))
     _refused(api_server, 404, payload=payload)
-    assert post(api_server, alertmanager(am_alert("bad0000000000005"))).json()["runs"][0]["created"] is True
+    # The known model's alert was not half-accepted: sent alone it starts its run now.
+    before = runs()
+    (run,) = post(api_server, alertmanager(am_alert(known))).json()["runs"]
+    assert run["created"] is True and list(created_runs(before)) == [run["run_id"]]
 
 
 @pytest.mark.parametrize("connection", [None, {"conn_type": "generic", "login": "no-password"}])
@@ -474,7 +520,7 @@ def test_without_a_secret_the_webhook_fails_closed(airflow_db, monkeypatch, conn
     server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    body = json.dumps(FIRING).encode()
+    body = json.dumps(firing()).encode()
     before = runs()
     try:
         while not server.started:
@@ -506,7 +552,7 @@ def test_a_setting_that_is_not_valid_is_503_naming_it(airflow_db, monkeypatch, v
     server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    body = json.dumps(alertmanager(am_alert("cfg0000000000001"))).encode()
+    body = json.dumps(firing()).encode()
     before = runs()
     try:
         while not server.started:
@@ -590,9 +636,44 @@ def test_fuzzed_signed_requests_reach_validation_without_server_errors(api_serve
 # --- audit -------------------------------------------------------------------------------------------
 
 
+def _log_since(server: Server, offset: int, expected: int, wait_s: float = 10) -> list[str]:
+    """The server log's lines written after byte ``offset`` that are drift webhook audit lines, waiting (up to
+    ``wait_s``) until ``expected`` of them are there: the server writes its log in its own process."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        with server.log.open("rb") as f:
+            f.seek(offset)
+            lines = [line for line in f.read().decode(errors="replace").splitlines() if "drift webhook: " in line]
+        if len(lines) >= expected or time.monotonic() > deadline:
+            return lines
+
+
 def test_every_request_is_logged_and_the_secret_never_is(api_server):
+    offset = api_server.log.stat().st_size
+    accepted = post(api_server, alertmanager(am_alert(fresh("log"))))
+    assert accepted.status_code == 200, accepted.text
+    (run,) = accepted.json()["runs"]
+    _refused(api_server, 401, secret=None)
+    _refused(api_server, 401, secret="not-the-secret")
+    _refused(api_server, 401, headers={SIGNATURE_HEADER: "deadbeef"})
+    _refused(api_server, 401, timestamp=int(time.time()) - 600)
+    big = firing()
+    big["commonAnnotations"] = {"padding": "x" * 300_000}
+    _refused(api_server, 413, payload=big)
+    _refused(api_server, 422, payload=b"not json")
+    _refused(api_server, 404, payload=alertmanager(am_alert(fresh("log"), model="no_such_model")))
+
+    lines = _log_since(api_server, offset, expected=8)
+    (accepted_line,) = [line for line in lines if "drift webhook: accepted" in line]
+    assert "accepted 1 alert(s) (alertmanager) from 127.0.0.1:" in accepted_line
+    assert f"started ['{DAG_ID}/{run['run_id']} (1 alert(s), data {default_uri()})']" in accepted_line
+    rejected = [line.split(f"drift webhook: rejected POST {PATH} from 127.0.0.1:", 1)[1].split(": ", 1)[1]
+                for line in lines if "drift webhook: rejected" in line]
+    expected = [("401 missing: ", "missing header"), ("401 mismatch: ", "does not match"),
+                ("401 malformed: ", "must be 'sha256='"), ("401 stale: ", "off the server clock"),
+                ("413 ", "exceeds the limit"), ("422 ", "Invalid JSON"), ("404 ", "no_such_model")]
+    assert len(rejected) == len(expected), rejected
+    for line, (start, says) in zip(rejected, expected, strict=True):
+        assert line.startswith(start) and says in line, (start, line)
     log = api_server.log.read_text(errors="replace")
-    assert "drift webhook: accepted" in log
-    for reason in ("401 missing", "401 mismatch", "401 malformed", "401 stale", "413", "422", "404"):
-        assert f"drift webhook: rejected POST {PATH}" in log and reason in log, reason
     assert SECRET not in log
