@@ -16,7 +16,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -42,7 +41,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from include.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers
-from tests.servers import free_port, serving
+from tests.servers import free_port, serving, serving_app
 
 SECRET = "drift-webhook-test-secret-7f3a9c"
 PATH = "/modelops/api/v1/drift-alerts"
@@ -509,29 +508,18 @@ def test_one_unknown_model_in_a_group_starts_nothing_at_all(api_server):
 @pytest.mark.parametrize("connection", [None, {"conn_type": "generic", "login": "no-password"}])
 def test_without_a_secret_the_webhook_fails_closed(airflow_db, monkeypatch, connection):
     """The app in this process, served on loopback: the module's server has its secret for good."""
-    import uvicorn
-
     from modelops.webhook import create_app
 
     monkeypatch.delenv("AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK", raising=False)
     if connection:
         monkeypatch.setenv("AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK", json.dumps(connection))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     body = json.dumps(firing()).encode()
     before = runs()
-    try:
-        while not server.started:
-            time.sleep(0.05)
+    with serving_app(create_app()) as url:
         for headers in ({}, signed_headers(SECRET, body), signed_headers("", body)):
-            response = httpx.post(f"http://127.0.0.1:{port}/api/v1/drift-alerts", content=body, headers=headers)
+            response = httpx.post(f"{url}/api/v1/drift-alerts", content=body, headers=headers)
             assert response.status_code == 503
             assert "modelops_drift_webhook" in response.json()["detail"]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     assert runs() == before
 
 
@@ -542,26 +530,15 @@ def test_without_a_secret_the_webhook_fails_closed(airflow_db, monkeypatch, conn
 ])
 def test_a_setting_that_is_not_valid_is_503_naming_it(airflow_db, monkeypatch, variable, value, says):
     """The app in this process, served on loopback, with one setting broken."""
-    import uvicorn
-
     from modelops.webhook import create_app
 
     monkeypatch.setenv("AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK", json.dumps({"conn_type": "generic", "password": SECRET}))
     monkeypatch.setenv(variable, value)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     body = json.dumps(firing()).encode()
     before = runs()
-    try:
-        while not server.started:
-            time.sleep(0.05)
-        response = httpx.post(f"http://127.0.0.1:{port}/api/v1/drift-alerts", content=body,
+    with serving_app(create_app()) as url:
+        response = httpx.post(f"{url}/api/v1/drift-alerts", content=body,
                               headers={"Content-Type": "application/json", **signed_headers(SECRET, body)})
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     assert response.status_code == 503
     assert f"{variable} {says}" in response.json()["detail"]
     assert runs() == before
