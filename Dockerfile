@@ -1,4 +1,4 @@
-# One image for the Airflow components and the training pods (python -m include.train).
+# One image for the Airflow components and the training pods (python -m include.training.train).
 #   docker build --build-arg CODE_COMMIT=$(git rev-parse HEAD) -t modelops:$(git rev-parse --short HEAD) .
 FROM apache/airflow:3.3.2-python3.11
 

@@ -75,7 +75,7 @@ lock: $(VENV)/.installed
 # on every interface; here the API server reads task logs from the local files instead.
 up: $(AIRFLOW_HOME)/airflow.db triton
 	mkdir -p $(STATE)/logs $(STATE)/triton/models
-	$(PY) -m include.datagen $(STATE)/data/credit_approval/train.parquet --rows 20000 --seed 1
+	$(PY) -m include.demo.datagen $(STATE)/data/credit_approval/train.parquet --rows 20000 --seed 1
 	@start() { name=$$1; shift; env $(LOCAL_STACK_ENV) setsid nohup "$$@" > $(STATE)/logs/$$name.log 2>&1 & \
 	  echo $$! > $(STATE)/$$name.pid; }; \
 	start api-server $(VENV)/bin/airflow api-server --host $(LOCAL_HOST) --port $(AIRFLOW_PORT) --workers 1; \
@@ -84,7 +84,7 @@ up: $(AIRFLOW_HOME)/airflow.db triton
 	start triggerer $(VENV)/bin/airflow triggerer --skip-serve-logs; \
 	start mlflow $(VENV)/bin/mlflow server --backend-store-uri $(MLFLOW_TRACKING_URI) --workers 1 \
 	  --default-artifact-root $(STATE)/mlflow/artifacts --host $(LOCAL_HOST) --port $(MLFLOW_PORT); \
-	start triton $(PY) -m include.triton.server --repository $(STATE)/triton/models --host $(LOCAL_HOST) \
+	start triton $(PY) -m include.serving.triton.server --repository $(STATE)/triton/models --host $(LOCAL_HOST) \
 	  --http-port $(TRITON_PORT)
 	@echo "Airflow UI: http://localhost:$(AIRFLOW_PORT) (user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
 	@echo "MLflow UI:  http://localhost:$(MLFLOW_PORT)   Triton: http://localhost:$(TRITON_PORT)   logs: $(STATE)/logs/"

@@ -7,7 +7,7 @@ One run, one machine, side by side:
 2. the I/O floor, in a fresh process: a SparkSession (the job's own ``spark_session`` defaults)
    reads the file and writes it back as Parquet; cold (session start to stop), then warm (the
    same copy again on a running session);
-3. the job as deployed (``include.batch_scoring.score_partition`` with its defaults: the version's
+3. the job as deployed (``include.batch.scoring.score_partition`` with its defaults: the version's
    ONNX export under ``mapInArrow``, the workers reading their row groups with pyarrow and writing
    with pyarrow), in a fresh process: cold (it starts and stops its own session), then warm (on a
    running session whose Python workers already ran it);
@@ -61,7 +61,7 @@ def generate(path: Path, rows: int, row_group_size: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from include.datagen import generate_batch
+    from include.demo.datagen import generate_batch
 
     chunk = 1_000_000
     writer = None
@@ -77,14 +77,14 @@ def generate(path: Path, rows: int, row_group_size: int) -> None:
 
 
 def register_model(tracking_uri: str, artifacts: Path) -> str:
-    """Train the configured pipeline like ``include.train`` does and register it; returns the version."""
+    """Train the configured pipeline like ``include.training.train`` does and register it; returns the version."""
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
-    from include.datagen import generate_batch
-    from include.train import build_estimator, features_and_target, sklearn_types_to_trust
+    from include.demo.datagen import generate_batch
+    from include.training.train import build_estimator, features_and_target, sklearn_types_to_trust
 
     config = _config()
     x, y = features_and_target(generate_batch(20_000, seed=1), config)
@@ -110,7 +110,7 @@ def register_model(tracking_uri: str, artifacts: Path) -> str:
 
 def run_floor(args: argparse.Namespace) -> dict:
     """Plain read + write, in the same kind of session the job gets; cold, then warm (same JVM)."""
-    from include.batch_scoring import spark_session
+    from include.batch.scoring import spark_session
 
     def copy(spark) -> None:
         spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")  # pandas' timestamps, as the job reads them
@@ -137,7 +137,7 @@ def run_job(args: argparse.Namespace) -> dict:
     """``score_partition`` with the scorer and reader of ``args._run``: cold (it starts and stops its own session),
     then warm."""
     _, scorer, reader = JOBS[args._run]
-    from include.batch_scoring import model_version_uri, score_partition, spark_session
+    from include.batch.scoring import model_version_uri, score_partition, spark_session
 
     config = _config()
     kwargs = dict(

@@ -3,12 +3,12 @@
 1. (not timed) generate a reference and a current frame of ``--rows`` rows x 20 numeric features
    each; 7 of the features (about a third) are shifted in the current frame, the others are drawn
    from the reference's distributions;
-2. the project's check: :func:`include.drift.build_profile` on the reference (what training does,
+2. the project's check: :func:`include.monitoring.drift.build_profile` on the reference (what training does,
    timed separately, with the profile's save/load time and size), then
-   :func:`include.drift.detect_drift` of the current frame against the prebuilt profile, timed
+   :func:`include.monitoring.drift.detect_drift` of the current frame against the prebuilt profile, timed
    ``--repeat`` times;
 3. Evidently: ``Report([DataDriftPreset()])`` on the full reference and current frames
-   (:func:`include.drift.evidently_drift`), timed once.
+   (:func:`include.monitoring.drift.evidently_drift`), timed once.
 
 Prints the times, the ratio and both sides' per-feature decisions, and writes them to
 ``bench/results/drift.md`` (one section per row count; a rerun replaces it). The CPU seconds used
@@ -103,7 +103,7 @@ def _timed(fn):
 
 
 def run(args: argparse.Namespace) -> dict:
-    from include import drift
+    from include.monitoring import drift
 
     reference, current, types = generate(args.rows)
     out: dict = {"load_before": os.getloadavg() if hasattr(os, "getloadavg") else None}

@@ -2,10 +2,10 @@
 
 One run, one machine, one client, side by side:
 
-1. (not timed) train the configured model with ``include.train.train`` on generated data into a
+1. (not timed) train the configured model with ``include.training.train.train`` on generated data into a
    throw-away SQLite MLflow store and register it; export that version into a Triton model
-   repository (``include.triton.repository.export_version``);
-2. start a real Triton server on free loopback ports (``include.triton.server.TritonServer``) and
+   repository (``include.serving.triton.repository.export_version``);
+2. start a real Triton server on free loopback ports (``include.serving.triton.server.TritonServer``) and
    ``mlflow models serve --env-manager local`` on a free loopback port, from the main venv;
 3. check that both answer the same probability (within 1e-5) for the same rows, one row per request,
    in both of Triton's input forms;
@@ -101,9 +101,9 @@ def register_model(work: Path, config) -> tuple[str, object]:
     from threadpoolctl import threadpool_limits
 
     from include import tracking
-    from include.datagen import generate_batch
-    from include.dataset import write_dataset
-    from include.train import features_and_target, holdout_split, train
+    from include.data.dataset import write_dataset
+    from include.demo.datagen import generate_batch
+    from include.training.train import features_and_target, holdout_split, train
 
     uri = f"sqlite:///{work / 'mlflow.db'}"
     client = tracking.configure(uri)
@@ -133,7 +133,7 @@ def encode_rows(frame, config) -> dict[str, list[bytes]]:
     """The same rows as single-row request bodies: KServe v2 JSON for Triton in both input forms
     (``triton``: the packed inputs; ``triton-named``: one input per feature, as the README's curl
     sends it), ``dataframe_split`` for mlflow."""
-    from include.triton.repository import CATEGORICAL_INPUT, NUMERIC_INPUT, input_spec, packed_columns
+    from include.serving.triton.repository import CATEGORICAL_INPUT, NUMERIC_INPUT, input_spec, packed_columns
 
     columns = [(c.name, c.type) for c in config.dataset.features]
     packed_layout = packed_columns(input_spec(config))
@@ -161,9 +161,9 @@ def start_triton(work: Path, tracking_uri: str, config):
     """Export version 1 and serve it from a real Triton server; the caller stops it."""
     from mlflow.tracking import MlflowClient
 
-    from include.triton.client import TritonClient
-    from include.triton.repository import export_version
-    from include.triton.server import TritonServer, free_port
+    from include.serving.triton.client import TritonClient
+    from include.serving.triton.repository import export_version
+    from include.serving.triton.server import TritonServer, free_port
 
     repo = work / "triton-repo"
     export_version(MlflowClient(tracking_uri, registry_uri=tracking_uri), config.name, "1", config, repo)
@@ -186,7 +186,7 @@ def start_mlflow(work: Path, tracking_uri: str, config, workers: int, omp_thread
     ``omp_threads`` > 0 sets ``OMP_NUM_THREADS`` for the server: HistGradientBoosting predicts with
     OpenMP threads that spin, which on a busy 2-core machine turns a 10 ms request into a second.
     """
-    from include.triton.server import free_port
+    from include.serving.triton.server import free_port
 
     port = free_port(HOST)
     mlflow_bin = Path(sys.executable).parent / "mlflow"

@@ -19,8 +19,8 @@ from datetime import timedelta
 
 from airflow.sdk import dag
 
+from modelops.batch import tasks as t
 from modelops.dags import dag_args, register_per_model
-from modelops.tasks import batch as t
 
 
 def build(config):

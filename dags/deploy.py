@@ -30,8 +30,8 @@ from airflow.sdk import Param, dag
 
 from modelops.assets import champion_asset
 from modelops.dags import dag_args, register_per_model
-from modelops.operators.triton import TritonModelReadyOperator
-from modelops.tasks import deployment as t
+from modelops.serving import tasks as t
+from modelops.serving.operators import TritonModelReadyOperator
 
 
 def build(config):

@@ -43,7 +43,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import CronDataIntervalTimetable, dag
 
 from modelops.dags import dag_args, register_per_model
-from modelops.tasks import monitoring as t
+from modelops.monitoring import tasks as t
 
 
 def build(config):

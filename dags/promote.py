@@ -23,7 +23,7 @@ from airflow.sdk import Param, dag
 
 from modelops.assets import challenger_asset, champion_asset
 from modelops.dags import dag_args, register_per_model
-from modelops.tasks import promotion as t
+from modelops.promotion import tasks as t
 
 
 def build(config):

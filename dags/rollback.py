@@ -27,8 +27,8 @@ from datetime import timedelta
 from airflow.sdk import Param, dag
 
 from modelops.dags import dag_args, register_per_model
-from modelops.operators.triton import TritonModelReadyOperator
-from modelops.tasks import deployment as t
+from modelops.serving import tasks as t
+from modelops.serving.operators import TritonModelReadyOperator
 
 
 def build(config):

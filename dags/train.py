@@ -28,8 +28,8 @@ from airflow.sdk import Param, dag
 
 from modelops.assets import challenger_asset
 from modelops.dags import dag_args, register_per_model
-from modelops.operators.training import training_operator
-from modelops.tasks import training as t
+from modelops.training import tasks as t
+from modelops.training.operators import training_operator
 
 
 def build(config):

@@ -17,8 +17,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = Path(os.environ.get("MODELOPS_CONFIG_DIR", PROJECT_ROOT / "config"))
+from include import settings
+from include.settings import PROJECT_ROOT
 
 ColumnType = Literal["int", "float", "category", "string", "bool", "timestamp"]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
@@ -293,7 +293,7 @@ class ModelConfig(_Strict):
     @property
     def suite_path(self) -> Path:
         """The expectation suite, relative to the config folder this file lives in."""
-        base = self.source.parent.parent if self.source else CONFIG_DIR
+        base = self.source.parent.parent if self.source else settings.config_dir()
         return resolve_path(self.dataset.expectation_suite, base=base)
 
     @model_validator(mode="after")
@@ -379,7 +379,7 @@ def load_model_config(path: Path | str) -> ModelConfig:
 
 def load_model_configs(config_dir: Path | str | None = None) -> dict[str, ModelConfig]:
     """Every ``*.yaml`` under ``<config_dir>/models``; all files' errors are reported together."""
-    models_dir = Path(config_dir or CONFIG_DIR) / "models"
+    models_dir = Path(config_dir or settings.config_dir()) / "models"
     configs: dict[str, ModelConfig] = {}
     errors: list[str] = []
     for path in sorted(models_dir.glob("*.yaml")):
@@ -401,7 +401,7 @@ def _cached_configs(config_dir: str, _mtimes: tuple[tuple[str, float], ...], _en
 
 def model_configs(config_dir: Path | str | None = None) -> dict[str, ModelConfig]:
     """Like :func:`load_model_configs`, cached until a file or the environment (``${VAR}``) changes."""
-    directory = Path(config_dir or CONFIG_DIR)
+    directory = Path(config_dir or settings.config_dir())
     mtimes = tuple((str(p), p.stat().st_mtime) for p in sorted((directory / "models").glob("*.yaml")))
     return _cached_configs(str(directory), mtimes, frozenset(os.environ.items()))
 

@@ -14,17 +14,13 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from include import tracking_auth
-from include.config import PROJECT_ROOT
+from include import settings, tracking_auth
 from include.tracking_auth import Credentials
 
 log = logging.getLogger(__name__)
 
-STATE_DIR = Path(os.environ.get("MODELOPS_HOME", PROJECT_ROOT / ".modelops"))
-
-
 def default_tracking_uri() -> str:
-    return f"sqlite:///{STATE_DIR / 'mlflow' / 'mlflow.db'}"
+    return f"sqlite:///{settings.state_dir() / 'mlflow' / 'mlflow.db'}"
 
 
 def tracking_uri() -> str:
@@ -54,7 +50,7 @@ def configure(uri: str | None = None, *, credentials: Credentials | None = None)
 
 def artifact_root(uri: str) -> str | None:
     """Where new experiments store artifacts: explicit setting, else beside a local SQLite store."""
-    if root := os.environ.get("MODELOPS_ARTIFACT_ROOT"):
+    if root := settings.ARTIFACT_ROOT.get():
         return root
     if uri.startswith("sqlite:///"):
         return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()

@@ -1,11 +1,11 @@
 """Registers the project's Airflow plugin: the drift webhook app, served by ``airflow api-server`` at
-``/modelops`` (``POST /modelops/api/v1/drift-alerts``). The app lives in ``modelops.webhook``."""
+``/modelops`` (``POST /modelops/api/v1/drift-alerts``). The app lives in ``modelops.inbound``."""
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from modelops.webhook import create_app
+from modelops.inbound import create_app
 
 
 class ModelOpsPlugin(AirflowPlugin):

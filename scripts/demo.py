@@ -45,10 +45,10 @@ def say(text: str = "") -> None:
 
 def serve(config, run, bag, triton_url: str) -> bool:
     """Deploy @champion to the demo's Triton server and send it an hour of live traffic."""
-    from include import inference_log
-    from include.datagen import generate_batch
-    from include.online import predict
-    from include.triton.client import TritonClient
+    from include.demo.datagen import generate_batch
+    from include.monitoring import inference_log
+    from include.serving.online import predict
+    from include.serving.triton.client import TritonClient
 
     say("6. Deployment DAG: export @champion to Triton (ONNX), load, wait until READY, smoke + parity check")
     states = run(bag.get_dag(f"deploy_{MODEL}"), f"deploy_{MODEL}")
@@ -70,10 +70,10 @@ def score_batch(config, run, bag) -> bool:
     """Score one day of new applications with the daily Spark batch DAG."""
     import pandas as pd
 
-    from include import inference_log
     from include.config import resolve_uri
-    from include.datagen import generate_batch
-    from include.dataset import write_dataset
+    from include.data.dataset import write_dataset
+    from include.demo.datagen import generate_batch
+    from include.monitoring import inference_log
 
     day = datetime(2026, 11, 21, tzinfo=UTC)
     applications = Path(resolve_uri(config.batch.input_uri))
@@ -95,16 +95,16 @@ def _hour_of_traffic(config, triton_url: str, hour, *, seed: int, drift: float =
     """Simulate an hour of live traffic scored by Triton, and its outcomes arriving."""
     import pandas as pd
 
-    from include import inference_log
     from include.config import resolve_uri
-    from include.datagen import generate_batch
-    from include.outcomes import log_outcomes
-    from include.triton.client import TritonClient
+    from include.demo.datagen import generate_batch
+    from include.monitoring import inference_log
+    from include.monitoring.delayed_labels import log_outcomes
+    from include.serving.triton.client import TritonClient
 
     batch = generate_batch(600, seed=seed, start=hour.isoformat(), hours=1, drift=drift, concept_drift=concept_drift)
     features = batch[config.dataset.feature_names]
     scores, version = TritonClient(triton_url).infer_with_version(MODEL, features)
-    # Timestamps of the simulated hour (include.online.predict stamps requests with the current time).
+    # Timestamps of the simulated hour (include.serving.online.predict stamps requests with the current time).
     inference_log.log_predictions(MODEL, version, "online", features, scores,
                                   request_ids=batch[config.dataset.id_column].tolist(), ts=batch["applied_at"])
     outcomes = batch.rename(columns={config.dataset.id_column: "request_id"})[["request_id", "defaulted", "repaid_amount"]]
@@ -127,9 +127,9 @@ def monitor(config, run, bag, triton_url: str) -> bool:
     import pandas as pd
 
     from include.config import resolve_uri
-    from include.datagen import generate_batch
-    from include.dataset import write_dataset
-    from include.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, alias_version
+    from include.data.dataset import write_dataset
+    from include.demo.datagen import generate_batch
+    from include.promotion.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, alias_version
     from include.tracking import configure
 
     client = configure()
@@ -198,14 +198,14 @@ def monitor(config, run, bag, triton_url: str) -> bool:
 
 
 def main() -> int:
-    from include import tracking
+    from include import settings, tracking
     from include.config import get_model_config, resolve_uri
-    from include.datagen import generate_batch
-    from include.dataset import write_dataset
+    from include.data.dataset import write_dataset
+    from include.demo.datagen import generate_batch
 
     # The demo's hours follow each other within minutes of a deployment: no cold start here (default 7 days).
     os.environ.setdefault("MODELOPS_COLD_START_DAYS", "0")
-    state = tracking.STATE_DIR
+    state = settings.state_dir()
     log_file = state / "logs" / "demo.log"
     config = get_model_config(MODEL)
     client = tracking.configure()
@@ -236,7 +236,7 @@ def main() -> int:
         say("   tasks: " + ", ".join(f"{t}={s}" for t, s in states.items()))
         return (states, dag_run) if with_run else states
 
-    from include.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, alias_version
+    from include.promotion.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, alias_version
 
     say("2. Training DAG on the clean batch: validate, fingerprint, train, evaluate, register")
     states = run(train, f"train_{MODEL}", {"dataset_uri": str(clean)})
@@ -272,9 +272,10 @@ def main() -> int:
     if champion is None:
         say("No champion: the demo failed; see the log.")
         return 1
-    from include.triton.server import TritonServer, default_repository, free_port
+    from include import settings
+    from include.serving.triton.server import TritonServer, free_port
 
-    repository = default_repository()
+    repository = settings.triton_repository()
     repository.mkdir(parents=True, exist_ok=True)
     port = int(os.environ.get("MODELOPS_TRITON_PORT") or free_port())
     with TritonServer(log_path=log_file.parent / "triton-demo.log").start(repository, http_port=port) as server:

@@ -36,7 +36,7 @@ def test_dockerfile_copies_the_project_and_sets_the_import_path():
         assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
     for folder in ("include/", "plugins/", "dags/", "config/", "requirements.txt"):
         assert f" {folder} " in dockerfile, f"Dockerfile does not copy {folder}"
-    assert "PYTHONPATH=/opt/airflow" in dockerfile  # python -m include.train in the training pod
+    assert "PYTHONPATH=/opt/airflow" in dockerfile  # python -m include.training.train in the training pod
 
 
 def test_compose_points_airflow_at_the_compose_mlflow_server(monkeypatch):
@@ -45,7 +45,7 @@ def test_compose_points_airflow_at_the_compose_mlflow_server(monkeypatch):
     assert {"postgres", "redis", "mlflow", "airflow-apiserver", "airflow-scheduler", "airflow-worker"} <= set(services)
     env = services["airflow-scheduler"]["environment"]
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", env["AIRFLOW_CONN_MLFLOW_DEFAULT"])
-    from modelops.hooks.mlflow import MlflowHook
+    from modelops.mlflow_hook import MlflowHook
 
     assert MlflowHook().tracking_uri == "http://mlflow:5000"
     assert "5000" in services["mlflow"]["entrypoint"]

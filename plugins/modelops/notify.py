@@ -17,7 +17,7 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
-from include.alerts import Alert, send, slack_message
+from include.monitoring.alerts import Alert, send, slack_message
 
 log = logging.getLogger(__name__)
 
@@ -138,12 +138,12 @@ def retraining_skipped(
     an alert (``trigger``: the run's ``alert`` param), skipped itself: ``version`` was already trained
     from the same data (``dataset_uri``, ``data_fingerprint``), code and params.
 
-    The message (:func:`include.alerts.retraining_skipped`) links the Airflow run and, when
+    The message (:func:`include.monitoring.alerts.retraining_skipped`) links the Airflow run and, when
     ``tracking_uri`` is an http(s) MLflow server, the version. Returns ``"slack"`` or ``"log"``
     (no Slack connection); a Slack error is raised, as :func:`notify` does.
     """
-    from include import alerts
     from include.config import get_model_config
+    from include.monitoring import alerts
 
     settings = get_model_config(model).alerts
     links = {"Airflow run": airflow_url(dag_id, run_id)}

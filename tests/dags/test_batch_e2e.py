@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from include.datagen import generate_batch
-from include.dataset import write_dataset
+from include.data.dataset import write_dataset
+from include.demo.datagen import generate_batch
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,9 +33,6 @@ def env(tmp_path_factory, airflow_db):
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
     mp.setenv("MODELOPS_CONFIG_DIR", str(tmp / "config"))
     mp.setenv("MODELOPS_INFERENCE_LOG", str(tmp / "log"))
-    import include.config
-
-    mp.setattr(include.config, "CONFIG_DIR", tmp / "config")
     train = tmp / "train.parquet"
     write_dataset(generate_batch(3000, seed=1), str(train))
     # Three days of applications (the 2nd of March is the one scored), in one parquet folder.
@@ -61,7 +58,7 @@ def _scored(env):
 
 
 def test_scores_the_day_with_the_pinned_version_and_reruns_idempotently(env, champion):
-    from include import inference_log
+    from include.monitoring import inference_log
 
     expected = env["days"][env["days"]["applied_at"].dt.date == DAY.date()]
     for _ in range(2):  # the same day twice: overwritten, never appended

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from include.datagen import CORRUPTED_COLUMN, CORRUPTIONS, generate_batch
-from include.dataset import write_dataset
+from include.data.dataset import write_dataset
+from include.demo.datagen import CORRUPTED_COLUMN, CORRUPTIONS, generate_batch
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,9 +28,6 @@ def env(tmp_path_factory, airflow_db):
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
     mp.setenv("MODELOPS_CONFIG_DIR", str(tmp / "config"))
-    import include.config
-
-    mp.setattr(include.config, "CONFIG_DIR", tmp / "config")
     from include import tracking
 
     client = tracking.configure()
@@ -54,7 +51,7 @@ def _batch(env, name: str, **kwargs) -> str:
 
 
 def _alias(client, alias):
-    from include.registry import alias_version
+    from include.promotion.registry import alias_version
 
     found = alias_version(client, MODEL, alias)
     return str(found.version) if found else None
@@ -88,9 +85,9 @@ def _mlflow_run(client, dag_run):
 
 
 def test_clean_batch_becomes_champion_with_lineage_tags(env, first_champion):
-    from include.datagen import COLUMN_TYPES
-    from include.dataset import read_dataset
-    from include.fingerprint import dataset_fingerprint, schema_hash
+    from include.data.dataset import read_dataset
+    from include.data.fingerprint import dataset_fingerprint, schema_hash
+    from include.demo.datagen import COLUMN_TYPES
 
     client = env["client"]
     assert _versions(client) == [1]
@@ -242,7 +239,7 @@ def test_an_alert_on_data_already_trained_on_skips_and_tells_slack(env, dags, fi
     A manual run that skips the same way posts nothing."""
     import json
 
-    from include import webhook
+    from include.inbound import webhook
     from modelops.notify import airflow_url
 
     client = env["client"]

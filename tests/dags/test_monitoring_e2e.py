@@ -25,8 +25,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from include.datagen import generate_batch
-from include.dataset import write_dataset
+from include.data.dataset import write_dataset
+from include.demo.datagen import generate_batch
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,9 +52,6 @@ def env(tmp_path_factory, airflow_db):
     mp.setenv("MODELOPS_CONFIG_DIR", str(tmp / "config"))
     mp.setenv("MODELOPS_DATA_DIR", str(tmp / "data"))
     mp.setenv("MODELOPS_INFERENCE_LOG", str(tmp / "inference_log"))
-    import include.config
-
-    mp.setattr(include.config, "CONFIG_DIR", tmp / "config")
     data = tmp / "train.parquet"
     write_dataset(generate_batch(3000, seed=5), str(data))
     with FakeSlack() as slack:
@@ -79,7 +76,7 @@ def _states(dag_run) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def champion(env, dags) -> str:
     """Version 2 is @champion (version 1 @previous_champion), deployed on DEPLOYED."""
-    from include import audit
+    from include.governance import audit
 
     for max_iter in (40, 60):
         raw = yaml.safe_load(env["config_path"].read_text())
@@ -103,9 +100,9 @@ def _traffic(env, version: str, hour: str, *, seed: int, drift: float = 0.0, con
     """
     import mlflow.pyfunc
 
-    from include import inference_log
     from include.config import get_model_config, resolve_uri
-    from include.outcomes import log_outcomes
+    from include.monitoring import inference_log
+    from include.monitoring.delayed_labels import log_outcomes
 
     config = get_model_config(MODEL)
     batch = generate_batch(400, seed=seed, start=hour, hours=1, drift=drift, concept_drift=concept_drift)
@@ -143,16 +140,16 @@ def _window(run) -> dict:
 
 
 def _step_values(env, key: str, hour: pd.Timestamp) -> list[float]:
-    from include import monitoring
     from include.config import get_model_config
+    from include.monitoring import assessment
 
     client = env["client"]
-    mon_run = monitoring.monitoring_run(client, get_model_config(MODEL))
-    return [p.value for p in client.get_metric_history(mon_run, key) if p.step == monitoring.hour_step(hour)]
+    mon_run = assessment.monitoring_run(client, get_model_config(MODEL))
+    return [p.value for p in client.get_metric_history(mon_run, key) if p.step == assessment.hour_step(hour)]
 
 
 def _alerts(env, version: str) -> list[dict]:
-    from include import audit
+    from include.governance import audit
 
     return [r for r in audit.read(env["client"], MODEL, version) if r["action"].startswith("alert.")]
 
@@ -167,8 +164,8 @@ def _triggered(run_id: str) -> dict[str, dict]:
 
 
 def test_a_clean_hour_raises_nothing(env, dags, champion) -> None:
-    from include import monitoring
     from include.config import get_model_config
+    from include.monitoring import assessment
 
     hour = "2026-11-02T10:00:00Z"
     _traffic(env, champion, hour, seed=21)
@@ -180,9 +177,9 @@ def test_a_clean_hour_raises_nothing(env, dags, champion) -> None:
     assert states["notify"] == "skipped" and states["trigger_rollback"] == "skipped"
     assert env["slack"].messages == [] and _alerts(env, champion) == []
     client = env["client"]
-    mon_run = monitoring.monitoring_run(client, get_model_config(MODEL))
+    mon_run = assessment.monitoring_run(client, get_model_config(MODEL))
     history = client.get_metric_history(mon_run, "drift.share_drifted")
-    assert [p.step for p in history] == [monitoring.hour_step(pd.Timestamp(hour))]
+    assert [p.step for p in history] == [assessment.hour_step(pd.Timestamp(hour))]
     assert history[0].value < 0.3
     metrics = client.get_run(mon_run).data.metrics
     assert metrics["rows"] == 400 and metrics["latency_ms.p99"] == 3.0 and "kpi.repayment_rate" in metrics
@@ -215,8 +212,8 @@ def test_the_same_condition_is_not_repeated_within_the_cooldown(env, dags, champ
 
 
 def test_an_hour_with_an_all_null_feature_warns_on_slack_and_is_assessed(env, dags, champion) -> None:
-    from include import monitoring
     from include.config import get_model_config
+    from include.monitoring import assessment
 
     hour = "2026-11-02T13:00:00Z"
     _traffic(env, champion, hour, seed=26, null_feature="region")
@@ -236,8 +233,8 @@ def test_an_hour_with_an_all_null_feature_warns_on_slack_and_is_assessed(env, da
     assert record["action"] == "alert.warning"
     assert [f["name"] for f in record["details"]["findings"]] == ["data_quality.all_null.region"]
     client = env["client"]
-    mon_run = monitoring.monitoring_run(client, get_model_config(MODEL))
-    step = monitoring.hour_step(pd.Timestamp(hour))
+    mon_run = assessment.monitoring_run(client, get_model_config(MODEL))
+    step = assessment.hour_step(pd.Timestamp(hour))
     history = {k: [p.value for p in client.get_metric_history(mon_run, k) if p.step == step]
                for k in ("data_quality.all_null.region", "drift.age", "kpi.repayment_rate", "alert_level")}
     assert history == {"data_quality.all_null.region": [400.0], "drift.age": history["drift.age"],
@@ -355,8 +352,9 @@ def test_a_bad_hour_fails_the_run_at_once_naming_the_param(env, dags, champion) 
 
 
 def test_no_drift_alert_during_the_cold_start(env, dags, champion) -> None:
-    from include import audit, monitoring
     from include.config import get_model_config
+    from include.governance import audit
+    from include.monitoring import assessment
 
     hour = pd.Timestamp("2026-11-12T10:00:00Z")
     audit.write(env["client"], audit.AuditRecord(action="deploy", model=MODEL, version=champion, actor="test",
@@ -374,7 +372,7 @@ def test_no_drift_alert_during_the_cold_start(env, dags, champion) -> None:
     [share] = _step_values(env, "drift.share_drifted", hour)
     assert share >= mon.drift.critical
     assert _step_values(env, "cold_start", hour) == [1.0]
-    assert _step_values(env, "alert_level", hour) == [float(monitoring.LEVELS.index("warning"))]
+    assert _step_values(env, "alert_level", hour) == [float(assessment.LEVELS.index("warning"))]
     # ... so the one message is the KPI drop's warning (the concept drift), with no drift finding in it
     [message] = [json.dumps(m) for m in env["slack"].messages[sent:]]
     assert "[WARNING]" in message and "kpi.repayment_rate" in message

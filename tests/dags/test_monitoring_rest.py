@@ -79,9 +79,9 @@ def api(airflow_db, tmp_path_factory) -> Iterator[Api]:
 
 def _traffic(api: Api, hour: pd.Timestamp, rows: int) -> None:
     """``rows`` predictions of version 1 in ``hour`` of the inference log the server's tasks read."""
-    from include import inference_log
     from include.config import get_model_config
-    from include.datagen import generate_batch
+    from include.demo.datagen import generate_batch
+    from include.monitoring import inference_log
 
     features = get_model_config(MODEL).dataset.feature_names
     batch = generate_batch(rows, seed=41, start=hour.isoformat(), hours=1)
@@ -93,12 +93,12 @@ def _traffic(api: Api, hour: pd.Timestamp, rows: int) -> None:
 def _metric_at(api: Api, key: str, hour: pd.Timestamp) -> list[float]:
     from mlflow.tracking import MlflowClient
 
-    from include import monitoring
     from include.config import get_model_config
+    from include.monitoring import assessment
 
     client = MlflowClient(api.env["MLFLOW_TRACKING_URI"], api.env["MLFLOW_TRACKING_URI"])
-    run_id = monitoring.monitoring_run(client, get_model_config(MODEL))
-    return [p.value for p in client.get_metric_history(run_id, key) if p.step == monitoring.hour_step(hour)]
+    run_id = assessment.monitoring_run(client, get_model_config(MODEL))
+    return [p.value for p in client.get_metric_history(run_id, key) if p.step == assessment.hour_step(hour)]
 
 
 def test_the_trigger_form_offers_a_typed_hour(api) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from include.datagen import generate_batch
-from include.dataset import write_dataset
+from include.data.dataset import write_dataset
+from include.demo.datagen import generate_batch
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,8 +27,8 @@ MODEL = "credit_approval"
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, airflow_db, triton_venv):
     from include import tracking
-    from include.triton.client import TritonClient
-    from include.triton.server import TritonServer, free_port
+    from include.serving.triton.client import TritonClient
+    from include.serving.triton.server import TritonServer, free_port
 
     tmp = tmp_path_factory.mktemp("serving")
     shutil.copytree(ROOT / "config", tmp / "config")
@@ -37,9 +37,6 @@ def env(tmp_path_factory, airflow_db, triton_venv):
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
     mp.setenv("MODELOPS_CONFIG_DIR", str(tmp / "config"))
-    import include.config
-
-    mp.setattr(include.config, "CONFIG_DIR", tmp / "config")
     with TritonServer(venv=triton_venv, log_path=tmp / "tritonserver.log").start(
         repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port()
     ) as server:
@@ -93,7 +90,7 @@ def _new_champion(env, dags, **params):
 
 def _served(env, rows=5):
     """What Triton answers for the model without a version: (probabilities, the version that answered)."""
-    from include.dataset import read_dataset
+    from include.data.dataset import read_dataset
 
     frame = read_dataset(env["data"]).head(rows)
     features = frame[[c for c in frame.columns if c not in ("defaulted", "repaid_amount")]]
@@ -124,7 +121,7 @@ def _rollback_conf(**params):
 
 
 def _actions(env, version):
-    from include import audit
+    from include.governance import audit
 
     return [r["action"] for r in audit.read(env["client"], MODEL, version)]
 
@@ -250,7 +247,7 @@ def test_monitoring_rollback_goes_to_the_champion_before_and_only_once(env, dags
 
 
 def test_forced_rollback_to_a_broken_version_leaves_the_champion_serving(env, dags, two_deployed, broken):
-    from include import audit
+    from include.governance import audit
 
     v1, _v2 = two_deployed
     v3, _ = broken
@@ -271,9 +268,9 @@ def test_online_predictions_are_logged_with_the_serving_version(env, two_deploye
     v1, _v2 = two_deployed
     from datetime import UTC, datetime, timedelta
 
-    from include import inference_log
-    from include.dataset import read_dataset
-    from include.online import predict
+    from include.data.dataset import read_dataset
+    from include.monitoring import inference_log
+    from include.serving.online import predict
 
     frame = read_dataset(env["data"]).head(20)
     features = frame[[c for c in frame.columns if c not in ("application_id", "applied_at", "defaulted", "repaid_amount")]]

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
 from include import tracking
-from include.train import sklearn_types_to_trust
+from include.training.train import sklearn_types_to_trust
 
 EXPERIMENT = "registry-tests"
 

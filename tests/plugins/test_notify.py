@@ -13,7 +13,7 @@ import pytest
 import yaml
 from airflow.sdk.exceptions import AirflowException
 
-from include.alerts import Alert, Condition
+from include.monitoring.alerts import Alert, Condition
 from modelops.notify import dag_failure_callback, model_of, notify, retraining_skipped
 from tests.fakes.slack import FakeSlack
 
@@ -96,7 +96,6 @@ def test_model_of_a_dag():
 @pytest.fixture
 def alerts_config(tmp_path, monkeypatch):
     """The model's config with ``alerts: {slack_conn_id: slack_ml, channel: "#ml"}``."""
-    import include.config
 
     shutil.copytree(ROOT / "config", tmp_path / "config")
     path = tmp_path / "config" / "models" / f"{MODEL}.yaml"
@@ -104,7 +103,6 @@ def alerts_config(tmp_path, monkeypatch):
     raw["alerts"] = {"slack_conn_id": "slack_ml", "channel": "#ml"}
     path.write_text(yaml.safe_dump(raw))
     monkeypatch.setenv("MODELOPS_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setattr(include.config, "CONFIG_DIR", tmp_path / "config")
 
 
 def test_dag_failure_callback_uses_the_models_connection_with_a_minimal_context(alerts_config, fake_slack,

@@ -1,1 +1,0 @@
-"""One hook per external system."""

@@ -1,0 +1,85 @@
+"""The access check on every route: a body within the size limit, signed with the shared secret.
+
+Airflow serves plugin apps without its own authentication, so this dependency is the only gate.
+It fails closed: with no secret configured every request is refused (503).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request, status
+
+from include.inbound.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, clean_text, verify
+from modelops.inbound import settings
+
+log = logging.getLogger("modelops.inbound")
+
+AUTHENTICATE = f'HMAC-SHA256 headers="{TIMESTAMP_HEADER} {SIGNATURE_HEADER}"'
+LOG_LIMIT = 2000
+
+
+def client_of(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+
+
+def reject(request: Request, code: int, reason: str, detail: object = None, **headers: str) -> HTTPException:
+    """Log the refusal (never the secret or the signature) and build the error to raise.
+
+    ``reason`` may quote the body (field names, an alert's model): it is logged through
+    :func:`include.inbound.webhook.clean_text`, so it cannot forge log lines or reorder text.
+    """
+    log.warning("drift webhook: rejected %s %s from %s: %s %s", request.method, request.url.path,
+                client_of(request), code, clean_text(reason, LOG_LIMIT))
+    return HTTPException(code, detail if detail is not None else reason, headers=headers or None)
+
+
+def misconfigured(request: Request, exc: settings.SettingsError) -> HTTPException:
+    """503 naming the setting that is not valid (the operator must fix it; the sender may retry)."""
+    return reject(request, status.HTTP_503_SERVICE_UNAVAILABLE, f"the drift webhook is misconfigured: {exc}")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (413) as soon as the declared or the received size exceeds ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise reject(request, status.HTTP_413_CONTENT_TOO_LARGE,
+                     f"body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise reject(request, status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def signed_body(
+    request: Request,
+    timestamp: Annotated[str | None, Header(alias=TIMESTAMP_HEADER, description="Unix seconds when signed.")] = None,
+    signature: Annotated[str | None, Header(
+        alias=SIGNATURE_HEADER,
+        description='"sha256=" + hex HMAC-SHA256 of "{timestamp}." + raw body with the shared secret.',
+    )] = None,
+) -> bytes:
+    """The request body, once its signature is verified; otherwise 401, 413 or 503 (no secret, or a
+    setting that is not valid: the detail names it)."""
+    secret = settings.secret()
+    if not secret:
+        raise reject(request, status.HTTP_503_SERVICE_UNAVAILABLE,
+                     f"the drift webhook is not configured: connection {settings.conn_id()!r} has no password")
+    try:
+        limit, tolerance = settings.max_body_bytes(), settings.tolerance_seconds()
+    except settings.SettingsError as exc:
+        raise misconfigured(request, exc) from None
+    body = await read_body(request, limit)
+    try:
+        verify(secret, timestamp, signature, body, tolerance_s=tolerance)
+    except SignatureError as exc:
+        raise reject(request, status.HTTP_401_UNAUTHORIZED, f"{exc.reason}: {exc}", str(exc),
+                     **{"WWW-Authenticate": AUTHENTICATE}) from None
+    return body
+
+
+SignedBody = Annotated[bytes, Depends(signed_body)]

@@ -1,1 +1,0 @@
-"""Thin operators that call ``include/``."""

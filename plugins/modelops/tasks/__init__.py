@@ -1,1 +1,0 @@
-"""TaskFlow task functions shared by the DAG factories; each is a thin call into ``include/``."""

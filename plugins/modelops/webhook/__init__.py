@@ -1,8 +1,0 @@
-"""The drift webhook: a FastAPI app that ``airflow api-server`` serves under ``/modelops`` (see
-``plugins/modelops_plugin.py``). Signed drift alerts start retraining runs; see :mod:`include.webhook`."""
-
-from __future__ import annotations
-
-from modelops.webhook.app import create_app
-
-__all__ = ["create_app"]
