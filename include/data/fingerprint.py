@@ -46,7 +46,7 @@ from pandas.util import hash_array
 
 log = logging.getLogger(__name__)
 
-FORMAT_TAG = b"include.data.fingerprint/v1\n"
+FORMAT_TAG = b"include.fingerprint/v1\n"  # a format name, kept when the module moved: fingerprints are long-lived lineage
 TYPE_KEYWORDS = ("int", "float", "category", "string", "bool", "timestamp")
 # Canonical type recorded in the schema: category and string hash alike.
 _CANONICAL_TYPE = {
