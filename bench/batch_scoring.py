@@ -7,7 +7,7 @@ One run, one machine, side by side:
 2. the I/O floor, in a fresh process: a SparkSession (the job's own ``spark_session`` defaults)
    reads the file and writes it back as Parquet; cold (session start to stop), then warm (the
    same copy again on a running session);
-3. the job as deployed (``include.batch.scoring.score_partition`` with its defaults: the version's
+3. the job as deployed (``include.batch.scoring.score_date`` with its defaults: the version's
    ONNX export under ``mapInArrow``, the workers reading their row groups with pyarrow and writing
    with pyarrow), in a fresh process: cold (it starts and stops its own session), then warm (on a
    running session whose Python workers already ran it);
@@ -134,36 +134,23 @@ def run_floor(args: argparse.Namespace) -> dict:
 
 
 def run_job(args: argparse.Namespace) -> dict:
-    """``score_partition`` with the scorer and reader of ``args._run``: cold (it starts and stops its own session),
+    """``score_date`` with the scorer and reader of ``args._run``: cold (it starts and stops its own session),
     then warm."""
     _, scorer, reader = JOBS[args._run]
-    from include.batch.scoring import model_version_uri, score_partition, spark_session
+    from include.batch.scoring import score_date, spark_session
 
     config = _config()
-    kwargs = dict(
-        model_uri=model_version_uri(MODEL, args.version),
-        model_version=args.version,
-        model_name=MODEL,
-        input_uri=str(args.input),
-        output_uri=str(args.work / "scored"),
-        date=DATE,
-        feature_columns=config.dataset.feature_names,
-        id_column=config.dataset.id_column,
-        timestamp_column=config.dataset.timestamp_column,
-        spark_conf=_spark_conf(args),
-        master=args.master,
-        inference_log_root=str(args.work / "inference_log"),
-        model_config=config,
-        scorer=scorer,
-        reader=reader,
-    )
+    batch = config.batch.model_copy(update={"input_uri": str(args.input), "output_uri": str(args.work / "scored"),
+                                            "spark_master": args.master, "spark_conf": _spark_conf(args)})
+    config = config.model_copy(update={"batch": batch})
+    kwargs = dict(inference_log_root=str(args.work / "inference_log"), scorer=scorer, reader=reader)
     usage = _Usage()
-    cold = score_partition(**kwargs)
+    cold = score_date(config, args.version, DATE, **kwargs)
     cold_usage = usage.read()
     spark = spark_session(args.master, _spark_conf(args))
     try:
-        score_partition(**kwargs, spark=spark)  # starts the Python workers of the new session
-        warm = score_partition(**kwargs, spark=spark)
+        score_date(config, args.version, DATE, **kwargs, spark=spark)  # starts the Python workers of the new session
+        warm = score_date(config, args.version, DATE, **kwargs, spark=spark)
     finally:
         spark.stop()
     for run in (cold, warm):

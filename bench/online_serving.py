@@ -15,7 +15,14 @@ One run, one machine, one client, side by side:
    request), ``triton-named`` (one tensor per feature, the other form the model takes) and ``mlflow``
    (``dataframe_split``).
 
-The client is one thread driving all connections with non-blocking sockets and pre-built requests
+With ``--clients SECONDS`` it also compares the Python clients a caller of Triton would use, on the same
+server and rows: the project's own :class:`include.serving.triton.client.TritonClient` (httpx, binary
+tensors) and NVIDIA's ``tritonclient[http]`` (geventhttpclient), each sending the packed inputs with
+binary data from a DataFrame in a closed loop on one thread: single-row requests, then 200-row requests.
+It reports requests/s and the client's CPU per request (``time.process_time``), and their ratios.
+``tritonclient`` must be importable (it is not a project dependency; see the README).
+
+The load generator is one thread driving all connections with non-blocking sockets and pre-built requests
 (``LoadGenerator``), so it takes a small share of the cores it shares with the servers; its own CPU
 and each server's (its whole process group) are measured over the timed window. Throughput is
 completed requests / measured seconds; latency is per request, client side (send to last byte
@@ -23,6 +30,7 @@ read). Results go to stdout and, as Markdown, to ``bench/results/online_serving.
 
     bash scripts/setup_triton.sh
     PYTHONPATH=. .venv/bin/python bench/online_serving.py --concurrency 1,16
+    PYTHONPATH=. python bench/online_serving.py --servers triton --clients 10   # a python with tritonclient
 """
 
 from __future__ import annotations
@@ -46,13 +54,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import process_group_cpu  # noqa: E402  (after the path is set)
+from bench._common import process_group_cpu, write_results  # noqa: E402  (after the path is set)
 
 MODEL = "credit_approval"
 HOST = "127.0.0.1"
 RESULTS = ROOT / "bench" / "results" / "online_serving.md"
 TOLERANCE = 1e-5
 SERVERS = ("triton", "triton-named", "mlflow")
+CLIENTS = ("project", "tritonclient")
+HEADING = "# Online serving"
+BATCH_ROWS = 200
 TRITON_DATATYPES = {"int": "INT64", "float": "FP64", "bool": "BOOL", "category": "BYTES", "string": "BYTES"}
 
 
@@ -133,10 +144,11 @@ def encode_rows(frame, config) -> dict[str, list[bytes]]:
     """The same rows as single-row request bodies: KServe v2 JSON for Triton in both input forms
     (``triton``: the packed inputs; ``triton-named``: one input per feature, as the README's curl
     sends it), ``dataframe_split`` for mlflow."""
-    from include.serving.triton.repository import CATEGORICAL_INPUT, NUMERIC_INPUT, input_spec, packed_columns
+    from include.serving.triton.model import CATEGORICAL_INPUT, NUMERIC_INPUT
+    from include.serving.triton.repository import packed_columns, triton_inputs
 
     columns = [(c.name, c.type) for c in config.dataset.features]
-    packed_layout = packed_columns(input_spec(config))
+    packed_layout = packed_columns(triton_inputs(config))
     numeric, categorical = packed_layout[NUMERIC_INPUT], packed_layout[CATEGORICAL_INPUT]
     bodies: dict[str, list[bytes]] = {"triton": [], "triton-named": [], "mlflow": []}
     for record in frame.to_dict("records"):
@@ -376,13 +388,137 @@ def _percentile(sorted_values: list[int], q: float) -> float:
     return float(sorted_values[index])
 
 
+# --- Python clients --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    client: str
+    rows_per_request: int
+    requests: int
+    seconds: float
+    cpu_s: float
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_s / self.requests * 1e6
+
+
+def _project_client(url: str, config):
+    """``frame -> probabilities`` through the project's client (its first call reads the model's layout)."""
+    from include.serving.triton.client import TritonClient
+
+    client = TritonClient(url)
+    return lambda frame: client.infer(config.name, frame), client.close
+
+
+def _nvidia_client(url: str, config):
+    """``frame -> probabilities`` through ``tritonclient.http``: the same packed inputs, binary data both ways."""
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    from include.serving.triton.model import CATEGORICAL_INPUT, NUMERIC_INPUT
+    from include.serving.triton.repository import OUTPUT_NAME, packed_columns, triton_inputs
+
+    packed = packed_columns(triton_inputs(config))
+    client = httpclient.InferenceServerClient(url.split("://", 1)[-1])
+    outputs = [httpclient.InferRequestedOutput(OUTPUT_NAME, binary_data=True)]
+
+    def infer(frame):
+        numeric = np.ascontiguousarray(frame[packed[NUMERIC_INPUT]].to_numpy(dtype=np.float64))
+        text = frame[packed[CATEGORICAL_INPUT]].to_numpy(dtype=object)
+        inputs = [httpclient.InferInput(NUMERIC_INPUT, list(numeric.shape), "FP64"),
+                  httpclient.InferInput(CATEGORICAL_INPUT, list(text.shape), "BYTES")]
+        inputs[0].set_data_from_numpy(numeric, binary_data=True)
+        inputs[1].set_data_from_numpy(text, binary_data=True)
+        return client.infer(config.name, inputs, outputs=outputs).as_numpy(OUTPUT_NAME).reshape(-1)
+
+    return infer, client.close
+
+
+def _drive(infer, frames: list, seconds: float) -> tuple[int, float, float]:
+    """Call ``infer`` on ``frames`` in turn for ``seconds``: (calls, wall seconds, CPU seconds of this process)."""
+    calls, cpu, start = 0, time.process_time(), time.perf_counter()
+    stop_at = start + seconds
+    while True:
+        infer(frames[calls % len(frames)])
+        calls += 1
+        if time.perf_counter() >= stop_at:
+            break
+    return calls, time.perf_counter() - start, time.process_time() - cpu
+
+
+def compare_clients(url: str, config, rows, seconds: float, warmup: float) -> tuple[list[ClientResult], float]:
+    """Both clients against the server at ``url``, single rows then :data:`BATCH_ROWS`-row requests; they must
+    answer alike first. Returns the results and the max |difference| between their answers."""
+    import numpy as np
+
+    clients = {"project": _project_client(url, config), "tritonclient": _nvidia_client(url, config)}
+    try:
+        single = [rows.iloc[[i]] for i in range(len(rows))]
+        batches = [rows.head(BATCH_ROWS)]
+        answers = {name: np.concatenate([infer(f) for f in single[:50]]) for name, (infer, _) in clients.items()}
+        worst = float(np.abs(answers["project"] - answers["tritonclient"]).max())
+        if worst > 1e-12:
+            raise RuntimeError(f"the clients answer differently for the same rows: max |difference| {worst:.3g}")
+        results = []
+        for frames in (single, batches):
+            for name, (infer, _) in clients.items():
+                _drive(infer, frames, warmup)
+                calls, wall, cpu = _drive(infer, frames, seconds)
+                result = ClientResult(name, len(frames[0]), calls, wall, cpu)
+                print(f"{name:>12} {result.rows_per_request:>4} rows/request {result.throughput:8.0f} req/s  "
+                      f"client {result.cpu_us_per_request:7.0f} CPU-µs/request", flush=True)
+                results.append(result)
+    finally:
+        for _, close in clients.values():
+            close()
+    return results, worst
+
+
+def render_clients(results: list[ClientResult], seconds: float, worst: float, load: tuple[float, ...]) -> str:
+    """The clients' Markdown section: the measurements, then tritonclient / project ratios."""
+    from importlib.metadata import version
+
+    by_key = {(r.client, r.rows_per_request): r for r in results}
+    lines = [
+        "## Python clients: the project's TritonClient vs tritonclient[http]",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M UTC} on {platform.node()} ({os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}), one run. One real Triton server serving the model exported as above; each client "
+        f"sends the same rows as packed inputs with binary data from a pandas DataFrame, in a closed loop on one thread "
+        f"({seconds:g} s measured per row after a warm-up). `project`: include.serving.triton.client "
+        f"(httpx {version('httpx')}), which also checks each column's values against its input's datatype; "
+        f"`tritonclient`: tritonclient.http {version('tritonclient')} (geventhttpclient), no such checks. "
+        f"Client CPU is this process's (`time.process_time`) per request. Load average before the run: "
+        f"{' / '.join(f'{x:.1f}' for x in load)}. The two answered alike (max |difference| {worst:.2g}).",
+        "",
+        "| rows / request | client | requests | req/s | client CPU-µs / request |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(f"| {r.rows_per_request} | {r.client} | {r.requests} | {r.throughput:,.0f} | "
+                     f"{r.cpu_us_per_request:,.0f} |")
+    lines += ["", "| rows / request | req/s tritonclient / project | client CPU per request tritonclient / project |",
+              "|---:|---:|---:|"]
+    for size in sorted({r.rows_per_request for r in results}):
+        ours, theirs = by_key[("project", size)], by_key[("tritonclient", size)]
+        lines.append(f"| {size} | {theirs.throughput / ours.throughput:.2f}x | "
+                     f"{theirs.cpu_us_per_request / ours.cpu_us_per_request:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
 # --- report --------------------------------------------------------------------------------------
 
 
 def render(results: list[Result], args: argparse.Namespace, max_diff: float, load: tuple[float, ...]) -> str:
     by_key = {(r.server, r.concurrency): r for r in results}
     lines = [
-        "# Online serving: Triton vs `mlflow models serve`",
+        "## Servers: Triton vs `mlflow models serve`",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M UTC} on {platform.node()} "
         f"({os.cpu_count()} CPUs, Python {platform.python_version()}), one run, client and servers on the "
@@ -438,11 +574,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=_levels, default=[1, 16], help="comma-separated levels (default 1,16)")
     parser.add_argument("--servers", type=_servers, default=list(SERVERS),
                         help=f"comma-separated targets (default {','.join(SERVERS)})")
-    parser.add_argument("--duration", type=float, default=12.0, help="measured seconds per level per server")
+    parser.add_argument("--duration", type=float, default=12.0,
+                        help="measured seconds per level per server (0: no server measurement, e.g. with --clients)")
     parser.add_argument("--warmup", type=float, default=2.0, help="unrecorded seconds before each measurement")
     parser.add_argument("--mlflow-workers", type=int, default=1, help="uvicorn workers of mlflow models serve")
     parser.add_argument("--mlflow-omp-threads", type=int, default=1,
                         help="OMP_NUM_THREADS for mlflow models serve (0: leave unset; Triton runs onnxruntime on 1)")
+    parser.add_argument("--clients", type=float, default=0.0, metavar="SECONDS",
+                        help="also compare the project's Triton client with tritonclient[http] for SECONDS per row "
+                             "(0: skip; needs tritonclient importable)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="Markdown results file")
     args = parser.parse_args(argv)
 
@@ -464,23 +604,27 @@ def main(argv: list[str] | None = None) -> int:
         max_diff = check_agreement(targets, rows=50)
         print(f"{', '.join(t.name for t in targets)} agree on 50 rows (max |difference| {max_diff:.2g})", flush=True)
         results = []
-        for level in args.concurrency:
+        for level in args.concurrency if args.duration > 0 else ():
             for target in (t for t in targets if t.name in args.servers):
                 result = run_level(target, level, args.warmup, args.duration)
                 print(f"{result.server:>12} c={level:<3} {result.throughput:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
                       f"p99 {result.p99_ms:7.2f} ms  server {result.server_us_per_request:6.0f} CPU-µs/request  "
                       f"client {result.client_cpu_s / result.seconds:.2f} cores", flush=True)
                 results.append(result)
+        if args.clients > 0:
+            client_results, client_worst = compare_clients(triton_server.url, config, rows, args.clients, args.warmup)
     finally:
         if mlflow_process is not None:
             stop_process(mlflow_process)
         if triton_server is not None:
             triton_server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    report = render(results, args, max_diff, load)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
-    print(report)
+    sections = [render(results, args, max_diff, load)] if results else []
+    if args.clients > 0:
+        sections.append(render_clients(client_results, args.clients, client_worst, load))
+    for section in sections:
+        write_results(args.output, HEADING, section)
+        print(section)
     return 0
 
 

@@ -1,7 +1,8 @@
 """
 ### Batch score — one DAG per model in `config/models/` with a `batch:` section
 
-Every day (and on demand), scores that day's new rows with Spark and `mlflow.pyfunc.spark_udf`.
+Every day (and on demand), scores that day's new rows with Spark: the version's ONNX export (the
+artifact Triton serves) with onnxruntime, or `mlflow.pyfunc.spark_udf` for a version that does not convert.
 
 1. **pin_champion** resolves `@champion` to a fixed version once, at the start of the run, so a
    promotion during the run cannot mix two models.
@@ -19,13 +20,14 @@ from datetime import timedelta
 
 from airflow.sdk import dag
 
+from include.dag_ids import Stage, dag_id
 from modelops.batch import tasks as t
 from modelops.dags import dag_args, register_per_model
 
 
 def build(config):
     @dag(
-        dag_id=f"batch_score_{config.name}",
+        dag_id=dag_id(Stage.BATCH_SCORE, config.name),
         description=f"Daily Spark batch scoring of {config.name} with the pinned @champion",
         doc_md=__doc__,
         schedule=config.batch.schedule,

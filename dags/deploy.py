@@ -28,6 +28,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
+from include.dag_ids import Stage, alias_pool, dag_id
 from modelops.assets import champion_asset
 from modelops.dags import dag_args, register_per_model
 from modelops.serving import tasks as t
@@ -36,7 +37,7 @@ from modelops.serving.operators import TritonModelReadyOperator
 
 def build(config):
     @dag(
-        dag_id=f"deploy_{config.name}",
+        dag_id=dag_id(Stage.DEPLOY, config.name),
         description=f"Deploy {config.name} @champion to Triton, verified, with automatic rollback",
         doc_md=__doc__,
         schedule=[champion_asset(config.name)],
@@ -51,7 +52,7 @@ def build(config):
         ready = TritonModelReadyOperator(task_id="wait_ready", model=config.name, version=planned["version"], timeout=300)
         verified = t.verify(config.name, planned)
         live = t.mark_live(config.name, planned, verified)
-        recovered = t.roll_back_failed_deployment(config.name)
+        recovered = t.roll_back_failed_deployment.override(pool=alias_pool(config.name))(config.name)
 
         # main flow
         exported >> loaded >> ready >> verified >> live

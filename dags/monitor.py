@@ -42,6 +42,7 @@ from __future__ import annotations
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import CronDataIntervalTimetable, dag
 
+from include.dag_ids import Stage, dag_id
 from modelops.dags import dag_args, register_per_model
 from modelops.monitoring import tasks as t
 
@@ -50,7 +51,7 @@ def build(config):
     schedule = config.monitoring.schedule
 
     @dag(
-        dag_id=f"monitor_{config.name}",
+        dag_id=dag_id(Stage.MONITOR, config.name),
         description=f"Hourly drift and KPI checks of {config.name}; warn, or roll back and retrain",
         doc_md=__doc__,
         # Data intervals, so each run covers the hour before it and a re-run or back-fill is exact.
@@ -61,12 +62,12 @@ def build(config):
     def monitor():
         assessed = t.assess(config.name)
         rollback = TriggerDagRunOperator(
-            task_id=t.ROLLBACK_TASK, trigger_dag_id=f"rollback_{config.name}",
+            task_id=t.ROLLBACK_TASK, trigger_dag_id=dag_id(Stage.ROLLBACK, config.name),
             trigger_run_id=t.triggered_run_id("{{ run_id }}"), conf=assessed["rollback_conf"],
             skip_when_already_exists=True,
         )
         retrain = TriggerDagRunOperator(
-            task_id=t.RETRAIN_TASK, trigger_dag_id=f"train_{config.name}",
+            task_id=t.RETRAIN_TASK, trigger_dag_id=dag_id(Stage.TRAIN, config.name),
             trigger_run_id=t.triggered_run_id("{{ run_id }}"), conf=assessed["retrain_conf"],
             skip_when_already_exists=True,
         )

@@ -11,7 +11,9 @@ Gates, each recorded as a tag on the version (`gate.<name>`, `gates.result`, `ga
 Then, when the model's config asks for it, a **human approval** in the Airflow UI. On success
 `@champion` moves to the version in one registry call and the replaced champion becomes
 `@previous_champion`. A failing gate leaves the champion untouched. Runs never overlap
-(`max_active_runs=1`): alias moves are last-writer-wins.
+(`max_active_runs=1`), and the move itself runs in the model's one-slot pool
+`modelops_aliases_<model>`, shared with the rollback DAG's switch and the deployment's automatic
+rollback: alias moves (last-writer-wins in MLflow) never interleave, across DAGs either.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from datetime import timedelta
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag
 
+from include.dag_ids import Stage, alias_pool, dag_id
 from modelops.assets import challenger_asset, champion_asset
 from modelops.dags import dag_args, register_per_model
 from modelops.promotion import tasks as t
@@ -28,7 +31,7 @@ from modelops.promotion import tasks as t
 
 def build(config):
     @dag(
-        dag_id=f"promote_{config.name}",
+        dag_id=dag_id(Stage.PROMOTE, config.name),
         description=f"Gate and promote {config.name} @challenger to @champion",
         doc_md=__doc__,
         schedule=[challenger_asset(config.name)],
@@ -38,7 +41,8 @@ def build(config):
     def promotion():
         candidate = t.resolve_candidate(config.name, "{{ params.version or '' }}")
         gates = t.check_gates(config.name, candidate)
-        promoted = t.promote.override(outlets=[champion_asset(config.name)])(config.name, candidate, gates)
+        promoted = t.promote.override(outlets=[champion_asset(config.name)], pool=alias_pool(config.name))(
+            config.name, candidate, gates)
 
         if config.approval.required:
             approval = ApprovalOperator(

@@ -26,6 +26,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
+from include.dag_ids import Stage, alias_pool, dag_id
 from modelops.dags import dag_args, register_per_model
 from modelops.serving import tasks as t
 from modelops.serving.operators import TritonModelReadyOperator
@@ -33,7 +34,7 @@ from modelops.serving.operators import TritonModelReadyOperator
 
 def build(config):
     @dag(
-        dag_id=f"rollback_{config.name}",
+        dag_id=dag_id(Stage.ROLLBACK, config.name),
         description=f"Roll {config.name} @champion back, verified on Triton first",
         doc_md=__doc__,
         schedule=None,
@@ -56,7 +57,7 @@ def build(config):
         loaded = t.load(config.name, planned)
         ready = TritonModelReadyOperator(task_id="wait_ready", model=config.name, version=planned["version"], timeout=300)
         verified = t.verify(config.name, planned)
-        switched = t.switch(config.name, planned, verified)
+        switched = t.switch.override(pool=alias_pool(config.name))(config.name, planned, verified)
         restored = t.restore_after_failed_rollback(config.name)
 
         # main flow

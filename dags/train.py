@@ -26,6 +26,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
+from include.dag_ids import Stage, dag_id
 from modelops.assets import challenger_asset
 from modelops.dags import dag_args, register_per_model
 from modelops.training import tasks as t
@@ -34,7 +35,7 @@ from modelops.training.operators import training_operator
 
 def build(config):
     @dag(
-        dag_id=f"train_{config.name}",
+        dag_id=dag_id(Stage.TRAIN, config.name),
         description=f"Train {config.name}: validate, fingerprint, train, evaluate, register",
         doc_md=__doc__,
         schedule=config.training.schedule,

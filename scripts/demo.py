@@ -14,6 +14,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from include.dag_ids import Stage, dag_id
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "credit_approval"
 
@@ -51,7 +53,7 @@ def serve(config, run, bag, triton_url: str) -> bool:
     from include.serving.triton.client import TritonClient
 
     say("6. Deployment DAG: export @champion to Triton (ONNX), load, wait until READY, smoke + parity check")
-    states = run(bag.get_dag(f"deploy_{MODEL}"), f"deploy_{MODEL}")
+    states = run(bag.get_dag(dag_id(Stage.DEPLOY, MODEL)), dag_id(Stage.DEPLOY, MODEL))
     if states.get("mark_live") != "success":
         say("   -> deployment failed; see the log")
         return False
@@ -79,7 +81,7 @@ def score_batch(config, run, bag) -> bool:
     applications = Path(resolve_uri(config.batch.input_uri))
     write_dataset(generate_batch(2_000, seed=4, start=day.isoformat(), hours=24), str(applications / "2026-11-21.parquet"))
     say(f"8. Batch scoring DAG (Spark, {config.batch.spark_master}) on 2,000 applications of {day:%Y-%m-%d}")
-    dag_run_states = run(bag.get_dag(f"batch_score_{MODEL}"), f"batch_score_{MODEL}", logical_date=day)
+    dag_run_states = run(bag.get_dag(dag_id(Stage.BATCH_SCORE, MODEL)), dag_id(Stage.BATCH_SCORE, MODEL), logical_date=day)
     if dag_run_states.get("score") != "success":
         say("   -> batch scoring failed; see the log")
         return False
@@ -92,13 +94,13 @@ def score_batch(config, run, bag) -> bool:
 
 def _hour_of_traffic(config, triton_url: str, hour, *, seed: int, drift: float = 0.0,
                      concept_drift: float = 0.0) -> None:
-    """Simulate an hour of live traffic scored by Triton, and its outcomes arriving."""
+    """Simulate an hour of live traffic scored by Triton, and its delayed labels arriving."""
     import pandas as pd
 
     from include.config import resolve_uri
     from include.demo.datagen import generate_batch
     from include.monitoring import inference_log
-    from include.monitoring.delayed_labels import log_outcomes
+    from include.monitoring.delayed_labels import log_labels
     from include.serving.triton.client import TritonClient
 
     batch = generate_batch(600, seed=seed, start=hour.isoformat(), hours=1, drift=drift, concept_drift=concept_drift)
@@ -107,8 +109,8 @@ def _hour_of_traffic(config, triton_url: str, hour, *, seed: int, drift: float =
     # Timestamps of the simulated hour (include.serving.online.predict stamps requests with the current time).
     inference_log.log_predictions(MODEL, version, "online", features, scores,
                                   request_ids=batch[config.dataset.id_column].tolist(), ts=batch["applied_at"])
-    outcomes = batch.rename(columns={config.dataset.id_column: "request_id"})[["request_id", "defaulted", "repaid_amount"]]
-    log_outcomes(resolve_uri(config.monitoring.outcomes_uri), outcomes, arrived_at=hour + pd.Timedelta(minutes=59))
+    labels = batch.rename(columns={config.dataset.id_column: "request_id"})[["request_id", "defaulted", "repaid_amount"]]
+    log_labels(resolve_uri(config.monitoring.outcomes_uri), labels, arrived_at=hour + pd.Timedelta(minutes=59))
 
 
 def _assessed(dag_run) -> dict:
@@ -133,7 +135,7 @@ def monitor(config, run, bag, triton_url: str) -> bool:
     from include.tracking import configure
 
     client = configure()
-    monitor_dag = bag.get_dag(f"monitor_{MODEL}")
+    monitor_dag = bag.get_dag(dag_id(Stage.MONITOR, MODEL))
     hour = pd.Timestamp.now(tz="UTC").floor("h")
 
     def assess(label: str, start) -> tuple[dict, dict]:
@@ -149,15 +151,15 @@ def monitor(config, run, bag, triton_url: str) -> bool:
 
     say(f"9. Monitoring DAG on the live hour {hour:%Y-%m-%d %H}:00 UTC (cold start off for the demo)")
     _hour_of_traffic(config, triton_url, hour, seed=11)
-    assess(f"monitor_{MODEL}", hour)
+    assess(dag_id(Stage.MONITOR, MODEL), hour)
 
     say("10. A new version: the training DAG on a fresh snapshot, promotion, deployment")
     fresh = Path(resolve_uri(config.dataset.uri)).with_name("snapshot-2026-06.parquet")
     # 60,000 applications: enough for version 2 to pass the no-regression gate against version 1.
     write_dataset(generate_batch(60_000, seed=6, start="2026-06-01T00:00:00Z"), str(fresh))
-    run(bag.get_dag(f"train_{MODEL}"), f"train_{MODEL}", {"dataset_uri": str(fresh)})
-    run(bag.get_dag(f"promote_{MODEL}"), f"promote_{MODEL}")
-    run(bag.get_dag(f"deploy_{MODEL}"), f"deploy_{MODEL}")
+    run(bag.get_dag(dag_id(Stage.TRAIN, MODEL)), dag_id(Stage.TRAIN, MODEL), {"dataset_uri": str(fresh)})
+    run(bag.get_dag(dag_id(Stage.PROMOTE, MODEL)), dag_id(Stage.PROMOTE, MODEL))
+    run(bag.get_dag(dag_id(Stage.DEPLOY, MODEL)), dag_id(Stage.DEPLOY, MODEL))
     champion, previous = alias_version(client, MODEL, CHAMPION), alias_version(client, MODEL, PREVIOUS_CHAMPION)
     say(f"   -> @champion = version {champion.version}"
         + (f", @previous_champion = version {previous.version}" if previous else ""))
@@ -165,7 +167,7 @@ def monitor(config, run, bag, triton_url: str) -> bool:
     drifted = hour + pd.Timedelta(hours=1)
     say(f"11. A drifted hour ({drifted:%H}:00): riskier applicants, and their loans go bad")
     _hour_of_traffic(config, triton_url, drifted, seed=12, drift=0.9, concept_drift=1.0)
-    states, found = assess(f"monitor_{MODEL}", drifted)
+    states, found = assess(dag_id(Stage.MONITOR, MODEL), drifted)
     for finding in found.get("fired", []):
         say(f"      {finding['name']}: {finding['value']:.3f} (threshold {finding['threshold']}) {finding['detail']}")
     if found.get("report_uri"):
@@ -178,10 +180,10 @@ def monitor(config, run, bag, triton_url: str) -> bool:
         say("   -> no critical alert: see the log")
         return False
     say(f"   -> critical: Slack (or the log, without a slack_default connection) was told; queued runs "
-        f"monitor__{found['run_id']} of rollback_{MODEL} and train_{MODEL}")
+        f"monitor__{found['run_id']} of {dag_id(Stage.ROLLBACK, MODEL)} and {dag_id(Stage.TRAIN, MODEL)}")
     say("12. The queued rollback and retraining runs (the scheduler runs them under `make up`; here dag.test)")
     if states.get("trigger_rollback") == "success":
-        run(bag.get_dag(f"rollback_{MODEL}"), f"rollback_{MODEL}", found["rollback_conf"])
+        run(bag.get_dag(dag_id(Stage.ROLLBACK, MODEL)), dag_id(Stage.ROLLBACK, MODEL), found["rollback_conf"])
         say(f"   -> @champion is back to version {alias_version(client, MODEL, CHAMPION).version}, serving on Triton")
     latest = Path(resolve_uri(config.dataset.uri))
     # The last 30 days: validation refuses applications dated after the run (dataset.checks.max_future_minutes).
@@ -190,7 +192,7 @@ def monitor(config, run, bag, triton_url: str) -> bool:
     say(f"   training on the latest labelled applications at {latest} (the feature pipeline's snapshot)")
     before = alias_version(client, MODEL, CHALLENGER)
     # dataset_uri spelled out: dag.test() keeps the previous run's params on the DAG object.
-    states = run(bag.get_dag(f"train_{MODEL}"), f"train_{MODEL}", {**found["retrain_conf"], "dataset_uri": str(latest)})
+    states = run(bag.get_dag(dag_id(Stage.TRAIN, MODEL)), dag_id(Stage.TRAIN, MODEL), {**found["retrain_conf"], "dataset_uri": str(latest)})
     challenger = alias_version(client, MODEL, CHALLENGER)
     if states.get("register") == "success" and challenger and (not before or before.version != challenger.version):
         say(f"   -> version {challenger.version} registered as @{CHALLENGER}: the promotion DAG runs its gates next")
@@ -225,7 +227,7 @@ def main() -> int:
     if bag.import_errors:
         say(f"DAG import errors: {bag.import_errors}")
         return 1
-    train, promote = bag.get_dag(f"train_{MODEL}"), bag.get_dag(f"promote_{MODEL}")
+    train, promote = bag.get_dag(dag_id(Stage.TRAIN, MODEL)), bag.get_dag(dag_id(Stage.PROMOTE, MODEL))
 
     def run(dag, label: str, conf: dict | None = None, logical_date: datetime | None = None, with_run: bool = False):
         start = time.monotonic()
@@ -239,24 +241,24 @@ def main() -> int:
     from include.promotion.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, alias_version
 
     say("2. Training DAG on the clean batch: validate, fingerprint, train, evaluate, register")
-    states = run(train, f"train_{MODEL}", {"dataset_uri": str(clean)})
+    states = run(train, dag_id(Stage.TRAIN, MODEL), {"dataset_uri": str(clean)})
     if states.get("needs_training") == "success" and states.get("train") == "skipped":
         say("   -> skipped: a version already exists for this data, code and params (see the task log)")
     challenger = alias_version(client, MODEL, CHALLENGER)
     if challenger:
         say(f"   -> registered version {challenger.version} as @{CHALLENGER}")
         say("3. Promotion DAG: gates, then @champion")
-        run(promote, f"promote_{MODEL}")
+        run(promote, dag_id(Stage.PROMOTE, MODEL))
     else:
         say("3. No new @challenger to promote")
 
     say("4. Training DAG again on the same batch (nothing changed)")
-    states = run(train, f"train_{MODEL}", {"dataset_uri": str(clean)})
+    states = run(train, dag_id(Stage.TRAIN, MODEL), {"dataset_uri": str(clean)})
     if states.get("train") == "skipped":
         say("   -> retraining skipped: same data fingerprint, code commit and params as an existing version")
 
     say("5. Training DAG on the corrupted batch")
-    states = run(train, f"train_{MODEL}", {"dataset_uri": str(corrupt)})
+    states = run(train, dag_id(Stage.TRAIN, MODEL), {"dataset_uri": str(corrupt)})
     if states.get("validate") == "failed":
         rejected = client.search_runs(
             [client.get_experiment_by_name(config.experiment_name).experiment_id],

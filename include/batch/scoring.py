@@ -1,6 +1,6 @@
 """Batch scoring with Spark: one date's rows scored by one fixed model version, written idempotently.
 
-:func:`score_partition` reads the input (a Parquet file or folder), keeps the rows whose event
+:func:`score_date` reads the input (a Parquet file or folder), keeps the rows whose event
 timestamp falls on ``date`` (UTC), scores them and writes
 
 * the scored rows to ``<output_uri>/date=<date>/`` with the columns ``<id_column>`` (string),
@@ -45,19 +45,17 @@ scorer the Python workers write the log and the output, so on a cluster both mus
 with the driver (a mount of the object store, NFS); an ``output_uri`` with a scheme such as ``s3a://``
 is written by Spark, with the ``spark_udf`` scorer.
 
-The model version is fixed by the caller: ``model_uri`` must be ``models:/<name>/<version>``,
-never an alias such as ``models:/<name>@champion``. The DAG resolves ``@champion`` to a version
-once, at the start of its run, so a promotion in the middle of a run cannot mix two models.
-
-The Spark master and configuration come from the arguments, so the same job runs on
-``local[*]`` (embedded default), ``spark://``, ``k8s://`` or YARN.
+The caller pins the model version: ``version`` is a version number, never an alias such as
+``@champion``. The DAG resolves ``@champion`` to a version once, at the start of its run, so a
+promotion in the middle of a run cannot mix two models. Everything else (the features, the id and
+timestamp columns, the input and output, the Spark master and configuration) comes from the model's
+configuration, so the same job runs on ``local[*]`` (embedded default), ``spark://``, ``k8s://`` or YARN.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import tempfile
 import time
@@ -70,6 +68,8 @@ from datetime import date as Date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from include.config import resolve_uri
+from include.files import replace_dir
 from include.monitoring import inference_log
 
 if TYPE_CHECKING:
@@ -112,13 +112,7 @@ ONNX, SPARK_UDF = "onnx", "spark_udf"
 READERS = ("auto", "pyarrow", "spark")
 PYARROW, SPARK = "pyarrow", "spark"
 
-_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>[0-9]+)$")
 _DAY_MICROS = 86_400_000_000
-
-
-def model_version_uri(model_name: str, version: str | int) -> str:
-    """``models:/<name>/<version>``: the only model URI form :func:`score_partition` accepts."""
-    return f"models:/{model_name}/{version}"
 
 
 def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = None) -> SparkSession:
@@ -141,65 +135,55 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
     return spark
 
 
-def score_partition(
-    *,
-    model_uri: str,
-    model_version: str,
-    model_name: str,
-    input_uri: str,
-    output_uri: str,
+def score_date(
+    config: ModelConfig,
+    version: str | int,
     date: str,
-    feature_columns: Sequence[str],
-    id_column: str,
-    timestamp_column: str,
-    spark_conf: Mapping[str, str] | None = None,
-    master: str = "local[*]",
+    *,
     inference_log_root: str | None = None,
     spark: SparkSession | None = None,
-    model_config: ModelConfig | None = None,
     scorer: str = "auto",
     reader: str = "auto",
 ) -> dict[str, Any]:
-    """Score the rows of ``input_uri`` dated ``date`` (UTC) with one model version; safe to re-run.
+    """Score the rows of the model's ``batch.input_uri`` dated ``date`` (UTC) with one version; safe to re-run.
 
-    ``model_uri`` must be ``models:/<model_name>/<model_version>`` (see :func:`model_version_uri`):
-    the caller resolves an alias to a version once, before the run, and the job never reads an
-    alias. Rows of other dates in the input are not scored (their count is returned as
-    ``rows_other_dates``). A ``spark`` session, when given, is used and left running; otherwise
-    one is created on ``master`` with ``spark_conf`` and stopped at the end.
+    ``config`` is the model's configuration: its name, features, id and timestamp columns, and its
+    ``batch`` section (``input_uri``, ``output_uri``, ``spark_master``, ``spark_conf``; URIs resolved with
+    :func:`include.config.resolve_uri`). ``version`` is the registered version to score with,
+    ``models:/<name>/<version>``: the caller resolves an alias to a version once, before the run, and the
+    job never reads an alias. ``date`` is ``YYYY-MM-DD``. Rows of other dates in the input are not scored
+    (their count is returned as ``rows_other_dates``). A ``spark`` session, when given, is used and left
+    running; otherwise one is created on ``batch.spark_master`` with ``batch.spark_conf`` and stopped at the end.
+    ``inference_log_root`` is the inference log's folder (default: :func:`include.monitoring.inference_log.log_root`).
 
     ``reader`` picks who reads the input for the ONNX scorer: ``"pyarrow"`` (the workers; a local or
     mounted input only), ``"spark"``, or ``"auto"`` (default: pyarrow where the input is local).
     ``scorer`` picks how rows are scored: ``"onnx"`` runs the version's ONNX export (see
-    :mod:`include.batch.worker`; needs ``model_config`` for the feature types), ``"spark_udf"`` runs
-    ``mlflow.pyfunc.spark_udf``, and ``"auto"`` (default) uses ONNX when ``model_config`` is given, the
-    version converts with parity and ``output_uri`` is a local or mounted folder, else falls back to
-    ``spark_udf`` with a warning.
+    :mod:`include.batch.worker`), ``"spark_udf"`` runs ``mlflow.pyfunc.spark_udf``, and ``"auto"``
+    (default) uses ONNX when the version converts with parity and ``output_uri`` is a local or mounted
+    folder, else falls back to ``spark_udf`` with a warning.
 
     Returns ``rows_in`` (rows of the date), ``rows_out`` (rows written), ``rows_other_dates``,
     ``hours`` (hour partitions written to the log), ``seconds`` (wall time, session start
     included), ``model_wait_seconds`` (how long the session waited for the model to be downloaded
     and converted), ``scorer`` (``"onnx"`` or ``"spark_udf"``), ``reader`` (``"pyarrow"`` or
-    ``"spark"``), ``model_uri``, ``output_uri`` and
-    ``inference_log_uri`` (the date's folders).
+    ``"spark"``), ``model_uri``, ``output_uri`` and ``inference_log_uri`` (the date's folders).
+
+    Raises ValueError, before any work, for a version that is not a number, a bad date, scorer or reader,
+    a model without a ``batch`` section, or a scorer or reader that cannot reach the input or output.
     """
     day = _parse_date(date)
-    _check_model_uri(model_uri, model_name, model_version)
-    if not feature_columns:
-        raise ValueError("feature_columns: at least one feature column is required")
+    version = _check_version(version)
+    batch = config.batch
+    if batch is None:
+        raise ValueError(f"model {config.name!r} has no batch: section to score with")
     if scorer not in SCORERS:
         raise ValueError(f"scorer {scorer!r}: expected one of {', '.join(SCORERS)}")
     if reader not in READERS:
         raise ValueError(f"reader {reader!r}: expected one of {', '.join(READERS)}")
+    input_uri, output_uri = resolve_uri(batch.input_uri), resolve_uri(batch.output_uri).rstrip("/")
     if reader == PYARROW and _local_folder(input_uri) is None:
         raise ValueError(f"reader 'pyarrow': input_uri {input_uri!r} is not a local or mounted path (use reader='spark')")
-    if scorer == ONNX and model_config is None:
-        raise ValueError("scorer 'onnx' needs model_config (the feature types of the ONNX inputs)")
-    if model_config is not None and list(model_config.dataset.feature_names) != list(feature_columns):
-        raise ValueError(
-            f"feature_columns {list(feature_columns)} differ from model_config's features "
-            f"{list(model_config.dataset.feature_names)}"
-        )
     if scorer != SPARK_UDF and _local_folder(output_uri) is None:
         if scorer == ONNX:
             raise ValueError(
@@ -208,36 +192,23 @@ def score_partition(
             )
         log.warning("output_uri %s is not a local or mounted folder: scoring with spark_udf", output_uri)
         scorer = SPARK_UDF
-    log_uri = _log_uri(model_name, inference_log_root)
+    job = _Job(config, version, input_uri, output_uri, _log_uri(config.name, inference_log_root), day)
     started = time.monotonic()
     session = spark
     with tempfile.TemporaryDirectory(prefix="modelops-model-") as scratch:
         try:
             # Fetching the model, importing mlflow and converting to ONNX overlap the JVM's start-up.
             with ThreadPoolExecutor(max_workers=1) as pool:
-                download = pool.submit(_prepare_model, model_uri, scratch, model_config, scorer)
-                session = session or spark_session(master, spark_conf)
+                download = pool.submit(_prepare_model, job, scratch, scorer)
+                session = session or spark_session(batch.spark_master, batch.spark_conf)
                 session_ready = time.monotonic()
                 local_model, onnx = download.result()
             model_wait = time.monotonic() - session_ready
             log.info("Spark session ready after %.1fs, the model %.1fs later", session_ready - started, model_wait)
             with _sql_conf(session, JOB_SQL_CONF):
                 stats = _score(
-                    session,
-                    model_uri=model_uri,
-                    local_model=local_model,
-                    onnx=onnx,
-                    model_name=model_name,
-                    model_version=str(model_version),
-                    input_uri=input_uri,
-                    output_uri=output_uri.rstrip("/"),
-                    log_uri=log_uri,
-                    day=day,
-                    features=list(feature_columns),
-                    id_column=id_column,
-                    timestamp_column=timestamp_column,
+                    session, job, local_model=local_model, onnx=onnx,
                     reader=SPARK if reader == SPARK or _local_folder(input_uri) is None else PYARROW,
-                    column_types=model_config.dataset.column_types if model_config is not None else None,
                 )
         finally:
             if spark is None and session is not None:
@@ -248,7 +219,7 @@ def score_partition(
         "scored %d rows of %s with %s (scorer %s) in %.1fs (%d hour partitions in the inference log)",
         stats["rows_out"],
         date,
-        model_uri,
+        job.model_uri,
         stats["scorer"],
         stats["seconds"],
         stats["hours"],
@@ -257,37 +228,42 @@ def score_partition(
 
 
 @dataclass(frozen=True)
-class _Target:
-    """What a run writes: one model version's predictions of one day, to the output and to the log."""
+class _Job:
+    """One run: the input it reads, the version it scores with, the day, and where it writes (output, log)."""
 
-    model_name: str
-    model_version: str
+    config: ModelConfig
+    version: str
+    input_uri: str
     output_uri: str
     log_uri: str
     day: Date
-    features: list[str]
-    id_column: str
-    timestamp_column: str
+
+    @property
+    def model_name(self) -> str:
+        return self.config.name
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.config.name}/{self.version}"
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.config.dataset.feature_names)
+
+    @property
+    def id_column(self) -> str:
+        return self.config.dataset.id_column
+
+    @property
+    def timestamp_column(self) -> str:
+        return self.config.dataset.timestamp_column
 
 
 def _score(
-    spark: SparkSession,
-    *,
-    model_uri: str,
-    local_model: str,
-    onnx: OnnxScorer | None,
-    model_name: str,
-    model_version: str,
-    input_uri: str,
-    output_uri: str,
-    log_uri: str,
-    day: Date,
-    features: list[str],
-    id_column: str,
-    timestamp_column: str,
-    reader: str,
-    column_types: Mapping[str, str] | None = None,
+    spark: SparkSession, job: _Job, *, local_model: str, onnx: OnnxScorer | None, reader: str
 ) -> dict[str, Any]:
+    """Score ``job`` with ``onnx`` (None: ``spark_udf`` on ``local_model``), the input read by ``reader``;
+    returns the counts and where they went (see :func:`score_date`)."""
     from functools import partial
 
     from pyspark.sql import Observation
@@ -295,20 +271,20 @@ def _score(
 
     from include.batch import worker
 
-    target = _Target(model_name, model_version, output_uri, log_uri, day, features, id_column, timestamp_column)
+    day, input_uri = job.day, job.input_uri
     if onnx is not None and reader == PYARROW:
-        plan = _plan_reads(spark, input_uri, target, column_types)
+        plan = _plan_reads(spark, job)
         splits = spark.createDataFrame(spark.sparkContext.parallelize(plan.splits, max(len(plan.splits), 1)),
                                        "paths array<string>, row_groups array<array<int>>")
         rows_out, rows_logged, hours = _score_onnx(
             lambda sink: splits.mapInArrow(
                 partial(worker.read_score_and_write, onnx, sink, plan.reader, PREDICTION), "rows long"),
-            None, target,
+            None, job,
         )
         rows_in, rows_total = rows_out, plan.rows
     else:
         raw = spark.read.parquet(input_uri)
-        _check_columns(raw.columns, target, input_uri)
+        _check_columns(raw.columns, job)
         if onnx is not None:
             for name in _numeric_inputs(onnx):
                 _check_numeric(name, raw.schema[name].dataType, input_uri)
@@ -316,17 +292,18 @@ def _score(
         in_day = F.unix_micros("ts").between(start, start + _DAY_MICROS - 1)
         seen = Observation("input")
         rows = raw.select(
-            F.col(id_column).cast("string").alias("request_id"), _as_timestamp(raw, timestamp_column).alias("ts"),
-            *features,
+            F.col(job.id_column).cast("string").alias("request_id"),
+            _as_timestamp(raw, job.timestamp_column).alias("ts"),
+            *job.features,
         ).observe(seen, F.count(F.lit(1)).alias("rows"), F.sum(in_day.cast("long")).alias("rows_in_day"))
         rows = rows.where(in_day)
         if onnx is not None:
             rows_out, rows_logged, hours = _score_onnx(
                 lambda sink: rows.mapInArrow(partial(worker.score_and_write, onnx, sink, PREDICTION), "rows long"),
-                lambda: int(seen.get["rows_in_day"] or 0), target,
+                lambda: int(seen.get["rows_in_day"] or 0), job,
             )
         else:
-            rows_out, rows_logged, hours = _score_spark_udf(spark, rows, local_model, model_uri, target)
+            rows_out, rows_logged, hours = _score_spark_udf(spark, rows, local_model, job)
         rows_in, rows_total = int(seen.get["rows_in_day"] or 0), int(seen.get["rows"])
     if rows_out != rows_in or rows_logged != rows_in:
         raise RuntimeError(f"row counts disagree for {day}: {rows_in} rows in, {rows_logged} logged, {rows_out} written")
@@ -337,14 +314,14 @@ def _score(
         "hours": len(hours),
         "scorer": ONNX if onnx is not None else SPARK_UDF,
         "reader": reader if onnx is not None else SPARK,
-        "model_uri": model_uri,
-        "output_uri": f"{output_uri}/date={day.isoformat()}",
-        "inference_log_uri": f"{log_uri}/date={day.isoformat()}",
+        "model_uri": job.model_uri,
+        "output_uri": f"{job.output_uri}/date={day.isoformat()}",
+        "inference_log_uri": f"{job.log_uri}/date={day.isoformat()}",
     }
 
 
 def _score_onnx(
-    tasks: Callable[[Sink], DataFrame], rows_in: Callable[[], int] | None, target: _Target
+    tasks: Callable[[Sink], DataFrame], rows_in: Callable[[], int] | None, job: _Job
 ) -> tuple[int, int, list[str]]:
     """Run the ONNX tasks (``tasks(sink)``: one ``rows`` row per task) and publish what they wrote.
 
@@ -360,13 +337,13 @@ def _score_onnx(
     from include.batch import worker
 
     worker.pickle_by_value()
-    day, log_uri = target.day, target.log_uri
+    day, log_uri = job.day, job.log_uri
     partition = f"date={day.isoformat()}"
     staging = f"_staging-{uuid.uuid4().hex}"
-    output_root = _local_folder(target.output_uri)
+    output_root = _local_folder(job.output_uri)
     log_staged, out_staged = Path(log_uri) / staging / partition, output_root / staging / partition
-    sink = worker.Sink(str(log_staged), str(out_staged), target.model_name, target.model_version,
-                           tuple(target.features), target.id_column, target.timestamp_column)
+    sink = worker.Sink(str(log_staged), str(out_staged), job.model_name, job.version,
+                       tuple(job.features), job.id_column, job.timestamp_column)
     try:
         reported = sum(task["rows"] for task in tasks(sink).collect())
         expected = reported if rows_in is None else rows_in()
@@ -378,8 +355,8 @@ def _score_onnx(
                                f"scored {reported}, {rows_logged} staged in the log, {rows_out} in the output")
         if out_staged.exists():
             (out_staged / "_SUCCESS").touch()
-        _replace_dir(log_staged, Path(log_uri) / partition)
-        _replace_dir(out_staged, output_root / partition)
+        replace_dir(log_staged, Path(log_uri) / partition)
+        replace_dir(out_staged, output_root / partition)
     finally:
         shutil.rmtree(Path(log_uri) / staging, ignore_errors=True)
         shutil.rmtree(output_root / staging, ignore_errors=True)
@@ -395,10 +372,10 @@ class _ReadPlan:
     rows: int
 
 
-def _plan_reads(spark: SparkSession, input_uri: str, target: _Target, column_types: Mapping[str, str]) -> _ReadPlan:
+def _plan_reads(spark: SparkSession, job: _Job) -> _ReadPlan:
     """Check the input's schema and split the row groups that may hold the day's rows into tasks.
 
-    The input is read with the declared types of ``column_types`` (the model's ``dataset.column_types``):
+    The input is read with the model's declared column types (``dataset.column_types``):
     a Parquet file or a folder of them, names starting with ``_`` or ``.`` skipped, zero-row files
     skipped, and a file whose columns or types disagree refused with its name
     (:func:`include.data.dataset.inspect_dataset`). Row groups whose timestamp statistics
@@ -415,17 +392,17 @@ def _plan_reads(spark: SparkSession, input_uri: str, target: _Target, column_typ
     from include.batch import worker
     from include.data.dataset import ARROW_TYPES, inspect_dataset
 
-    day, timestamp_column = target.day, target.timestamp_column
+    day, timestamp_column, input_uri = job.day, job.timestamp_column, job.input_uri
+    column_types = job.config.dataset.column_types
     # The input as the model's config declares it: zero-row files skipped, a file whose columns or types
     # disagree refused by name, undeclared columns not read (:mod:`include.data.dataset`).
-    declared = {c: column_types[c] for c in (target.id_column, timestamp_column, *target.features)}
+    declared = {c: column_types[c] for c in (job.id_column, timestamp_column, *job.features)}
     input_plan = inspect_dataset(input_uri, declared, extra="ignore")
     if input_plan.partition_keys and set(input_plan.partition_keys) & set(declared):
         raise ValueError(f"input {input_uri}: partition folders {list(input_plan.partition_keys)} hold declared "
                          "columns, which the pyarrow reader does not read: use reader='spark'")
-    feature_types = pa.schema([pa.field(f, ARROW_TYPES[declared[f]]) for f in target.features])
-    reader = worker.Reader(target.id_column, timestamp_column, feature_types,
-                               datetime(day.year, day.month, day.day, tzinfo=UTC))
+    feature_types = pa.schema([pa.field(f, ARROW_TYPES[declared[f]]) for f in job.features])
+    reader = worker.Reader(job.id_column, timestamp_column, feature_types, datetime(day.year, day.month, day.day, tzinfo=UTC))
 
     parquet, local = ds.ParquetFileFormat(), pyarrow.fs.LocalFileSystem()
     pieces = []  # (path, row group, rows, bytes) of the row groups that may hold rows of the day
@@ -452,10 +429,10 @@ def _plan_reads(spark: SparkSession, input_uri: str, target: _Target, column_typ
     return _ReadPlan(splits, reader, input_plan.rows)
 
 
-def _check_columns(available: Sequence[str], target: _Target, input_uri: str) -> None:
-    missing = [c for c in [target.id_column, target.timestamp_column, *target.features] if c not in available]
+def _check_columns(available: Sequence[str], job: _Job) -> None:
+    missing = [c for c in [job.id_column, job.timestamp_column, *job.features] if c not in available]
     if missing:
-        raise ValueError(f"input {input_uri} is missing column(s): {', '.join(missing)}")
+        raise ValueError(f"input {job.input_uri} is missing column(s): {', '.join(missing)}")
 
 
 def _plain(kind: pa.DataType) -> pa.DataType:
@@ -506,33 +483,21 @@ def _parquet_rows(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
-def _replace_dir(staged: Path, target: Path) -> None:
-    """Put ``staged`` in place of ``target`` (removed when ``staged`` does not exist: no rows)."""
-    import shutil
-
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    if staged.exists():
-        os.replace(staged, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _score_spark_udf(
-    spark: SparkSession, rows: DataFrame, local_model: str, model_uri: str, target: _Target
+    spark: SparkSession, rows: DataFrame, local_model: str, job: _Job
 ) -> tuple[int, int, list[str]]:
     """Score with ``mlflow.pyfunc.spark_udf``, write the log (Spark), then derive the output from the log."""
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
-    day, log_uri = target.day, target.log_uri
-    prediction = _positive_class(spark, local_model, model_uri, target.features)
+    day, log_uri = job.day, job.log_uri
+    prediction = _positive_class(spark, local_model, job.model_uri, job.features)
     scored = rows.select(
         "request_id",
         "ts",
-        F.lit(target.model_name).alias("model_name"),
-        F.lit(target.model_version).alias("model_version"),
-        *target.features,
+        F.lit(job.model_name).alias("model_name"),
+        F.lit(job.version).alias("model_version"),
+        *job.features,
         prediction.alias(PREDICTION),
         F.lit(day.isoformat()).alias("date"),
         F.lpad(F.hour("ts").cast("string"), 2, "0").alias("hour"),
@@ -543,27 +508,26 @@ def _score_spark_udf(
     hours = sorted(logged.get["hours"] or [])
     day_log_uri = f"{log_uri}/date={day.isoformat()}"
     _remove_partitions(spark, day_log_uri, "hour", keep=set(hours))
-    rows_out = _write_output(spark, day_log_uri, target, bool(hours))
+    rows_out = _write_output(spark, day_log_uri, job, bool(hours))
     return rows_out, int(logged.get["rows"]), hours
 
 
-def _prepare_model(
-    model_uri: str, scratch: str, config: ModelConfig | None, scorer: str
-) -> tuple[str, OnnxScorer | None]:
+def _prepare_model(job: _Job, scratch: str, scorer: str) -> tuple[str, OnnxScorer | None]:
     """Copy the version's artifacts to ``scratch`` on the driver and, unless ``scorer`` says otherwise,
     convert it to ONNX; returns the local folder and the ONNX scorer (None: score with spark_udf)."""
     import mlflow.artifacts
 
+    model_uri = job.model_uri
     local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=scratch)
-    if scorer == SPARK_UDF or config is None:
+    if scorer == SPARK_UDF:
         import mlflow.pyfunc  # noqa: F401  (imported here so the import overlaps the session start)
 
         return local, None
     from include.batch import worker
-    from include.serving.triton.repository import ExportError
+    from include.serving.onnx import ExportError
 
     try:
-        onnx = worker.prepare(local, model_uri, config)
+        onnx = worker.prepare(local, model_uri, job.config)
     except ExportError as exc:
         if scorer == ONNX:
             raise
@@ -599,25 +563,25 @@ def _check_binary_output(metadata: Model, model_uri: str) -> None:
         raise ValueError(f"{model_uri}: expected predict_proba output with 2 columns, the signature says {shapes[0]}")
 
 
-def _write_output(spark: SparkSession, day_log_uri: str, target: _Target, has_rows: bool) -> int:
+def _write_output(spark: SparkSession, day_log_uri: str, job: _Job, has_rows: bool) -> int:
     """Derive the date's output partition from the rows just logged; returns the rows written."""
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
-    day = target.day.isoformat()
+    day = job.day.isoformat()
     if not has_rows:
-        _remove_partitions(spark, target.output_uri, "date", keep=set(), only={day})
+        _remove_partitions(spark, job.output_uri, "date", keep=set(), only={day})
         return 0
     written = Observation("output")
     out = spark.read.parquet(day_log_uri).select(
-        F.col("request_id").alias(target.id_column),
-        F.col("ts").alias(target.timestamp_column),
+        F.col("request_id").alias(job.id_column),
+        F.col("ts").alias(job.timestamp_column),
         PREDICTION,
         "model_name",
         "model_version",
         F.lit(day).alias("date"),
     )
-    _overwrite_partitions(out.observe(written, F.count(F.lit(1)).alias("rows")), target.output_uri, ["date"])
+    _overwrite_partitions(out.observe(written, F.count(F.lit(1)).alias("rows")), job.output_uri, ["date"])
     return int(written.get["rows"])
 
 
@@ -688,14 +652,12 @@ def _parse_date(value: str) -> Date:
         raise ValueError(f"date {value!r} is not a YYYY-MM-DD date") from None
 
 
-def _check_model_uri(model_uri: str, model_name: str, model_version: str | int) -> None:
-    match = _MODEL_URI.match(model_uri or "")
-    if not match:
+def _check_version(version: str | int) -> str:
+    """``version`` as the registry's version string; a version is a positive number, never an alias."""
+    text = str(version).strip()
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
         raise ValueError(
-            f"model_uri {model_uri!r}: expected models:/<name>/<version> with a numeric version "
+            f"version {version!r}: expected a registered version number "
             "(resolve an alias such as @champion to its version before scoring)"
         )
-    if match["name"] != model_name or match["version"] != str(model_version):
-        raise ValueError(
-            f"model_uri {model_uri!r} does not match model_name={model_name!r} model_version={model_version!r}"
-        )
+    return str(int(text))

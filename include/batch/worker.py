@@ -1,7 +1,7 @@
 """The batch job's ONNX scorer: a version's ONNX export run with onnxruntime inside Spark's Python workers.
 
-It is the artifact Triton serves online, made by the same code (:func:`include.serving.triton.repository.convert_to_onnx`)
-and checked for parity the same way (:func:`include.serving.triton.repository.check_parity`) before any row is scored.
+It is the artifact Triton serves online, made by the same code (:func:`include.serving.onnx.convert_to_onnx`)
+and checked for parity the same way (:func:`include.serving.onnx.check_export`) before any row is scored.
 Compared with ``mlflow.pyfunc.spark_udf`` it skips what costs the most per row and per worker: importing
 mlflow, pandas and scikit-learn in every Python worker, mlflow's per-batch schema enforcement, pandas
 conversions, and scikit-learn's ``predict_proba`` (onnxruntime's tree ensembles run ~1.4x faster here).
@@ -16,7 +16,8 @@ so the project need not be installed on a cluster's workers):
 * :func:`score_and_write`: the same for rows Spark read and shipped to the worker;
 * :func:`score_batches`: scoring alone.
 
-Both writers write the inference log and the output with pyarrow (:class:`Sink`) and yield one row per task.
+Both writers write the inference log (``pyarrow.dataset.write_dataset``, hive-partitioned by hour) and the
+output (one Parquet file per task) with pyarrow (:class:`Sink`), and yield one row per task.
 The onnxruntime session is created once per Python worker and version and kept for the worker's life
 (``spark.python.worker.reuse``).
 """
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 # whereas this module's globals are rebuilt with every task (it is pickled by value).
 _SESSIONS_MODULE = "_modelops_onnx_sessions"
 _NANOS_PER_TICK = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+_HOUR = "hour"  # the log's partition column: written as the folder name, not into the files
+_HOUR_NAMES = [f"{hour:02d}" for hour in range(24)]
 
 
 @dataclass(frozen=True)
@@ -60,34 +63,34 @@ class OnnxScorer:
 def prepare(local_model: str, model_uri: str, config: ModelConfig) -> OnnxScorer:
     """Convert the downloaded model to ONNX and check parity with scikit-learn; raises ExportError if it cannot.
 
-    Parity is checked like the Triton export's (:func:`include.serving.triton.repository.parity_frame`): on the
+    Parity is checked like the Triton export's (:func:`include.serving.onnx.parity_frame`): on the
     logged input example, and on the same rows with each numeric feature missing and each categorical one
     missing or unseen, with the deployment's tolerance. The workers feed a null category as
-    :data:`include.serving.triton.repository.MISSING_CATEGORY`, the string the export reads as missing.
+    :data:`include.serving.onnx.MISSING_CATEGORY`, the string the export reads as missing.
     """
     import mlflow.sklearn
     from mlflow.models import Model
 
-    from include.serving.triton import repository
+    from include.serving import onnx
 
     try:
         model = mlflow.sklearn.load_model(local_model)
     except Exception as exc:  # not an sklearn flavour, or a loader error: the pyfunc path may still work
-        raise repository.ExportError(f"{model_uri}: not loadable as a scikit-learn model: {exc}") from exc
+        raise onnx.ExportError(f"{model_uri}: not loadable as a scikit-learn model: {exc}") from exc
     example = Model.load(local_model).load_input_example(local_model)
     if example is None:
-        raise repository.ExportError(f"{model_uri}: the logged model has no input example to check parity on")
-    onnx_model = repository.convert_to_onnx(model, config)
-    parity = repository.check_parity(onnx_model, model, repository.parity_frame(example, config), config)
-    spec = repository.input_spec(config)
+        raise onnx.ExportError(f"{model_uri}: the logged model has no input example to check parity on")
+    onnx_model = onnx.convert_to_onnx(model, config)
+    parity = onnx.check_export(onnx_model, model, onnx.parity_frame(example, config), config)
+    spec = onnx.input_spec(config)
     digest = hashlib.sha256(onnx_model).hexdigest()[:16]
     return OnnxScorer(
         key=f"{model_uri}#{digest}",
         onnx_model=onnx_model,
-        inputs=tuple((c["name"], c["type"] in repository.STRING_TYPES) for c in spec),
-        onnx_output=repository.ONNX_PROBABILITIES,
-        positive_column=repository.positive_column(model, config),
-        unknown_category=repository.MISSING_CATEGORY,  # what _feed puts in place of a null category
+        inputs=tuple((c["name"], c["type"] in onnx.STRING_TYPES) for c in spec),
+        onnx_output=onnx.ONNX_PROBABILITIES,
+        positive_column=onnx.positive_column(model, config),
+        unknown_category=onnx.MISSING_CATEGORY,  # what _feed puts in place of a null category
         parity=parity,
     )
 
@@ -138,34 +141,28 @@ def score_and_write(
     and to the output, and yield one row, ``rows``: how many rows this task wrote.
 
     Nothing scored goes back to the JVM: moving rows between the JVM and Python costs more than writing
-    them here (columnar, no row conversion), so Spark reads and schedules and the workers write. Log rows
-    are grouped by hour of ``ts`` (UTC) into one file per hour and task, in row groups of
-    ``sink.row_group_rows`` rows. Each file is written under a temporary name and renamed when the task's
-    input is exhausted; a retried task rewrites the same files. The driver publishes the folders once the
-    Spark job has succeeded.
+    them here (columnar, no row conversion), so Spark reads and schedules and the workers write. The log is
+    written by ``pyarrow.dataset.write_dataset``, hive-partitioned by the hour of ``ts`` (UTC): one file
+    per hour and task, in row groups of ``sink.row_group_rows`` rows. The output is one file per task.
+    Every file is written under a temporary dot-name (which readers skip) and renamed once the task's input
+    is exhausted; a retried task rewrites the same files. The driver publishes the folders once the Spark
+    job has succeeded.
     """
-    import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
     from pyspark import TaskContext
 
     context = TaskContext.get()
     part = f"part-{context.partitionId() if context is not None else 0:05d}.parquet"
     session = _session(scorer)
-    files = _TaskFiles()
-    pending: dict[int, list[pa.RecordBatch]] = {}
-    pending_rows: dict[int, int] = {}
-    log_names = ["request_id", "ts", "model_name", "model_version", *sink.features, prediction]
+    log_names = ["request_id", "ts", "model_name", "model_version", *sink.features, prediction, _HOUR]
     out_names = [sink.id_column, sink.timestamp_column, prediction, "model_name", "model_version"]
-    output = os.path.join(sink.output_folder, part)
+    output = _TaskFile(os.path.join(sink.output_folder, part))
     rows = 0
 
-    def write_log(hour: int) -> None:
-        table = pa.Table.from_batches(pending.pop(hour))
-        pending_rows.pop(hour)
-        files.write(os.path.join(sink.log_folder, f"hour={hour:02d}", part), table, sink.row_group_rows)
-
-    try:
+    def scored() -> Iterator[pa.RecordBatch]:
+        """The log's batches (with their ``hour``); the output's rows are written on the way."""
+        nonlocal rows
         for batch in batches:
             n = batch.num_rows
             if not n:
@@ -174,29 +171,48 @@ def score_and_write(
             name = pa.repeat(sink.model_name, n).cast(pa.string())
             version = pa.repeat(sink.model_version, n).cast(pa.string())
             request_id, ts = batch.column("request_id"), batch.column("ts")
-            files.write(output, pa.Table.from_arrays([request_id, ts, scores, name, version], names=out_names),
-                        sink.row_group_rows)
-            logged = pa.RecordBatch.from_arrays(
-                [request_id, ts, name, version, *(batch.column(f) for f in sink.features), scores], names=log_names
-            )
-            hours = pc.hour(ts).to_numpy(zero_copy_only=False)
-            if n > 1 and bool((hours[1:] < hours[:-1]).any()):  # rows out of time order: group them by hour
-                order = np.argsort(hours, kind="stable")
-                hours, logged = hours[order], logged.take(pa.array(order))
-            starts = np.flatnonzero(np.r_[True, hours[1:] != hours[:-1]])
-            for start, end in zip(starts, np.r_[starts[1:], n], strict=True):
-                hour = int(hours[start])
-                pending.setdefault(hour, []).append(logged.slice(start, end - start))
-                pending_rows[hour] = pending_rows.get(hour, 0) + int(end - start)
-                if pending_rows[hour] >= sink.row_group_rows:
-                    write_log(hour)
+            output.write(pa.Table.from_arrays([request_id, ts, scores, name, version], names=out_names),
+                         sink.row_group_rows)
             rows += n
-        for hour in list(pending):
-            write_log(hour)
+            yield pa.RecordBatch.from_arrays(
+                [request_id, ts, name, version, *(batch.column(f) for f in sink.features), scores, _hours(ts)],
+                names=log_names,
+            )
+
+    logged, written = scored(), []
+    try:
+        first = next(logged, None)
+        if first is not None:  # a task without rows of the day writes nothing
+            ds.write_dataset(
+                _chain(first, logged), sink.log_folder, schema=first.schema, format="parquet",
+                partitioning=ds.partitioning(pa.schema([first.schema.field(_HOUR)]), flavor="hive"),
+                basename_template=f".{part}.tmp{{i}}",  # {i} counts per folder: one file per hour, always 0
+                existing_data_behavior="overwrite_or_ignore",  # a retried task's files replace its earlier try's
+                min_rows_per_group=sink.row_group_rows, max_rows_per_group=sink.row_group_rows,
+                file_options=ds.ParquetFileFormat().make_write_options(use_dictionary=_repeated(first.schema)),
+                use_threads=False,  # Spark runs one task per core
+                file_visitor=lambda file: written.append(file.path),
+            )
     finally:
-        files.close()
-    files.publish()
+        output.close()
+    output.publish()
+    for path in written:
+        os.replace(path, os.path.join(os.path.dirname(path), part))
     yield pa.RecordBatch.from_arrays([pa.array([rows], type=pa.int64())], names=["rows"])
+
+
+
+def _hours(ts: pa.Array) -> pa.Array:
+    """The hour of each timestamp (UTC) as the log's folder value, ``"00"`` to ``"23"`` (dictionary-encoded)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pa.DictionaryArray.from_arrays(pc.hour(ts).cast(pa.int8()), pa.array(_HOUR_NAMES))
+
+
+def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    yield first
+    yield from rest
 
 
 @dataclass(frozen=True)
@@ -279,35 +295,40 @@ def _normalized(batch: pa.RecordBatch, reader: Reader) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, names=["request_id", "ts", *reader.feature_types.names])
 
 
-class _TaskFiles:
-    """A task's Parquet files: each written under a temporary dot-name, renamed into place by :meth:`publish`.
+class _TaskFile:
+    """A task's output file: written under a temporary dot-name (which readers skip), renamed into place by
+    :meth:`publish`. Opened on the first write: a task without rows writes no file."""
 
-    Dictionary pages only for strings that repeat (names, version, categories), not for the first column
-    (the id) or measures: they do not compress that way, and trying costs ~0.2 CPU-s per million rows.
-    """
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._writer: Any = None
+        folder, name = os.path.split(path)
+        self._temporary = os.path.join(folder, f".{name}.tmp")
 
-    def __init__(self) -> None:
-        self._open: dict[str, tuple[Any, str]] = {}
-
-    def write(self, path: str, table: pa.Table, row_group_rows: int) -> None:
-        import pyarrow as pa
+    def write(self, table: pa.Table, row_group_rows: int) -> None:
         import pyarrow.parquet as pq
 
-        if path not in self._open:
-            folder, name = os.path.split(path)
-            os.makedirs(folder, exist_ok=True)
-            temporary = os.path.join(folder, f".{name}.tmp")
-            repeated = [f.name for f in table.schema if pa.types.is_string(f.type) and f.name != table.schema[0].name]
-            self._open[path] = (pq.ParquetWriter(temporary, table.schema, use_dictionary=repeated), temporary)
-        self._open[path][0].write_table(table, row_group_size=row_group_rows)
+        if self._writer is None:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self._writer = pq.ParquetWriter(self._temporary, table.schema, use_dictionary=_repeated(table.schema))
+        self._writer.write_table(table, row_group_size=row_group_rows)
 
     def close(self) -> None:
-        for writer, _ in self._open.values():
-            writer.close()
+        if self._writer is not None:
+            self._writer.close()
 
     def publish(self) -> None:
-        for path, (_, temporary) in self._open.items():
-            os.replace(temporary, path)
+        if self._writer is not None:
+            os.replace(self._temporary, self.path)
+
+
+def _repeated(schema: pa.Schema) -> list[str]:
+    """The columns written with dictionary pages: strings that repeat (names, version, categories), not the
+    first column (the id) nor measures, which do not compress that way (trying costs ~0.2 CPU-s per million
+    rows)."""
+    import pyarrow as pa
+
+    return [f.name for f in schema if pa.types.is_string(f.type) and f.name != schema[0].name]
 
 
 def _predict(session: Any, scorer: OnnxScorer, batch: pa.RecordBatch) -> Any:

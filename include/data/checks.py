@@ -33,7 +33,7 @@ from mlflow.tracking import MlflowClient
 
 from include.config import ModelConfig
 from include.data.dataset import DatasetError, local_path, read_dataset
-from include.data.fingerprint import dataset_fingerprint, schema_hash
+from include.data.fingerprint import dataset_fingerprint, mlflow_digest, schema_hash
 from include.data.validation import DataValidationError, FailedExpectation, ValidationReport, validate_dataframe
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,12 @@ def _files_digest(dataset_uri: str) -> str:
 
 
 def fingerprint(client: MlflowClient, config: ModelConfig, dataset_uri: str, run_id: str) -> dict[str, str]:
-    """Full-content fingerprint and schema hash, as run tags and as the run's logged dataset input."""
+    """Full-content fingerprint and schema hash, as run tags and as the run's logged dataset input.
+
+    Returns ``data_fingerprint`` and ``schema_hash`` (``sha256:<64 hex>``) and ``dataset_rows``. The run gets
+    them as tags, and the dataset as a ``training`` input whose MLflow ``digest`` is the fingerprint's
+    prefix (:func:`include.data.fingerprint.mlflow_digest`), not MLflow's own first-10,000-rows digest.
+    """
     from mlflow.data.pandas_dataset import from_pandas
 
     df = read_batch(config, dataset_uri)
@@ -179,8 +184,7 @@ def fingerprint(client: MlflowClient, config: ModelConfig, dataset_uri: str, run
         source=dataset_uri,
         name=config.name,
         targets=config.dataset.target.name,
-        # MLflow stores at most 36 characters of digest; the full value is the run tag.
-        digest=result["data_fingerprint"].removeprefix("sha256:")[:32],
+        digest=mlflow_digest(result["data_fingerprint"]),  # the full value is the run's tag
     )
     client.log_inputs(
         run_id,

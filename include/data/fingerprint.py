@@ -1,7 +1,10 @@
 """Full-content, layout-independent dataset fingerprints.
 
-MLflow's own dataset digest hashes only the first 10,000 rows (md5), so it is not an
-integrity check. :func:`dataset_fingerprint` covers every cell of every row.
+MLflow's own dataset digest (``mlflow.data``) hashes only the first 10,000 rows (md5, 8 hex
+characters), so it is not an integrity check. :func:`dataset_fingerprint` covers every cell of
+every row, and the training run's logged dataset carries it as its digest instead
+(:func:`mlflow_digest`): the digest MLflow shows for the run's dataset names the same data as
+the run's and the version's ``data_fingerprint`` tag.
 
 Method
 ------
@@ -47,6 +50,7 @@ from pandas.util import hash_array
 log = logging.getLogger(__name__)
 
 FORMAT_TAG = b"include.fingerprint/v1\n"  # a format name, kept when the module moved: fingerprints are long-lived lineage
+MLFLOW_DIGEST_CHARS = 32  # MLflow stores at most 36 characters of a dataset's digest
 TYPE_KEYWORDS = ("int", "float", "category", "string", "bool", "timestamp")
 # Canonical type recorded in the schema: category and string hash alike.
 _CANONICAL_TYPE = {
@@ -200,6 +204,18 @@ def schema_hash(df: pd.DataFrame, column_types: Mapping[str, str] | None = None)
     """``sha256:<hex>`` over the sorted ``(column, canonical type)`` pairs."""
     _, types = canonicalize(df, column_types)
     return "sha256:" + hashlib.sha256(_schema_json(types)).hexdigest()
+
+
+def mlflow_digest(fingerprint: str) -> str:
+    """The ``digest`` of an MLflow dataset whose :func:`dataset_fingerprint` is ``fingerprint``: the fingerprint's
+    first :data:`MLFLOW_DIGEST_CHARS` hex characters (128 bits), as MLflow stores at most 36 characters.
+
+    Raises ValueError for a value that is not ``sha256:<64 hex>``.
+    """
+    hex_digits = fingerprint.removeprefix("sha256:")
+    if not fingerprint.startswith("sha256:") or len(hex_digits) != 64 or not all(c in "0123456789abcdef" for c in hex_digits):
+        raise ValueError(f"not a dataset fingerprint (sha256:<64 hex>): {fingerprint!r}")
+    return hex_digits[:MLFLOW_DIGEST_CHARS]
 
 
 def dataset_fingerprint(df: pd.DataFrame, column_types: Mapping[str, str] | None = None) -> str:

@@ -1,8 +1,10 @@
 """Alerts: what crossed which threshold, what was done about it, and a Slack Block Kit rendering of it.
 
-An :class:`Alert` is plain data (it goes into audit records via :meth:`Alert.as_dict`); :func:`send`
-writes it to the log, :func:`slack_message` renders it for Slack's incoming webhooks. Delivery to
-Slack lives on the Airflow side (``modelops.notify``), because it needs an Airflow connection.
+An :class:`Alert` is plain data (it goes into log lines via :meth:`Alert.as_dict`); its
+:class:`~include.monitoring.findings.Finding` s are the assessment's own. :func:`send` writes it to
+the log, :func:`slack_message` renders it for Slack's incoming webhooks with ``slack_sdk``'s Block
+Kit models, which refuse a block past Slack's limits. Delivery to Slack lives on the Airflow side
+(``modelops.notify``), because it needs an Airflow connection.
 """
 
 from __future__ import annotations
@@ -10,24 +12,21 @@ from __future__ import annotations
 import json
 import logging
 import math
-import numbers
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+
+from include.monitoring.findings import Finding
 
 log = logging.getLogger("modelops.alerts")
 
 LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.ERROR}
 ICONS = {"info": ":information_source:", "warning": ":warning:", "critical": ":rotating_light:"}
 
-# Block Kit limits (https://api.slack.com/reference/block-kit): characters unless said otherwise.
-MAX_BLOCKS = 50
-MAX_HEADER_TEXT = 150
-MAX_SECTION_TEXT = 3000
-MAX_FIELD_TEXT = 2000
-MAX_BUTTON_TEXT = 75
-MAX_BUTTON_URL = 3000
-MAX_ACTION_ELEMENTS = 25
+# Slack's limits that slack_sdk's block models do not check (https://api.slack.com/reference/block-kit);
+# the others are the models' own (HeaderBlock.text_max_length, ButtonElement.url_max_length, ...).
+MAX_BLOCKS = 50  # blocks in one message
+MAX_FIELD_TEXT = 2000  # characters of a section field
 MAX_FALLBACK_TEXT = 3000  # the notification / fallback text; Slack truncates messages past 40,000
 ELLIPSIS = "…"
 
@@ -39,38 +38,19 @@ def _check_level(level: str) -> str:
 
 
 @dataclass(frozen=True)
-class Condition:
-    """A measured ``value`` that crossed its ``threshold`` (``detail``: the evidence, in words)."""
-
-    name: str
-    value: float
-    threshold: float
-    detail: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            raise ValueError("condition name: must not be empty")
-        for key in ("value", "threshold"):
-            raw = getattr(self, key)
-            if isinstance(raw, bool) or not isinstance(raw, numbers.Real):
-                raise ValueError(f"condition {self.name!r} {key}: expected a number, got {raw!r}")
-            object.__setattr__(self, key, float(raw))
-
-
-@dataclass(frozen=True)
 class Alert:
     """One alert about one model: its level, what crossed which threshold, what was done, where to look.
 
-    ``level``: ``info``, ``warning`` or ``critical``. ``summary``: optional free text shown under
-    the header (e.g. which task of a failed run failed). ``links``: label → URL (e.g. "Airflow run",
-    "MLflow version", "Evidently report").
+    ``level``: ``info``, ``warning`` or ``critical``. ``findings``: what crossed which threshold.
+    ``summary``: optional free text shown under the header (e.g. which task of a failed run failed).
+    ``links``: label → URL (e.g. "Airflow run", "MLflow version", "Evidently report").
     """
 
     level: str
     model: str
     version: str | None
     title: str
-    conditions: tuple[Condition, ...] = ()
+    findings: tuple[Finding, ...] = ()
     actions: tuple[str, ...] = ()
     links: Mapping[str, str] = field(default_factory=dict)
     summary: str = ""
@@ -83,25 +63,25 @@ class Alert:
             raise ValueError("alert title: must not be empty")
         if self.version is not None:
             object.__setattr__(self, "version", str(self.version))
-        conditions = tuple(self.conditions)
-        for i, condition in enumerate(conditions):
-            if not isinstance(condition, Condition):
-                raise ValueError(f"alert conditions[{i}]: expected a Condition, got {type(condition).__name__}")
-        object.__setattr__(self, "conditions", conditions)
+        findings = tuple(self.findings)
+        for i, finding in enumerate(findings):
+            if not isinstance(finding, Finding):
+                raise ValueError(f"alert findings[{i}]: expected a Finding, got {type(finding).__name__}")
+        object.__setattr__(self, "findings", findings)
         if isinstance(self.actions, str):
             raise ValueError("alert actions: expected a sequence of strings, got one string")
         object.__setattr__(self, "actions", tuple(str(a) for a in self.actions))
         object.__setattr__(self, "links", {str(k): str(v) for k, v in dict(self.links).items()})
 
     def as_dict(self) -> dict:
-        """JSON-ready: for audit records and log lines."""
+        """JSON-ready: for log lines (the findings as their fields, as in the alert's audit record)."""
         return {
             "level": self.level,
             "model": self.model,
             "version": self.version,
             "title": self.title,
             "summary": self.summary,
-            "conditions": [asdict(c) for c in self.conditions],
+            "findings": [asdict(f) for f in self.findings],
             "actions": list(self.actions),
             "links": dict(self.links),
         }
@@ -149,44 +129,19 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _plain(text: str, limit: int) -> dict:
-    return {"type": "plain_text", "text": _truncate(text, limit), "emoji": True}
-
-
-def _mrkdwn(text: str, limit: int = MAX_SECTION_TEXT) -> dict:
-    return {"type": "mrkdwn", "text": _truncate(text, limit)}
-
-
-def _section(text: str) -> dict:
-    return {"type": "section", "text": _mrkdwn(text)}
-
-
-def condition_text(condition: Condition) -> str:
-    """``*data_drift*: 0.56 ≥ threshold 0.5`` and the detail on the next line (mrkdwn, escaped)."""
-    sign = "≥" if condition.value >= condition.threshold else "&lt;"
-    line = (f"*{_escape(condition.name)}*: value *{_number(condition.value)}* {sign} "
-            f"threshold {_number(condition.threshold)}")
-    return f"{line}\n{_escape(condition.detail)}" if condition.detail else line
-
-
-def _link_blocks(links: Mapping[str, str]) -> list[dict]:
-    buttons = []
-    for i, (label, url) in enumerate(links.items()):
-        if len(url) > MAX_BUTTON_URL or not url.startswith(("http://", "https://")):
-            log.warning("Alert link %r left out of the Slack message: not an http(s) URL of <= %d characters",
-                        label, MAX_BUTTON_URL)
-            continue
-        buttons.append({"type": "button", "action_id": f"link_{i}", "text": _plain(label, MAX_BUTTON_TEXT),
-                        "url": url})
-    return [{"type": "actions", "elements": buttons[i:i + MAX_ACTION_ELEMENTS]}
-            for i in range(0, len(buttons), MAX_ACTION_ELEMENTS)]
+def finding_text(finding: Finding) -> str:
+    """``*data_drift*: value *0.56* ≥ threshold 0.5`` and the detail on the next line (mrkdwn, escaped)."""
+    sign = "≥" if finding.value >= finding.threshold else "&lt;"
+    line = (f"*{_escape(finding.name)}*: value *{_number(finding.value)}* {sign} "
+            f"threshold {_number(finding.threshold)}")
+    return f"{line}\n{_escape(finding.detail)}" if finding.detail else line
 
 
 def fallback_text(alert: Alert) -> str:
-    """The notification text (shown where blocks are not): ``[WARNING] model v3: title``."""
+    """The notification text (shown where blocks are not): ``[WARNING] model v3: title; …``."""
     version = f" v{alert.version}" if alert.version else ""
     parts = [f"[{alert.level.upper()}] {alert.model}{version}: {alert.title}"]
-    parts += [f"{c.name} {_number(c.value)} (threshold {_number(c.threshold)})" for c in alert.conditions]
+    parts += [f"{f.name} {_number(f.value)} (threshold {_number(f.threshold)})" for f in alert.findings]
     parts += [f"action: {a}" for a in alert.actions]
     return _truncate(_escape("; ".join(parts)), MAX_FALLBACK_TEXT)
 
@@ -195,52 +150,91 @@ def slack_message(alert: Alert, *, channel: str | None = None) -> dict:
     """The alert as a Slack message: ``{"text": fallback, "blocks": [Block Kit]}`` (+ ``channel``).
 
     Blocks: a header (level, model, title); the model and version as fields; the summary; one
-    section per condition (what crossed which threshold, value and threshold, detail); the actions
-    taken; a button per link. Texts are cut to Slack's limits and at most 50 blocks are sent: extra
-    conditions are counted in one closing section.
+    section per finding (what crossed which threshold, value and threshold, detail); the actions
+    taken; a button per http(s) link (others are left out, with a warning). Texts are cut to
+    Slack's limits (ending in "…") and at most 50 blocks are sent: extra findings are counted in
+    one closing section. The blocks are built as ``slack_sdk.models.blocks`` models, whose
+    ``to_dict`` raises ``slack_sdk.errors.SlackObjectFormationError`` for a block past Slack's limits.
     """
+    bk = _block_kit()
     header = f"{ICONS[alert.level]} {alert.level.upper()} · {alert.model}: {alert.title}"
-    blocks: list[dict] = [
-        {"type": "header", "text": _plain(header, MAX_HEADER_TEXT)},
-        {"type": "section", "fields": [
+    blocks = [
+        bk.HeaderBlock(text=_plain(header, bk.HeaderBlock.text_max_length)),
+        bk.SectionBlock(fields=[
             _mrkdwn(f"*Model*\n{_escape(alert.model)}", MAX_FIELD_TEXT),
             _mrkdwn(f"*Version*\n{_escape(alert.version) if alert.version else 'none'}", MAX_FIELD_TEXT),
-        ]},
+        ]),
     ]
     if alert.summary:
         blocks.append(_section(_escape(alert.summary)))
-    tail: list[dict] = []
+    tail = []
     if alert.actions:
         tail.append(_section("*Actions taken*\n" + "\n".join(f"• {_escape(a)}" for a in alert.actions)))
     tail += _link_blocks(alert.links)
-    tail = tail[: MAX_BLOCKS - len(blocks) - 1]  # keep room for at least one condition or the overflow note
+    tail = tail[: MAX_BLOCKS - len(blocks) - 1]  # keep room for at least one finding or the overflow note
     room = MAX_BLOCKS - len(blocks) - len(tail)
-    conditions = list(alert.conditions)
-    if len(conditions) > room:
-        shown, rest = conditions[: room - 1], conditions[room - 1:]
-        blocks += [_section(condition_text(c)) for c in shown]
-        blocks.append(_section(f"… and {len(rest)} more conditions: " + ", ".join(_escape(c.name) for c in rest)))
+    findings = list(alert.findings)
+    if len(findings) > room:
+        shown, rest = findings[: room - 1], findings[room - 1:]
+        blocks += [_section(finding_text(f)) for f in shown]
+        blocks.append(_section(f"… and {len(rest)} more conditions: " + ", ".join(_escape(f.name) for f in rest)))
     else:
-        blocks += [_section(condition_text(c)) for c in conditions]
+        blocks += [_section(finding_text(f)) for f in findings]
     blocks += tail
-    message: dict = {"text": fallback_text(alert), "blocks": blocks}
+    message: dict = {"text": fallback_text(alert), "blocks": [block.to_dict() for block in blocks]}
     if channel:
         message["channel"] = channel
     return message
+
+
+def _block_kit():
+    """``slack_sdk.models.blocks``, imported on first use (DAG files import this module; slack_sdk loads slowly)."""
+    from slack_sdk.models import blocks
+
+    return blocks
+
+
+def _plain(text: str, limit: int):
+    return _block_kit().PlainTextObject(text=_truncate(text, limit), emoji=True)
+
+
+def _mrkdwn(text: str, limit: int):
+    return _block_kit().MarkdownTextObject(text=_truncate(text, limit))
+
+
+def _section(text: str):
+    bk = _block_kit()
+    return bk.SectionBlock(text=_mrkdwn(text, bk.SectionBlock.text_max_length))
+
+
+def _link_blocks(links: Mapping[str, str]) -> list:
+    """One button per http(s) link, in ``actions`` blocks of as many buttons as Slack allows in one."""
+    bk = _block_kit()
+    longest = bk.ButtonElement.url_max_length
+    buttons = []
+    for i, (label, url) in enumerate(links.items()):
+        if len(url) > longest or not url.startswith(("http://", "https://")):
+            log.warning("Alert link %r left out of the Slack message: not an http(s) URL of <= %d characters",
+                        label, longest)
+            continue
+        buttons.append(bk.ButtonElement(action_id=f"link_{i}", url=url,
+                                        text=_plain(label, bk.ButtonElement.text_max_length)))
+    per_block = bk.ActionsBlock.elements_max_length
+    return [bk.ActionsBlock(elements=buttons[i:i + per_block]) for i in range(0, len(buttons), per_block)]
 
 
 # --- message kinds -------------------------------------------------------------------------------
 
 #: A retraining run an alert started skipped itself: nothing changed, but the alert is still unanswered.
 RETRAINING_SKIPPED_LEVEL = "warning"
-#: Sources of the ``alert`` param the drift webhook sets (:mod:`include.inbound.webhook`); monitoring sets ``monitoring``.
+#: Sources of the ``alert`` param the drift webhook sets (:mod:`include.inbound.drift_alerts`); monitoring sets ``monitoring``.
 WEBHOOK_SOURCES = ("alertmanager", "grafana", "project")
 _TRIGGER_TEXT = 300
 
 
 def _text(value: object, limit: int = _TRIGGER_TEXT) -> str | None:
     """A value from a run's ``alert`` param, made safe and short (a person may have typed the conf)."""
-    from include.inbound.webhook import clean_text
+    from include.inbound.payloads import clean_text
 
     if value is None or isinstance(value, (dict, list)):
         return None

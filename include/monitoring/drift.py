@@ -1,4 +1,4 @@
-"""Data drift: Evidently's per-feature decisions, computed fast from a reference profile made at training time.
+"""Data drift tests: Evidently's per-feature decisions, computed fast against a reference profile.
 
 The definition is Evidently 0.7.23's ``DataDriftPreset`` with its defaults (the per-column
 ``ValueDrift`` metrics it generates, which call the legacy ``get_one_column_drift``):
@@ -13,54 +13,42 @@ The definition is Evidently 0.7.23's ``DataDriftPreset`` with its defaults (the 
   Jensen-Shannon distance of the value frequencies (drift when >= 0.1);
 * dataset drift when the share of drifted features is ``>= drift_share``.
 
-Numeric columns are the project's ``int`` and ``float`` types; ``category``, ``string`` and
-``bool`` are categorical (for a two-valued column both kinds get the same tests). A category
-never seen in the reference makes the chi-square p-value 0 (an infinite statistic), as in
-Evidently.
+For a two-valued column numeric and categorical types get the same tests. A category never seen
+in the reference makes the chi-square p-value 0 (an infinite statistic), as in Evidently.
 
-:func:`build_profile` keeps what those tests need, once, from the training features: per numeric
-column its distinct finite values with their counts (the exact empirical distribution) and its
-standard deviation computed as Evidently does; per categorical column its value counts; plus a row
-sample for the human-facing HTML report. :func:`detect_drift` then sorts each current column once
-and merges it with the stored values: no training data is read and nothing is sampled. The HTML
-report (:func:`evidently_report`) is Evidently's own, on samples of both sides, so its figures may
-differ slightly from the decision; :func:`evidently_drift` runs Evidently on full frames (tests and
-benchmark).
-
-A profile is a folder: ``profile.json`` (columns, types, counts, standard deviations),
-``numeric.parquet`` (``value``/``count`` of every numeric column, one after the other in the
-order of ``profile.json``) and ``sample.parquet``. It is logged under ``reference_profile/`` in the
-training run (:func:`log_profile`) and read back with :func:`load_profile`.
+:func:`detect_drift` sorts each current column once and merges it with the distinct values the
+reference profile (:mod:`include.monitoring.reference_profile`) stores: no training data is read
+and nothing is sampled. The HTML report (:func:`evidently_report`) is Evidently's own, on samples
+of both sides, so its figures may differ slightly from the decision; :func:`evidently_drift` runs
+Evidently on full frames (the cross-check of tests and benchmark).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from mlflow.tracking import MlflowClient
+from include.monitoring.reference_profile import (
+    CATEGORICAL_TYPES,
+    NUMERIC_TYPES,
+    CategoricalReference,
+    NumericReference,
+    ReferenceProfile,
+    check_frame,
+    check_types,
+    clean,
+    sorted_keys,
+)
 
 log = logging.getLogger(__name__)
-
-PROFILE_ARTIFACT = "reference_profile"
-PROFILE_FILE = "profile.json"
-NUMERIC_FILE = "numeric.parquet"
-SAMPLE_FILE = "sample.parquet"
-FORMAT_VERSION = 1
-
-NUMERIC_TYPES = frozenset({"int", "float"})
-CATEGORICAL_TYPES = frozenset({"category", "string", "bool"})
 
 # Evidently 0.7.23: the reference size up to which the "small sample" tests are used, the number of
 # distinct values up to which a numeric column is treated like a categorical one, and the default
@@ -70,146 +58,6 @@ FEW_VALUES = 5
 KS, CHISQUARE, Z, WASSERSTEIN, JENSENSHANNON = "ks", "chisquare", "z", "wasserstein", "jensenshannon"
 THRESHOLDS: dict[str, float] = {KS: 0.05, CHISQUARE: 0.05, Z: 0.05, WASSERSTEIN: 0.1, JENSENSHANNON: 0.1}
 _STD_FLOOR = 0.001  # Evidently's lower bound on the Wasserstein norm
-
-
-# --- the profile -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NumericReference:
-    """The exact empirical distribution of a numeric reference column (nulls and infinities dropped)."""
-
-    values: np.ndarray  # sorted distinct values, float64
-    counts: np.ndarray  # occurrences of each value, int64
-    std: float  # population standard deviation, as Evidently computes it (np.std of the pandas Series)
-
-    @property
-    def n(self) -> int:
-        return int(self.counts.sum())
-
-
-@dataclass(frozen=True)
-class CategoricalReference:
-    """Value counts of a categorical reference column (nulls dropped)."""
-
-    counts: dict[Any, int]
-
-    @property
-    def n(self) -> int:
-        return sum(self.counts.values())
-
-
-@dataclass(frozen=True)
-class ReferenceProfile:
-    """What the hourly drift check needs from the training features; see the module docstring."""
-
-    column_types: dict[str, str]  # feature -> project type keyword, in feature order
-    columns: dict[str, NumericReference | CategoricalReference]
-    sample: pd.DataFrame  # reference rows for the human-facing report
-    n_rows: int
-    evidently_version: str = ""
-
-    @property
-    def features(self) -> list[str]:
-        return list(self.column_types)
-
-    def save(self, directory: Path) -> Path:
-        """Write the profile's files into ``directory`` (created); the same profile gives the same bytes."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        columns: list[dict[str, Any]] = []
-        values, counts = [], []
-        for name, kind in self.column_types.items():
-            ref = self.columns[name]
-            entry: dict[str, Any] = {"name": name, "type": kind, "n": ref.n}
-            if isinstance(ref, NumericReference):
-                entry.update(n_unique=int(ref.values.size), std=ref.std)
-                values.append(ref.values)
-                counts.append(ref.counts)
-            else:
-                keys = _sorted_keys(ref.counts)
-                entry.update(values=[_json_value(name, k) for k in keys], counts=[int(ref.counts[k]) for k in keys])
-            columns.append(entry)
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "evidently_version": self.evidently_version,
-            "n_rows": self.n_rows,
-            "columns": columns,
-        }
-        (directory / PROFILE_FILE).write_text(json.dumps(meta, indent=1, allow_nan=False) + "\n")
-        table = pa.table(
-            {
-                "value": pa.array(np.concatenate(values) if values else np.empty(0), type=pa.float64()),
-                "count": pa.array(np.concatenate(counts) if counts else np.empty(0, np.int64), type=pa.int64()),
-            }
-        )
-        pq.write_table(table, directory / NUMERIC_FILE)
-        pq.write_table(pa.Table.from_pandas(self.sample, preserve_index=False), directory / SAMPLE_FILE)
-        return directory
-
-    @classmethod
-    def load(cls, directory: Path) -> ReferenceProfile:
-        """Read a profile written by :meth:`save`."""
-        import pyarrow.parquet as pq
-
-        directory = Path(directory)
-        missing = [f for f in (PROFILE_FILE, NUMERIC_FILE, SAMPLE_FILE) if not (directory / f).is_file()]
-        if missing:
-            raise FileNotFoundError(f"reference profile {directory} is missing {', '.join(missing)}")
-        meta = json.loads((directory / PROFILE_FILE).read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"reference profile {directory}: format_version {meta.get('format_version')!r} "
-                             f"is not {FORMAT_VERSION}")
-        table = pq.read_table(directory / NUMERIC_FILE)
-        all_values = table.column("value").to_numpy()
-        all_counts = table.column("count").to_numpy()
-        column_types: dict[str, str] = {}
-        columns: dict[str, NumericReference | CategoricalReference] = {}
-        offset = 0
-        for entry in meta["columns"]:
-            name = entry["name"]
-            column_types[name] = entry["type"]
-            if entry["type"] in NUMERIC_TYPES:
-                end = offset + entry["n_unique"]
-                columns[name] = NumericReference(all_values[offset:end], all_counts[offset:end], float(entry["std"]))
-                offset = end
-            else:
-                columns[name] = CategoricalReference(dict(zip(entry["values"], entry["counts"], strict=True)))
-        if offset != len(all_values):
-            raise ValueError(f"reference profile {directory}: {NUMERIC_FILE} holds {len(all_values)} values, "
-                             f"{PROFILE_FILE} describes {offset}")
-        sample = pq.read_table(directory / SAMPLE_FILE).to_pandas()
-        return cls(column_types, columns, sample, int(meta["n_rows"]), meta.get("evidently_version", ""))
-
-
-def build_profile(
-    frame: pd.DataFrame, column_types: Mapping[str, str], *, sample_rows: int = 5000, seed: int = 0
-) -> ReferenceProfile:
-    """The reference profile of ``frame``'s columns named in ``column_types`` (feature -> type keyword)."""
-    types = _check_types(column_types)
-    _check_frame(frame, types, "reference")
-    columns: dict[str, NumericReference | CategoricalReference] = {}
-    for name, kind in types.items():
-        column = _clean(frame[name])
-        if column.empty:
-            raise ValueError(f"column {name!r} has no non-null values in the reference data")
-        if kind in NUMERIC_TYPES:
-            _check_numeric(column, name, "reference")
-            values, counts = np.unique(column.to_numpy(dtype=np.float64), return_counts=True)
-            columns[name] = NumericReference(values, counts.astype(np.int64), float(np.std(column)))
-        else:
-            counts = column.value_counts()
-            columns[name] = CategoricalReference({_native(k): int(v) for k, v in counts.items() if v > 0})
-    sample = frame[list(types)]
-    if len(sample) > sample_rows:
-        sample = sample.sample(n=sample_rows, random_state=seed)
-    return ReferenceProfile(types, columns, sample.reset_index(drop=True), len(frame), _evidently_version())
-
-
-# --- the decision ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -297,6 +145,29 @@ def detect_drift(
                    {name: skipped[name] for name in profile.column_types if name in skipped})
 
 
+def wasserstein_distance(reference: NumericReference, current: np.ndarray) -> float:
+    """The first Wasserstein distance between the reference's distribution and the values ``current``.
+
+    ``current``: sorted finite float64 values (at least one). Not normed (:func:`detect_drift`
+    divides it by the reference's standard deviation). Equal to
+    ``scipy.stats.wasserstein_distance(reference.values, current, u_weights=reference.counts)``,
+    a few times faster, because both sides are already sorted (see bench/drift.py).
+    """
+    merged = np.concatenate([reference.values, current])
+    order = np.argsort(merged, kind="stable")  # two sorted runs: a linear merge
+    return _wasserstein(reference, current.size, order, np.diff(merged[order]))
+
+
+def _wasserstein(reference: NumericReference, m: int, order: np.ndarray, steps: np.ndarray) -> float:
+    """The integral of |F_ref - F_cur| between consecutive merged points (``order``: the merge of the
+    reference's distinct values and the ``m`` current values; ``steps``: the gaps between them), each
+    CDF the count of values <= the point over its sample size."""
+    ref_weight = np.concatenate([reference.counts, np.zeros(m, dtype=np.int64)])[order[:-1]]
+    ref_cdf = np.cumsum(ref_weight) / reference.n
+    cur_cdf = np.cumsum(order[:-1] >= reference.values.size) / m
+    return float(np.dot(np.abs(ref_cdf - cur_cdf), steps))
+
+
 def _report(results: list[FeatureDrift], drift_share: float, n_reference: int, n_current: int,
             skipped: dict[str, str] | None = None) -> DriftReport:
     drifted = [f.column for f in results if f.drifted]
@@ -317,7 +188,7 @@ def _check_column(name: str, kind: str, ref: NumericReference | CategoricalRefer
     if isinstance(ref, NumericReference):
         stattest, score = _numeric_test(name, ref, series)
     else:
-        current = _clean(series)
+        current = clean(series)
         if current.empty:
             raise ValueError(f"column {name!r} has no non-null values in the current data")
         counts = current.value_counts()
@@ -345,7 +216,7 @@ def _numeric_test(name: str, ref: NumericReference, series: pd.Series) -> tuple[
     if values.size == 0:
         raise ValueError(f"column {name!r} has no non-null values in the current data")
     current = np.sort(values)
-    n, m = ref.n, current.size
+    n = ref.n
 
     if n <= SMALL_REFERENCE_ROWS:
         n_values = ref.values.size + _new_values(ref.values, current)
@@ -358,23 +229,16 @@ def _numeric_test(name: str, ref: NumericReference, series: pd.Series) -> tuple[
     # Large reference: merge the stored distinct values with the sorted current values once.
     merged = np.concatenate([ref.values, current])
     order = np.argsort(merged, kind="stable")  # two sorted runs: a linear merge
-    points = merged[order]
-    steps = np.diff(points)
+    steps = np.diff(merged[order])
     n_values = int(np.count_nonzero(steps)) + 1
     if n_values <= FEW_VALUES:
         return _count_test(_as_counts(ref.values, ref.counts), _as_counts(*_runs(current)), n)
-    # scipy.stats.wasserstein_distance: the integral of |F_ref - F_cur| between consecutive points,
-    # each CDF the count of values <= the point over the sample size.
-    ref_weight = np.concatenate([ref.counts, np.zeros(m, dtype=np.int64)])[order[:-1]]
-    ref_cdf = np.cumsum(ref_weight) / n
-    cur_cdf = np.cumsum(order[:-1] >= ref.values.size) / m
-    distance = float(np.dot(np.abs(ref_cdf - cur_cdf), steps))
-    return WASSERSTEIN, distance / max(ref.std, _STD_FLOOR)
+    return WASSERSTEIN, _wasserstein(ref, current.size, order, steps) / max(ref.std, _STD_FLOOR)
 
 
 def _count_test(ref: Mapping[Any, int], cur: Mapping[Any, int], n: int) -> tuple[str, float]:
     """Chi-square, Z or Jensen-Shannon on value counts, as Evidently picks and computes them."""
-    keys = _sorted_keys({**dict.fromkeys(ref, 0), **dict.fromkeys(cur, 0)})
+    keys = sorted_keys({**dict.fromkeys(ref, 0), **dict.fromkeys(cur, 0)})
     m = sum(cur.values())
     ref_counts = np.array([ref.get(k, 0) for k in keys], dtype=np.int64)
     cur_counts = np.array([cur.get(k, 0) for k in keys], dtype=np.int64)
@@ -414,6 +278,13 @@ def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _as_counts(values: np.ndarray, counts: np.ndarray) -> dict[float, int]:
     return dict(zip(values.tolist(), counts.tolist(), strict=True))
+
+
+def _json_feature(feature: FeatureDrift) -> dict[str, Any]:
+    out = asdict(feature)
+    if not np.isfinite(out["score"]):
+        out["score"] = None
+    return out
 
 
 # --- Evidently itself ----------------------------------------------------------------------------
@@ -472,7 +343,7 @@ def _unusable(series: pd.Series, kind: str, where: str) -> str | None:
     """Why a column cannot be drawn or tested (None when it can)."""
     if kind in NUMERIC_TYPES and not pd.api.types.is_numeric_dtype(series.dtype):
         return f"should be numeric, got dtype {series.dtype}"
-    if _clean(series).empty:
+    if clean(series).empty:
         return f"no finite non-null value in the {where}"
     return None
 
@@ -490,9 +361,9 @@ def evidently_drift(
     from evidently.legacy.calculations import stattests
     from evidently.presets import DataDriftPreset
 
-    types = _check_types(column_types)
-    _check_frame(reference, types, "reference")
-    _check_frame(current, types, "current")
+    types = check_types(column_types)
+    check_frame(reference, types, "reference")
+    check_frame(current, types, "current")
     definition = _data_definition(types)
     features = list(types)
     snapshot = Report([DataDriftPreset(drift_share=drift_share)], include_tests=True).run(
@@ -524,14 +395,6 @@ def evidently_drift(
     return report
 
 
-def evidently_decisions(
-    reference: pd.DataFrame, current: pd.DataFrame, column_types: Mapping[str, str], *, drift_share: float = 0.5
-) -> dict[str, bool]:
-    """Evidently's per-feature drift decisions on the full frames."""
-    report = evidently_drift(reference, current, column_types, drift_share=drift_share)
-    return {name: f.drifted for name, f in report.features.items()}
-
-
 def _data_definition(types: Mapping[str, str]):
     from evidently import DataDefinition
 
@@ -547,90 +410,3 @@ def _dataset(frame: pd.DataFrame, definition):
     from evidently import Dataset
 
     return Dataset.from_pandas(frame, data_definition=definition)
-
-
-# --- MLflow ----------------------------------------------------------------------------------------
-
-
-def log_profile(profile: ReferenceProfile) -> None:
-    """Log the profile's files under ``reference_profile/`` of the active MLflow run."""
-    import mlflow
-
-    if mlflow.active_run() is None:
-        raise RuntimeError("log_profile needs an active MLflow run")
-    with tempfile.TemporaryDirectory(prefix="reference-profile-") as tmp:
-        mlflow.log_artifacts(str(profile.save(Path(tmp))), artifact_path=PROFILE_ARTIFACT)
-
-
-def load_profile(client: MlflowClient, run_id: str) -> ReferenceProfile:
-    """The profile logged with run ``run_id`` (the run of a registered version's training)."""
-    names = {Path(a.path).name for a in client.list_artifacts(run_id, PROFILE_ARTIFACT)}
-    if PROFILE_FILE not in names:
-        raise FileNotFoundError(f"run {run_id} has no {PROFILE_ARTIFACT}/{PROFILE_FILE} artifact")
-    with tempfile.TemporaryDirectory(prefix="reference-profile-") as tmp:
-        return ReferenceProfile.load(Path(client.download_artifacts(run_id, PROFILE_ARTIFACT, tmp)))
-
-
-# --- helpers ---------------------------------------------------------------------------------------
-
-
-def _check_types(column_types: Mapping[str, str]) -> dict[str, str]:
-    if not column_types:
-        raise ValueError("column_types is empty: no features to check for drift")
-    allowed = NUMERIC_TYPES | CATEGORICAL_TYPES
-    for name, kind in column_types.items():
-        if kind not in allowed:
-            raise ValueError(f"column {name!r}: type {kind!r} cannot be checked for drift (allowed: {sorted(allowed)})")
-    return dict(column_types)
-
-
-def _check_frame(frame: pd.DataFrame, types: Mapping[str, str], side: str) -> None:
-    missing = [c for c in types if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{side} data is missing column(s): {', '.join(missing)}")
-    if frame.empty:
-        raise ValueError(f"{side} data has no rows")
-
-
-def _clean(series: pd.Series) -> pd.Series:
-    """Evidently's cleaning: +/-inf become null, nulls are dropped."""
-    return series.replace([-np.inf, np.inf], np.nan).dropna()
-
-
-def _check_numeric(series: pd.Series, name: str, side: str) -> None:
-    if not pd.api.types.is_numeric_dtype(series.dtype):
-        raise ValueError(f"column {name!r} in the {side} data should be numeric, got dtype {series.dtype}")
-
-
-def _native(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _json_value(column: str, value: Any) -> Any:
-    if isinstance(value, bool | int | str) or (isinstance(value, float) and np.isfinite(value)):
-        return value
-    raise ValueError(f"column {column!r}: category value {value!r} ({type(value).__name__}) cannot be stored "
-                     "in a profile (str, int, float or bool only)")
-
-
-def _sorted_keys(keys) -> list:
-    try:
-        return sorted(keys)
-    except TypeError:  # mixed types
-        return sorted(keys, key=lambda k: (type(k).__name__, str(k)))
-
-
-def _json_feature(feature: FeatureDrift) -> dict[str, Any]:
-    out = asdict(feature)
-    if not np.isfinite(out["score"]):
-        out["score"] = None
-    return out
-
-
-def _evidently_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("evidently")
-    except PackageNotFoundError:
-        return ""

@@ -18,8 +18,8 @@ Spark's writer with ``spark_udf``) and replaces a date's partitions on a re-run.
 with :func:`read_hour` / :func:`read_range`, which open only the partition folders of the hours asked
 for (no scan of the whole log) and raise on a file they cannot read as declared. Hourly monitoring
 reads with :func:`read_checked`, which reads every file on its own, conforms it to the declared
-types and reports what it could not read (a corrupt file, a missing column, text where a number is
-declared) instead of losing the hour.
+types (:func:`include.monitoring.log_schema.read_file`) and reports what it could not read (a
+corrupt file, a missing column, text where a number is declared) instead of losing the hour.
 
 The root is a local folder or ``file://`` URI: the ``root`` argument, else ``MODELOPS_INFERENCE_LOG``,
 else ``<MODELOPS_HOME or <project>/.modelops>/inference_log``.
@@ -36,7 +36,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,22 +43,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from include import settings
-from include.data.dataset import ARROW_TYPES, local_path
+from include.data.dataset import local_path
+from include.monitoring.log_schema import (
+    BASE_COLUMNS,
+    LATENCY,
+    MISSING_COLUMN,
+    PREDICTION,
+    RESERVED,
+    SOURCE_COLUMN,
+    TS_TYPE,
+    UNREADABLE_FILE,
+    ReadIssue,
+    arrow_type,
+    read_file,
+    utc,
+)
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("online", "batch")
-BASE_COLUMNS = ("request_id", "ts", "model_name", "model_version")
-PREDICTION = "prediction"
-LATENCY = "latency_ms"
-SOURCE_COLUMN = "source"
-RESERVED = frozenset({*BASE_COLUMNS, PREDICTION, LATENCY, SOURCE_COLUMN})
 
 _HOUR = timedelta(hours=1)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_TS_TYPE = pa.timestamp("us", tz="UTC")
-# The declared types as the dataset reader reads them; the log keeps timestamps in microseconds.
-_ARROW_TYPES: dict[str, pa.DataType] = {**ARROW_TYPES, "timestamp": _TS_TYPE}
 
 
 # --- locations -------------------------------------------------------------------------------
@@ -78,7 +83,7 @@ def log_root(root: str | os.PathLike[str] | None = None) -> Path:
 
 def hour_floor(when: datetime | pd.Timestamp | str) -> pd.Timestamp:
     """``when`` as a UTC timestamp truncated to its hour; a naive value is taken as UTC."""
-    return _utc(when).floor("h")
+    return utc(when).floor("h")
 
 
 def source_path(model_name: str, source: str, root: str | os.PathLike[str] | None = None) -> Path:
@@ -184,7 +189,7 @@ def _to_table(frame: pd.DataFrame) -> pa.Table:
         elif pa.types.is_large_string(field.type):
             field = field.with_type(pa.string())
         elif pa.types.is_timestamp(field.type):
-            field = field.with_type(_TS_TYPE)
+            field = field.with_type(TS_TYPE)
         fields.append(field.remove_metadata())
     return table.cast(pa.schema(fields))
 
@@ -203,41 +208,6 @@ def write_new_file(table: pa.Table, folder: Path) -> Path:
 
 
 # --- reading ---------------------------------------------------------------------------------
-
-UNREADABLE_FILE = "unreadable_file"
-MISSING_COLUMN = "missing_column"
-WRONG_TYPE = "wrong_type"
-_BASE_TYPES: dict[str, pa.DataType] = {
-    "request_id": pa.string(),
-    "ts": _TS_TYPE,
-    "model_name": pa.string(),
-    "model_version": pa.string(),
-    PREDICTION: pa.float64(),
-    LATENCY: pa.float64(),
-}
-_OPTIONAL = frozenset({LATENCY})  # absent by design (batch rows): not a problem
-_EXAMPLES = 3
-
-
-@dataclass(frozen=True)
-class ReadIssue:
-    """One thing in one log file that could not be read as declared (see :func:`read_checked`).
-
-    ``kind``: ``unreadable_file`` (the file is left out: not Parquet, corrupt, or no ``ts`` column),
-    ``missing_column`` (the column is absent from the file: its rows hold null there) or
-    ``wrong_type`` (values that are not of the column's declared type and cannot be read as it:
-    they become null). ``rows``: the file's rows for the first two kinds (0 when the file cannot
-    even be opened), the bad values for ``wrong_type``.
-    """
-
-    kind: str
-    file: str
-    column: str | None
-    rows: int
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.detail}"
 
 
 @dataclass(frozen=True)
@@ -289,7 +259,7 @@ def read_range(
         return read.frame
     tables, issues = [], []
     for src, file in _files(model_name, start, end, root, source):
-        table, problems = _read_file(file, None)
+        table, problems = read_file(file, None)
         issues += problems
         if table is not None:
             tables.append(table.append_column(SOURCE_COLUMN, pa.array([src] * table.num_rows, pa.string())))
@@ -302,7 +272,7 @@ def read_range(
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise ValueError(f"inference log files of {model_name} between {start} and {end} disagree on a column's "
                          f"type ({exc}); pass features= to read them as declared") from exc
-    return _in_range(_select_columns(table, None), _utc(start), _utc(end))
+    return _in_range(_select_columns(table, None), utc(start), utc(end))
 
 
 def read_checked(
@@ -324,186 +294,33 @@ def read_checked(
     (``missing_column``); a file that cannot be opened, or has no readable ``ts``, is left out
     (``unreadable_file``). A zero-row file reads as nothing. The issues name the file.
     """
-    types = {name: _arrow_type(name, kind) for name, kind in features.items()}
+    types = {name: arrow_type(name, kind) for name, kind in features.items()}
     clash = sorted(RESERVED & set(types))
     if clash:
         raise ValueError(f"feature column(s) {clash} clash with the inference log's own columns")
     tables, issues, files = [], [], 0
     for src, file in _files(model_name, start, end, root, source):
         files += 1
-        table, problems = _read_file(file, types)
+        table, problems = read_file(file, types)
         issues += problems
         if table is not None:
             tables.append(table.append_column(SOURCE_COLUMN, pa.array([src] * table.num_rows, pa.string())))
     if not tables:
         return LogRead(_empty_frame(features), tuple(issues), files)
     table = pa.concat_tables(tables)  # one schema: every file was conformed to it
-    return LogRead(_in_range(table, _utc(start), _utc(end)), tuple(issues), files)
+    return LogRead(_in_range(table, utc(start), utc(end)), tuple(issues), files)
 
 
 def _files(model_name: str, start, end, root, source: str | None) -> Iterator[tuple[str, Path]]:
     _check_name(model_name)
     sources = SOURCES if source is None else (_check_source(source),)
-    lo, hi = _utc(start), _utc(end)
+    lo, hi = utc(start), utc(end)
     if hi < lo:
         raise ValueError(f"end {hi} is before start {lo}")
     for src in sources:
         for folder in _hour_folders(model_name, src, lo, hi, root):
             for file in sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_"))):
                 yield src, file
-
-
-def _read_file(file: Path, types: Mapping[str, pa.DataType] | None) -> tuple[pa.Table | None, list[ReadIssue]]:
-    """One file conformed to the log's columns (and the declared feature types), or None, with its issues."""
-    try:
-        table = pq.read_table(file)
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        rows = _footer_rows(file)
-        return None, [ReadIssue(UNREADABLE_FILE, str(file), None, rows, f"cannot be read as Parquet ({exc})")]
-    n = table.num_rows
-    if "ts" not in table.column_names:
-        return None, [ReadIssue(UNREADABLE_FILE, str(file), "ts", n,
-                                f"has no 'ts' column: its {n} row(s) cannot be placed in time")]
-    issues: list[ReadIssue] = []
-    feature_types = types if types is not None else {
-        name: _plain_type(table.schema.field(name).type) for name in table.column_names if name not in RESERVED
-    }
-    columns: dict[str, pa.ChunkedArray] = {}
-    base = {name: _BASE_TYPES[name] for name in BASE_COLUMNS}
-    for name, target in {**base, **feature_types, PREDICTION: pa.float64(), LATENCY: pa.float64()}.items():
-        if name not in table.column_names:
-            if name not in _OPTIONAL and n:
-                issues.append(ReadIssue(MISSING_COLUMN, str(file), name, n, f"has no {name!r} column ({n} row(s))"))
-            columns[name] = pa.chunked_array([pa.nulls(n, target)], target)
-            continue
-        values, bad, examples = _coerce(table.column(name), target)
-        if bad:
-            issues.append(ReadIssue(WRONG_TYPE, str(file), name, bad,
-                                    f"column {name!r}: {bad} value(s) of type {table.schema.field(name).type} "
-                                    f"cannot be read as {target} (e.g. {', '.join(examples)}): read as null"))
-        columns[name] = values
-    if issues and types is None:
-        return None, issues
-    return pa.table(columns), issues
-
-
-def _footer_rows(file: Path) -> int:
-    """The row count in a file's footer when the footer is readable (a corrupt page), else 0."""
-    try:
-        return pq.ParquetFile(file).metadata.num_rows
-    except (pa.ArrowException, OSError, ValueError):
-        return 0
-
-
-def _arrow_type(name: str, kind: str) -> pa.DataType:
-    if kind not in _ARROW_TYPES:
-        raise ValueError(f"feature {name!r}: unknown type {kind!r}; expected one of {sorted(_ARROW_TYPES)}")
-    return _ARROW_TYPES[kind]
-
-
-def _plain_type(arrow_type: pa.DataType) -> pa.DataType:
-    """The type a column found in a file is read as when no type is declared."""
-    if pa.types.is_dictionary(arrow_type):
-        arrow_type = arrow_type.value_type
-    if pa.types.is_large_string(arrow_type):
-        return pa.string()
-    return arrow_type
-
-
-def _coerce(column: pa.ChunkedArray, target: pa.DataType) -> tuple[pa.ChunkedArray, int, list[str]]:
-    """``column`` as ``target``: Arrow's cast when it succeeds, else value by value (bad values -> null).
-
-    Returns the values, how many non-null values could not be read, and a few of them (repr).
-    """
-    if column.type == target:
-        return column, 0, []
-    try:
-        return column.cast(target, safe=not pa.types.is_timestamp(target)), 0, []
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        pass
-    convert = _CONVERTERS[_kind_of(target)]
-    out, bad = [], []
-    for value in column.to_pylist():
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            out.append(None)
-            continue
-        try:
-            out.append(convert(value))
-        except (TypeError, ValueError, OverflowError, UnicodeDecodeError):
-            out.append(None)
-            bad.append(value)
-    examples = list(dict.fromkeys(repr(v)[:40] for v in bad))[:_EXAMPLES]
-    return pa.chunked_array([pa.array(out, type=target)], target), len(bad), examples
-
-
-def _kind_of(target: pa.DataType) -> str:
-    if pa.types.is_integer(target):
-        return "int"
-    if pa.types.is_floating(target):
-        return "float"
-    if pa.types.is_boolean(target):
-        return "bool"
-    if pa.types.is_timestamp(target):
-        return "timestamp"
-    return "string"
-
-
-def _to_int(value: Any) -> int:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    number = float(value)
-    if not number.is_integer():
-        raise ValueError(f"{value!r} is not a whole number")
-    return int(number)
-
-
-def _to_float(value: Any) -> float:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8")
-    if not isinstance(value, int | float | str | np.number):
-        raise TypeError(f"{type(value).__name__} is not a number")
-    return float(value)
-
-
-def _to_str(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, str | int | float | bool | np.number):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not text")
-
-
-_TRUE, _FALSE = frozenset({"true", "t", "yes", "y", "1"}), frozenset({"false", "f", "no", "n", "0"})
-
-
-def _to_bool(value: Any) -> bool:
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | float) and value in (0, 1):
-        return bool(value)
-    text = _to_str(value).strip().lower()
-    if text in _TRUE or text in _FALSE:
-        return text in _TRUE
-    raise ValueError(f"{value!r} is not a boolean")
-
-
-def _to_timestamp(value: Any) -> pd.Timestamp:
-    if isinstance(value, bool) or not isinstance(value, str | datetime | pd.Timestamp | np.datetime64):
-        raise TypeError(f"{type(value).__name__} is not a timestamp")
-    stamp = _utc(value)
-    if pd.isna(stamp):
-        raise ValueError(f"{value!r} is not a timestamp")
-    return stamp
-
-
-_CONVERTERS = {"int": _to_int, "float": _to_float, "string": _to_str, "bool": _to_bool, "timestamp": _to_timestamp}
 
 
 def _raise_on(read: LogRead, features: Mapping[str, str]) -> None:
@@ -549,28 +366,23 @@ def _select_columns(table: pa.Table, features: Mapping[str, str] | None) -> pa.T
     if LATENCY not in table.column_names:
         table = table.append_column(LATENCY, pa.nulls(table.num_rows, pa.float64()))
     table = table.select([*BASE_COLUMNS, *names, PREDICTION, LATENCY, SOURCE_COLUMN])
-    return table.set_column(1, "ts", table.column("ts").cast(_TS_TYPE))
+    return table.set_column(1, "ts", table.column("ts").cast(TS_TYPE))
 
 
 def _empty_frame(features: Mapping[str, str] | None) -> pd.DataFrame:
     fields = [
         ("request_id", pa.string()),
-        ("ts", _TS_TYPE),
+        ("ts", TS_TYPE),
         ("model_name", pa.string()),
         ("model_version", pa.string()),
     ]
     for name, kind in (features or {}).items():
-        fields.append((name, _arrow_type(name, kind)))
+        fields.append((name, arrow_type(name, kind)))
     fields += [(PREDICTION, pa.float64()), (LATENCY, pa.float64()), (SOURCE_COLUMN, pa.string())]
     return pa.schema(fields).empty_table().to_pandas()
 
 
 # --- checks ----------------------------------------------------------------------------------
-
-
-def _utc(value: datetime | pd.Timestamp | str) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _check_name(model_name: str) -> str:

@@ -1,9 +1,10 @@
-"""Business KPIs from predictions and their delayed outcomes, and how far they fell from a baseline.
+"""Business KPIs from predictions and their delayed labels, and how far they fell from a baseline.
 
 Each KPI in a model's ``monitoring.kpis`` maps a technical quantity to a business one (see
 :class:`include.config.KpiConfig`). The same function computes them on an hour of live
-predictions joined to the outcomes that have arrived, and on the training holdout (every row
-labelled), which gives each version a first baseline before it has served healthy days.
+predictions joined to the delayed labels that have arrived (:mod:`include.monitoring.delayed_labels`),
+and on the training holdout (every row labelled), which gives each version a first baseline before
+it has served healthy days.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from include.config import KpiConfig, ModelConfig
+from include.monitoring.log_schema import PREDICTION
 
-PREDICTION = "prediction"
 KPI_PREFIX = "kpi."  # MLflow metric names: the holdout KPIs on a training run, hourly ones on the monitoring run
 
 
@@ -32,7 +33,7 @@ class KpiValue:
 
 def compute_kpis(config: ModelConfig, kpis: Sequence[KpiConfig], frame: pd.DataFrame) -> dict[str, KpiValue]:
     """KPIs of ``frame``: one row per prediction with ``prediction`` (the positive-class score), the
-    features, and the target / outcome columns where the outcome has arrived (NaN elsewhere).
+    features, and the target / outcome columns where the delayed label has arrived (NaN elsewhere).
 
     Only rows with a valid prediction (a finite score in [0, 1]) count: a missing, NaN, infinite
     or out-of-range score is no decision (:func:`valid_predictions`; monitoring reports them as a

@@ -1,0 +1,2 @@
+"""Promotion: the registry (versions, tags, the ``champion`` / ``challenger`` aliases) and the rollout
+decisions (which version may go live, rollback) that move aliases."""

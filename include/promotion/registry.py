@@ -85,7 +85,11 @@ def register_challenger(
     ensure_registered_model(client, name, description)
     version = version_for_run(client, name, run_id)
     if version is None:
-        version = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags)
+        # A tracking server accepts a logged model's URI (models:/<model_id>) as the source only with its
+        # model_id; the embedded SQLite store does not check.
+        logged = model_uri.removeprefix("models:/") if model_uri.startswith("models:/") else ""
+        version = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags,
+                                              model_id=logged if logged and "/" not in logged else None)
         log.info("Registered %s version %s from run %s", name, version.version, run_id)
     else:
         log.info("Run %s is already registered as %s version %s; reusing it", run_id, name, version.version)

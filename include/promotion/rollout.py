@@ -22,7 +22,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from include.config import ModelConfig
+from include.dag_ids import Stage, dag_id
 from include.governance import audit
 from include.promotion.registry import (
     CHAMPION,
@@ -77,6 +77,13 @@ class DeploymentPlan:
         return {"model": self.model, "version": self.version, "fallback": self.fallback,
                 "standby": list(self.standby), "replaced": self.replaced, "force": self.force,
                 "overridden": list(self.overridden)}
+
+    @classmethod
+    def from_dict(cls, planned: Mapping) -> DeploymentPlan:
+        """The plan from :meth:`as_dict` (as an XCom returns it); missing optional keys take their defaults."""
+        return cls(model=planned["model"], version=str(planned["version"]), fallback=planned.get("fallback"),
+                   standby=tuple(str(v) for v in planned.get("standby") or ()), replaced=planned.get("replaced"),
+                   force=bool(planned.get("force")), overridden=tuple(planned.get("overridden") or ()))
 
 
 @dataclass(frozen=True)
@@ -201,7 +208,7 @@ def plan_deployment(client: MlflowClient, model: str, version: str | None = None
         _existing_version(client, model, str(version))
         raise DeploymentError(
             f"{model} version {version} is not @{CHAMPION} (version {current}): deploy only serves @{CHAMPION}. "
-            f"Promote it with promote_{model}, or roll back to it with rollback_{model}")
+            f"Promote it with {dag_id(Stage.PROMOTE, model)}, or roll back to it with {dag_id(Stage.ROLLBACK, model)}")
     history = champion_history(client, model)
     lineage = champion_lineage(history)
     refusals = _lineage_refusals(client, champion)
@@ -209,7 +216,7 @@ def plan_deployment(client: MlflowClient, model: str, version: str | None = None
     if not lineage or lineage[-1] != current:
         on_record = f"the last champion on record is version {lineage[-1]}" if lineage else "no champion is on record"
         refusals.append(f"no recorded promotion or rollback made it @{CHAMPION} ({on_record}); "
-                        f"was the alias moved by hand? Promote it with promote_{model}")
+                        f"was the alias moved by hand? Promote it with {dag_id(Stage.PROMOTE, model)}")
     if not (terms and terms[-1].forced):
         refusals += _gate_refusals(champion)
     elif _gate_refusals(champion):
@@ -344,6 +351,21 @@ def rollback(
     return RollbackResult(model, plan.version, plan.replaced, changed=True, previous_champion=previous)
 
 
+def record_deployment(
+    client: MlflowClient, plan: DeploymentPlan, parity: Mapping, *, actor: str, reason: str,
+    dag_id: str | None = None, run_id: str | None = None, target: str = "triton",
+) -> None:
+    """A ``deploy`` audit record on the plan's version: it went live on ``target`` after passing ``parity``.
+
+    ``details``: ``fallback``, ``standby`` (the plan's), ``parity`` (:func:`include.serving.onnx.check_parity`'s
+    result) and ``target``.
+    """
+    audit.write(client, audit.AuditRecord(
+        action=DEPLOY_ACTION, model=plan.model, version=plan.version, actor=actor, reason=reason, dag_id=dag_id,
+        run_id=run_id, details={"fallback": plan.fallback, "standby": list(plan.standby), "parity": dict(parity),
+                                "target": target}))
+
+
 def record_deploy_failure(
     client: MlflowClient, model: str, version: str, *, actor: str, reason: str, dag_id: str | None = None,
     run_id: str | None = None, details: Mapping | None = None,
@@ -402,83 +424,3 @@ def record_serving(client: MlflowClient, model: str, states: Mapping[str, str], 
         raise DeploymentError(f"Triton answers {model} requests with version {live or 'none'}, not version {expected} "
                               f"(ready: {ready or 'none'})")
     return live
-
-
-PARITY_MISSING_ROWS = 5  # rows repeated with each missing / unseen value
-
-
-def parity_frame(client: MlflowClient, config: ModelConfig, version: str, rows: int):
-    """Rows to compare the served version with the registry's on; each row's index label names its case.
-
-    * ``"holdout"``: up to ``rows`` held-out rows of the version's own training data (its logged input
-      example, ``"example"``, when the data is not readable);
-    * the first :data:`PARITY_MISSING_ROWS` of them again with each ``float`` feature missing (NaN,
-      ``"<feature> missing"``) and each categorical one missing (None, ``"<feature> missing"``) and set
-      to a category training never saw (``"<feature> unseen"``).
-
-    ``int`` and ``bool`` features are not made missing here: Triton's client cannot send a null in an
-    INT64 / BOOL input, and the MLflow signature of an integer column refuses one. The export's own parity
-    check (:func:`include.serving.triton.repository.parity_frame`) covers them on the ONNX model Triton runs.
-    """
-    import numpy as np
-    import pandas as pd
-
-    from include.data.dataset import read_dataset
-    from include.serving.triton.repository import STRING_TYPES, UNKNOWN_CATEGORY
-    from include.training.train import holdout_split
-
-    names = config.dataset.feature_names
-    found = client.get_model_version(config.name, version)
-    uri = found.tags.get("dataset_uri")
-    try:
-        _, holdout = holdout_split(read_dataset(uri, config.dataset.column_types), config)
-        base, label = holdout[names].head(rows).reset_index(drop=True), "holdout"
-    except (FileNotFoundError, ValueError, TypeError):
-        log.warning("Training data %s of version %s is not readable; using the logged input example", uri, version)
-        from mlflow.models import Model
-
-        example = Model.load(f"models:/{config.name}/{version}").load_input_example()
-        base, label = pd.DataFrame(example)[names].reset_index(drop=True), "example"
-    few = base.head(PARITY_MISSING_ROWS)
-    cases = [(label, base)]
-    for column in config.dataset.features:
-        if column.type in STRING_TYPES:
-            values = {"missing": None, "unseen": UNKNOWN_CATEGORY}
-        elif column.type == "float":
-            values = {"missing": np.nan}
-        else:
-            continue
-        for case, value in values.items():
-            changed = few.astype({column.name: object if column.type in STRING_TYPES else "float64"})
-            changed[column.name] = pd.Series([value] * len(few), index=few.index, dtype=changed[column.name].dtype)
-            cases.append((f"{column.name} {case}", changed))
-    return pd.concat([frame.set_axis(pd.Index([case] * len(frame)), axis=0) for case, frame in cases])
-
-
-def check_parity(expected, served, *, tolerance: float, labels: Sequence | None = None) -> dict:
-    """Compare the registry model's probabilities with the server's; raises DeploymentError beyond ``tolerance``.
-
-    ``labels`` (one per row, e.g. :func:`parity_frame`'s index) name the cases that differ in the error.
-    """
-    import numpy as np
-
-    expected = np.asarray(expected, dtype=float).ravel()
-    served = np.asarray(served, dtype=float).ravel()
-    if expected.shape != served.shape:
-        raise DeploymentError(f"parity: {served.size} outputs for {expected.size} rows")
-
-    def cases(wrong: np.ndarray) -> str:
-        if labels is None:
-            return ""
-        named = list(dict.fromkeys(str(v) for v in np.asarray(labels, dtype=object)[wrong]))
-        return f" on rows with: {', '.join(named[:8])}" + (f" and {len(named) - 8} more" if len(named) > 8 else "")
-
-    if not np.all(np.isfinite(served)):
-        raise DeploymentError(f"parity: the server returned non-finite outputs{cases(~np.isfinite(served))}")
-    diff = np.abs(expected - served)
-    worst = float(np.max(diff)) if expected.size else 0.0
-    result = {"rows": int(expected.size), "max_abs_diff": worst, "tolerance": tolerance}
-    if worst > tolerance:
-        raise DeploymentError(f"parity: max |MLflow - server| = {worst:.3g} > tolerance {tolerance:g} over "
-                              f"{expected.size} rows{cases(diff > tolerance)}")
-    return result

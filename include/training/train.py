@@ -4,7 +4,7 @@ It runs as a local subprocess (embedded default) or as the command of a Kubernet
 the project's image. It reads the dataset, checks it is the data that was validated (fingerprint),
 fits the configured scikit-learn estimator on the training split and logs the model, with its
 signature and an input example, into the MLflow run created by the validation step, with the
-training features' drift reference profile under ``reference_profile/`` (:mod:`include.monitoring.drift`). The
+training features' drift reference profile under ``reference_profile/`` (:mod:`include.monitoring.reference_profile`). The
 model URI is left as the run tag ``modelops.model_uri`` so any backend hands it over the same way.
 
 Exit codes: 0 trained, 2 bad arguments or configuration, 3 the data changed since validation.
@@ -18,7 +18,6 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
-from include import settings
 from include.config import ConfigError, ModelConfig, get_model_config, resolve_uri
 
 if TYPE_CHECKING:
@@ -163,7 +162,7 @@ def train(config: ModelConfig, dataset_uri: str, run_id: str, *, expected_finger
     from include.data.dataset import read_dataset
     from include.data.fingerprint import dataset_fingerprint
     from include.governance import lineage
-    from include.monitoring import drift
+    from include.monitoring import reference_profile
 
     df = read_dataset(dataset_uri, config.dataset.column_types)
     if expected_fingerprint:
@@ -182,11 +181,11 @@ def train(config: ModelConfig, dataset_uri: str, run_id: str, *, expected_finger
     example = x_train.head(5)
     signature = infer_signature(example, model.predict_proba(example))
     # What hourly drift monitoring compares live inputs with: the training split's features.
-    profile = drift.build_profile(
+    profile = reference_profile.build_profile(
         x_train, {c.name: c.type for c in config.dataset.features}, sample_rows=config.monitoring.report_sample_rows
     )
     with mlflow.start_run(run_id=run_id):
-        drift.log_profile(profile)
+        reference_profile.log_profile(profile)
         mlflow.log_params({"estimator": config.model.estimator, **config.model.params})
         mlflow.log_metrics({"train_rows": len(train_df), "holdout_rows": len(holdout_df)})
         info = mlflow.sklearn.log_model(
@@ -198,14 +197,7 @@ def train(config: ModelConfig, dataset_uri: str, run_id: str, *, expected_finger
             skops_trusted_types=trusted,
             pip_requirements=_pip_requirements(),
         )
-        mlflow.set_tags(
-            {
-                MODEL_URI_TAG: info.model_uri,
-                "code_commit": lineage.code_commit(),
-                "dependency_hash": lineage.dependency_hash(),
-                "training_backend": settings.TRAINING_BACKEND.get() or "local",
-            }
-        )
+        mlflow.set_tags({MODEL_URI_TAG: info.model_uri, **lineage.training_run_tags()})
     log.info("Logged model %s to run %s", info.model_uri, run_id)
     return info.model_uri
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from include.config import ModelConfig, model_configs
-from modelops.notify import dag_failure_callback
+from modelops.notify import DagFailureNotifier
 
 START_DATE = datetime(2026, 1, 1)
 
@@ -20,7 +20,8 @@ def dag_args(
 
     One run at a time per DAG (alias moves are last-writer-wins), no catch-up, retries by default,
     the model's owner, tags: ``modelops``, ``tags`` (the stage, the system) and the model name, and a
-    failure callback that alerts the model's Slack channel (or the log). ``on_task_failure`` becomes every
+    failure notifier built for the model (:class:`modelops.notify.DagFailureNotifier`) that alerts its
+    Slack channel (``alerts:`` of its config), or the log. ``on_task_failure`` becomes every
     task's ``on_failure_callback`` (called once a task has failed for good, not on retries).
     """
     default_args: dict[str, Any] = {"owner": config.owner, "retries": 2, "retry_delay": retry_delay}
@@ -32,7 +33,8 @@ def dag_args(
         "max_active_runs": 1,
         "tags": ["modelops", *tags, config.name],
         "default_args": default_args,
-        "on_failure_callback": dag_failure_callback,
+        "on_failure_callback": DagFailureNotifier(
+            model=config.name, slack_conn_id=config.alerts.slack_conn_id, channel=config.alerts.channel),
     }
 
 
@@ -40,8 +42,9 @@ def register_per_model(
     namespace: MutableMapping[str, Any], build: Callable[[ModelConfig], Any],
     when: Callable[[ModelConfig], bool] = lambda _config: True,
 ) -> None:
-    """Build one DAG per configured model and bind it in the DAG file's globals (where Airflow looks)."""
-    stem = namespace["__name__"].rpartition(".")[2]
+    """Build one DAG per configured model and bind it, under its DAG id, in the DAG file's globals (where
+    Airflow looks)."""
     for config in model_configs().values():
         if when(config):
-            namespace[f"{stem}_{config.name}"] = build(config)
+            dag = build(config)
+            namespace[dag.dag_id] = dag

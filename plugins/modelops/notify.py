@@ -6,9 +6,10 @@ as host (base URL) + password (the ``T…/B…/…`` token):
 
     AIRFLOW_CONN_SLACK_DEFAULT='{"conn_type": "slackwebhook", "password": "https://hooks.slack.com/services/T…/B…/…"}'
 
-``dag_failure_callback`` is every lifecycle DAG's ``on_failure_callback`` (see ``modelops.dags``);
-``retraining_skipped`` tells the model's channel that a run an alert started retrained nothing.
-Imported while DAGs are parsed: Airflow and the Slack provider are imported inside the functions.
+:class:`DagFailureNotifier` is every lifecycle DAG's ``on_failure_callback``, built per model (see
+``modelops.dags``); ``retraining_skipped`` tells the model's channel that a run an alert started
+retrained nothing. Imported while DAGs are parsed: only ``airflow.sdk`` (which a DAG file imports
+anyway) at the top; the Slack provider is imported when something is sent.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
+from airflow.sdk import BaseNotifier
+
 from include.monitoring.alerts import Alert, send, slack_message
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,7 @@ log = logging.getLogger(__name__)
 DELIVERED_TO_SLACK = "slack"
 DELIVERED_TO_LOG = "log"
 DAG_FAILURE_LEVEL = "warning"
+DEFAULT_SLACK_CONN_ID = "slack_default"
 
 
 def _connection_exists(conn_id: str) -> bool:
@@ -37,7 +41,7 @@ def _connection_exists(conn_id: str) -> bool:
     return True
 
 
-def notify(alert: Alert, *, conn_id: str = "slack_default", channel: str | None = None) -> str:
+def notify(alert: Alert, *, conn_id: str = DEFAULT_SLACK_CONN_ID, channel: str | None = None) -> str:
     """Log ``alert``, then post it to Slack through connection ``conn_id`` if that connection exists.
 
     Returns ``"slack"`` when Slack accepted it, ``"log"`` when there is no such connection (nothing
@@ -74,52 +78,55 @@ def airflow_url(dag_id: str, run_id: str | None = None, task_id: str | None = No
     return url
 
 
-def model_of(dag_id: str, tags: Any = ()) -> str | None:
-    """The configured model a lifecycle DAG works on: a tag naming it, else the ``<stage>_<model>`` id."""
-    from include.config import model_configs
+class DagFailureNotifier(BaseNotifier):
+    """``on_failure_callback`` of a lifecycle DAG: a warning about the failed run, to its model's channel.
 
-    names = set(model_configs())
-    for tag in tags or ():
-        if tag in names:
-            return tag
-    matches = [name for name in names if dag_id.endswith(f"_{name}")]
-    return max(matches, key=len) if matches else None
+    Built per model in the DAG file (:func:`modelops.dags.dag_args`), from the model's config: ``model``
+    names the model (never parsed out of the DAG id), ``slack_conn_id`` and ``channel`` come from its
+    ``alerts:`` section. Level ``warning``: the run needs a person, but nothing about the live model
+    changed on its own (``critical`` is kept for when the system acted: rollback and retraining).
 
-
-def dag_failure_callback(context: Any) -> None:
-    """``on_failure_callback`` of the lifecycle DAGs: a warning about the failed run, to the model's channel.
-
-    Level ``warning``: the run needs a person, but nothing about the live model changed on its own
-    (``critical`` is kept for when the system acted: rollback and retraining). Works with the full
-    context (``dag.test()``, a failed task known) and the minimal one the DAG processor may pass
-    (``dag``, ``run_id``, ``reason``). A Slack error propagates: Airflow logs it and counts
-    ``dag.callback_exceptions``.
+    Works with the full context (``dag.test()``, a failed task known: its id and try number, the run's
+    ``version`` / ``target_version`` param) and the minimal one the DAG processor may pass (``dag``,
+    ``run_id``, ``reason``). Delivery is :func:`notify`: the log always, Slack when the connection
+    exists; a Slack error propagates (Airflow logs it and counts ``dag.callback_exceptions``).
     """
-    from include.config import AlertsConfig, get_model_config
 
-    dag = context["dag"]
-    dag_id, run_id = dag.dag_id, context.get("run_id")
-    ti = context.get("ti") or context.get("task_instance")
-    task_id = getattr(ti, "task_id", None)
-    reason = context.get("reason") or "failed"
-    model = model_of(dag_id, getattr(dag, "tags", ()))
-    settings = get_model_config(model).alerts if model else AlertsConfig()
-    params = context.get("params") or {}
-    version = (params.get("version") or params.get("target_version")) if hasattr(params, "get") else None
+    def __init__(self, *, model: str, slack_conn_id: str = DEFAULT_SLACK_CONN_ID, channel: str | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.slack_conn_id = slack_conn_id
+        self.channel = channel
 
-    summary = f"Run `{run_id}` of `{dag_id}` failed ({reason})"
-    if task_id:
-        tries = getattr(ti, "try_number", None)
-        summary += f": task `{task_id}` failed" + (f" on try {tries}" if tries else "")
-    summary += ". No automatic action was taken."
-    links = {"Airflow run": airflow_url(dag_id, run_id)} if run_id else {"Airflow DAG": airflow_url(dag_id)}
-    if task_id and run_id:
-        links["Failed task"] = airflow_url(dag_id, run_id, task_id)
-    alert = Alert(
-        level=DAG_FAILURE_LEVEL, model=model or dag_id, version=str(version) if version else None,
-        title=f"{dag_id} failed", summary=summary, links=links,
-    )
-    notify(alert, conn_id=settings.slack_conn_id, channel=settings.channel)
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Nothing is templated. (The base class asks ``context["dag"]`` for a Jinja environment first,
+        which ``dag.test()``'s scheduler-side DAG, passed when no task failed, does not have.)"""
+
+    def alert(self, context: Any) -> Alert:
+        """The warning about the failed run that ``context`` describes."""
+        dag_id, run_id = context["dag"].dag_id, context.get("run_id")
+        ti = context.get("ti") or context.get("task_instance")
+        task_id = getattr(ti, "task_id", None)
+        reason = context.get("reason") or "failed"
+        params = context.get("params") or {}
+        version = (params.get("version") or params.get("target_version")) if hasattr(params, "get") else None
+
+        summary = f"Run `{run_id}` of `{dag_id}` failed ({reason})"
+        if task_id:
+            tries = getattr(ti, "try_number", None)
+            summary += f": task `{task_id}` failed" + (f" on try {tries}" if tries else "")
+        summary += ". No automatic action was taken."
+        links = {"Airflow run": airflow_url(dag_id, run_id)} if run_id else {"Airflow DAG": airflow_url(dag_id)}
+        if task_id and run_id:
+            links["Failed task"] = airflow_url(dag_id, run_id, task_id)
+        return Alert(
+            level=DAG_FAILURE_LEVEL, model=self.model, version=str(version) if version else None,
+            title=f"{dag_id} failed", summary=summary, links=links,
+        )
+
+    def notify(self, context: Any) -> None:
+        """Send :meth:`alert` with the module's :func:`notify` (the log, and Slack when connected)."""
+        notify(self.alert(context), conn_id=self.slack_conn_id, channel=self.channel)
 
 
 def retraining_skipped(

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
+from include.dag_ids import Stage, dag_id
+
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
 
@@ -94,9 +96,9 @@ def _family_dags(dagbag):
     for name, config in load_model_configs().items():
         for family in FAMILIES:
             if family == "batch_score" and config.batch is None:
-                assert f"batch_score_{name}" not in dagbag.dag_ids  # online-only model
+                assert dag_id(Stage.BATCH_SCORE, name) not in dagbag.dag_ids  # online-only model
                 continue
-            yield family, config, dagbag.dags[f"{family}_{name}"]
+            yield family, config, dagbag.dags[dag_id(family, name)]
 
 
 def test_every_configured_model_has_its_dags(dagbag):
@@ -104,10 +106,21 @@ def test_every_configured_model_has_its_dags(dagbag):
 
     configs = load_model_configs()
     assert configs
-    expected = {f"{family}_{name}" for family in FAMILIES for name, config in configs.items()
+    expected = {dag_id(family, name) for family in FAMILIES for name, config in configs.items()
                 if family != "batch_score" or config.batch is not None}
     assert set(dagbag.dag_ids) == expected
-    assert len(DAG_FILES) == len(FAMILIES)  # a new DAG file gets its family described above
+    assert set(FAMILIES) == {p.stem for p in DAG_FILES} == set(Stage)  # a new DAG file gets its family described above
+
+
+def test_each_dag_alerts_about_its_own_model_through_its_channel(dagbag):
+    """The failure notifier is built for the DAG's model from its ``alerts:`` config (not parsed from the id)."""
+    from modelops.notify import DagFailureNotifier
+
+    for _family, config, dag in _family_dags(dagbag):
+        notifier = dag.on_failure_callback
+        assert isinstance(notifier, DagFailureNotifier), dag.dag_id
+        assert (notifier.model, notifier.slack_conn_id, notifier.channel) == (
+            config.name, config.alerts.slack_conn_id, config.alerts.channel), dag.dag_id
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

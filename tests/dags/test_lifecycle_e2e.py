@@ -97,7 +97,7 @@ def test_clean_batch_becomes_champion_with_lineage_tags(env, first_champion):
     df = read_dataset(first_champion)
     assert version.tags["data_fingerprint"] == dataset_fingerprint(df, COLUMN_TYPES)
     assert version.tags["schema_hash"] == schema_hash(df, COLUMN_TYPES)
-    for tag in ("code_commit", "dependency_hash", "training_backend", "params", "training_key"):
+    for tag in ("code_commit", "dependency_hash", "training_backend", "params", "idempotency_key"):
         assert version.tags[tag] and version.tags[tag] != "unknown", tag
     assert version.tags["training_backend"] == "local"
     assert version.tags["gates.result"] == "passed"
@@ -239,7 +239,7 @@ def test_an_alert_on_data_already_trained_on_skips_and_tells_slack(env, dags, fi
     A manual run that skips the same way posts nothing."""
     import json
 
-    from include.inbound import webhook
+    from include.inbound import drift_alerts, payloads
     from modelops.notify import airflow_url
 
     client = env["client"]
@@ -250,7 +250,7 @@ def test_an_alert_on_data_already_trained_on_skips_and_tells_slack(env, dags, fi
 
     payload = {"model": MODEL, "alert_id": "evidently-e2e-1", "status": "firing", "summary": "annual_income drifted",
                "dataset_uri": first_champion}
-    (group,) = webhook.group_by_model(webhook.normalize(webhook.parse_payload(json.dumps(payload))))
+    (group,) = drift_alerts.group_by_model(drift_alerts.normalize(payloads.parse_payload(json.dumps(payload))))
     dag_run = dags["train"].test(run_conf=group.run_conf())  # the conf the webhook gives the run
     states = _states(dag_run)
     assert str(dag_run.state) == "success"

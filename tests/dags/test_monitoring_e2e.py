@@ -2,11 +2,11 @@
 
 One registry for the module: version 1 then version 2 trained and promoted by the real DAGs, version
 2 deployed (its ``deploy`` audit record) long before the hours below. Each hour of traffic is scored
-by the champion's own MLflow model and written to the inference log; outcomes arrive a day later.
+by the champion's own MLflow model and written to the inference log; its delayed labels arrive a day later.
 Then, in order, hour after hour on 2026-11-02 (runs with that hour as their data interval, as the
-scheduler makes them): a clean hour (nothing), a drifted hour whose outcomes have not arrived
+scheduler makes them): a clean hour (nothing), a drifted hour whose labels have not arrived
 (warning), the next drifted hour (cooldown: nothing), an hour in which one feature is entirely null
-(a data-quality warning on Slack; the rest assessed), a drifted hour whose outcomes show the loans
+(a data-quality warning on Slack; the rest assessed), a drifted hour whose labels show the loans
 going bad (critical: rollback and retraining runs started, Slack told what was done); then an hour
 is left out, and the run of the hour after it warns that it was not assessed; a manual run without a
 logical date assesses the hour its ``hour`` param names (the one left out) and the hour after no
@@ -44,7 +44,7 @@ def env(tmp_path_factory, airflow_db):
     path = tmp / "config" / "models" / f"{MODEL}.yaml"
     raw = yaml.safe_load(path.read_text())
     raw["model"]["params"]["max_iter"] = 40
-    # Outcome KPIs only: they move when the delayed outcomes arrive, so the tests choose when a KPI drops.
+    # Label KPIs only: they move when the delayed labels arrive, so the tests choose when a KPI drops.
     raw["monitoring"]["kpis"] = [k for k in raw["monitoring"]["kpis"] if k["metric"] != "approval_rate"]
     path.write_text(yaml.safe_dump(raw))
     mp = pytest.MonkeyPatch()
@@ -93,8 +93,8 @@ def champion(env, dags) -> str:
 
 
 def _traffic(env, version: str, hour: str, *, seed: int, drift: float = 0.0, concept_drift: float = 0.0,
-             outcomes: bool = True, null_feature: str | None = None) -> None:
-    """An hour of applications scored by ``version`` into the inference log; outcomes a day later.
+             labels: bool = True, null_feature: str | None = None) -> None:
+    """An hour of applications scored by ``version`` into the inference log; its delayed labels a day later.
 
     ``null_feature``: a feature the log gets no value of (a broken upstream writer).
     """
@@ -102,7 +102,7 @@ def _traffic(env, version: str, hour: str, *, seed: int, drift: float = 0.0, con
 
     from include.config import get_model_config, resolve_uri
     from include.monitoring import inference_log
-    from include.monitoring.delayed_labels import log_outcomes
+    from include.monitoring.delayed_labels import log_labels
 
     config = get_model_config(MODEL)
     batch = generate_batch(400, seed=seed, start=hour, hours=1, drift=drift, concept_drift=concept_drift)
@@ -112,10 +112,10 @@ def _traffic(env, version: str, hour: str, *, seed: int, drift: float = 0.0, con
         features = features.assign(**{null_feature: None})
     inference_log.log_predictions(MODEL, version, "online", features, scores, latency_ms=3.0,
                                   request_ids=batch["application_id"].tolist(), ts=batch["applied_at"])
-    if outcomes:
+    if labels:
         arrived = batch.rename(columns={"application_id": "request_id"})[["request_id", "defaulted", "repaid_amount"]]
-        log_outcomes(resolve_uri(config.monitoring.outcomes_uri), arrived,
-                     arrived_at=pd.Timestamp(hour) + pd.Timedelta(days=1))
+        log_labels(resolve_uri(config.monitoring.outcomes_uri), arrived,
+                   arrived_at=pd.Timestamp(hour) + pd.Timedelta(days=1))
 
 
 def _monitor(dags, hour: str):
@@ -141,11 +141,11 @@ def _window(run) -> dict:
 
 def _step_values(env, key: str, hour: pd.Timestamp) -> list[float]:
     from include.config import get_model_config
-    from include.monitoring import assessment
+    from include.monitoring import history, windows
 
     client = env["client"]
-    mon_run = assessment.monitoring_run(client, get_model_config(MODEL))
-    return [p.value for p in client.get_metric_history(mon_run, key) if p.step == assessment.hour_step(hour)]
+    mon_run = history.monitoring_run(client, get_model_config(MODEL))
+    return [p.value for p in client.get_metric_history(mon_run, key) if p.step == windows.hour_step(hour)]
 
 
 def _alerts(env, version: str) -> list[dict]:
@@ -165,7 +165,7 @@ def _triggered(run_id: str) -> dict[str, dict]:
 
 def test_a_clean_hour_raises_nothing(env, dags, champion) -> None:
     from include.config import get_model_config
-    from include.monitoring import assessment
+    from include.monitoring import history, windows
 
     hour = "2026-11-02T10:00:00Z"
     _traffic(env, champion, hour, seed=21)
@@ -177,9 +177,9 @@ def test_a_clean_hour_raises_nothing(env, dags, champion) -> None:
     assert states["notify"] == "skipped" and states["trigger_rollback"] == "skipped"
     assert env["slack"].messages == [] and _alerts(env, champion) == []
     client = env["client"]
-    mon_run = assessment.monitoring_run(client, get_model_config(MODEL))
+    mon_run = history.monitoring_run(client, get_model_config(MODEL))
     history = client.get_metric_history(mon_run, "drift.share_drifted")
-    assert [p.step for p in history] == [assessment.hour_step(pd.Timestamp(hour))]
+    assert [p.step for p in history] == [windows.hour_step(pd.Timestamp(hour))]
     assert history[0].value < 0.3
     metrics = client.get_run(mon_run).data.metrics
     assert metrics["rows"] == 400 and metrics["latency_ms.p99"] == 3.0 and "kpi.repayment_rate" in metrics
@@ -189,7 +189,7 @@ def test_a_clean_hour_raises_nothing(env, dags, champion) -> None:
 
 def test_a_drifted_hour_warns_on_slack(env, dags, champion) -> None:
     hour = "2026-11-02T11:00:00Z"
-    _traffic(env, champion, hour, seed=22, drift=0.9, outcomes=False)  # outcomes not arrived: KPIs unknown
+    _traffic(env, champion, hour, seed=22, drift=0.9, labels=False)  # labels not arrived: KPIs unknown
 
     states = _states(_monitor(dags, hour))
 
@@ -203,7 +203,7 @@ def test_a_drifted_hour_warns_on_slack(env, dags, champion) -> None:
 
 def test_the_same_condition_is_not_repeated_within_the_cooldown(env, dags, champion) -> None:
     hour = "2026-11-02T12:00:00Z"  # an hour later, cooldown 6 hours, the same drift
-    _traffic(env, champion, hour, seed=23, drift=0.9, outcomes=False)
+    _traffic(env, champion, hour, seed=23, drift=0.9, labels=False)
 
     states = _states(_monitor(dags, hour))
 
@@ -213,7 +213,7 @@ def test_the_same_condition_is_not_repeated_within_the_cooldown(env, dags, champ
 
 def test_an_hour_with_an_all_null_feature_warns_on_slack_and_is_assessed(env, dags, champion) -> None:
     from include.config import get_model_config
-    from include.monitoring import assessment
+    from include.monitoring import history, windows
 
     hour = "2026-11-02T13:00:00Z"
     _traffic(env, champion, hour, seed=26, null_feature="region")
@@ -233,8 +233,8 @@ def test_an_hour_with_an_all_null_feature_warns_on_slack_and_is_assessed(env, da
     assert record["action"] == "alert.warning"
     assert [f["name"] for f in record["details"]["findings"]] == ["data_quality.all_null.region"]
     client = env["client"]
-    mon_run = assessment.monitoring_run(client, get_model_config(MODEL))
-    step = assessment.hour_step(pd.Timestamp(hour))
+    mon_run = history.monitoring_run(client, get_model_config(MODEL))
+    step = windows.hour_step(pd.Timestamp(hour))
     history = {k: [p.value for p in client.get_metric_history(mon_run, k) if p.step == step]
                for k in ("data_quality.all_null.region", "drift.age", "kpi.repayment_rate", "alert_level")}
     assert history == {"data_quality.all_null.region": [400.0], "drift.age": history["drift.age"],
@@ -327,7 +327,7 @@ def test_a_manual_re_assessment_sends_nothing_twice(env, dags, champion) -> None
 def test_a_manual_run_without_an_hour_assesses_the_last_complete_hour(env, dags, champion) -> None:
     triggered = pd.Timestamp.now(tz="UTC").floor("h")  # run_after: when the run was triggered
     hour = triggered - pd.Timedelta(hours=1)
-    _traffic(env, champion, hour.isoformat(), seed=29, outcomes=False)
+    _traffic(env, champion, hour.isoformat(), seed=29, labels=False)
     sent = len(env["slack"].messages)
 
     run = _manual(dags, run_after=triggered.to_pydatetime())
@@ -354,7 +354,7 @@ def test_a_bad_hour_fails_the_run_at_once_naming_the_param(env, dags, champion) 
 def test_no_drift_alert_during_the_cold_start(env, dags, champion) -> None:
     from include.config import get_model_config
     from include.governance import audit
-    from include.monitoring import assessment
+    from include.monitoring.assessment import LEVELS
 
     hour = pd.Timestamp("2026-11-12T10:00:00Z")
     audit.write(env["client"], audit.AuditRecord(action="deploy", model=MODEL, version=champion, actor="test",
@@ -372,7 +372,7 @@ def test_no_drift_alert_during_the_cold_start(env, dags, champion) -> None:
     [share] = _step_values(env, "drift.share_drifted", hour)
     assert share >= mon.drift.critical
     assert _step_values(env, "cold_start", hour) == [1.0]
-    assert _step_values(env, "alert_level", hour) == [float(assessment.LEVELS.index("warning"))]
+    assert _step_values(env, "alert_level", hour) == [float(LEVELS.index("warning"))]
     # ... so the one message is the KPI drop's warning (the concept drift), with no drift finding in it
     [message] = [json.dumps(m) for m in env["slack"].messages[sent:]]
     assert "[WARNING]" in message and "kpi.repayment_rate" in message

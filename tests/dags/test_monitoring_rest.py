@@ -94,11 +94,11 @@ def _metric_at(api: Api, key: str, hour: pd.Timestamp) -> list[float]:
     from mlflow.tracking import MlflowClient
 
     from include.config import get_model_config
-    from include.monitoring import assessment
+    from include.monitoring import history, windows
 
     client = MlflowClient(api.env["MLFLOW_TRACKING_URI"], api.env["MLFLOW_TRACKING_URI"])
-    run_id = assessment.monitoring_run(client, get_model_config(MODEL))
-    return [p.value for p in client.get_metric_history(run_id, key) if p.step == assessment.hour_step(hour)]
+    run_id = history.monitoring_run(client, get_model_config(MODEL))
+    return [p.value for p in client.get_metric_history(run_id, key) if p.step == windows.hour_step(hour)]
 
 
 def test_the_trigger_form_offers_a_typed_hour(api) -> None:

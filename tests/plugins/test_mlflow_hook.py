@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 from uuid import uuid4
 
+import httpx
 import mlflow
 import pytest
 from airflow.sdk.log import redact
@@ -175,6 +176,36 @@ def test_the_server_refuses_a_wrong_password(monkeypatch, mlflow_auth_server):
     tracking_auth.forget(server.url)
     with pytest.raises(MlflowException, match="401|[Uu]nauthori[sz]ed|not authenticated"):
         MlflowClient(server.url).create_experiment(f"refused-{uuid4().hex[:8]}")
+
+
+def _as_admin(server, method: str, path: str, body: dict) -> dict:
+    """A REST call to the server with the admin's basic auth (not through MLflow's client or the hook)."""
+    answer = httpx.request(method, f"{server.url}{path}", json=body, auth=(server.username, server.password), timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+@pytest.mark.mlflow_server
+def test_the_server_acts_for_the_connections_user_and_enforces_that_users_permissions(monkeypatch, mlflow_auth_server):
+    """Not just any credentials: the server attributes the hook's requests to the connection's own user.
+
+    A second, non-admin user (``default_permission = READ``) may read the admin's experiment but not
+    write to it, and manages the experiment it created itself; the admin could do both, and an
+    anonymous request neither (:func:`test_the_server_refuses_a_wrong_password`).
+    """
+    server = mlflow_auth_server
+    username, password = f"hook_user_{uuid4().hex[:8]}", f"u$er:pw/{uuid4().hex[:8]}"
+    _as_admin(server, "POST", "/api/2.0/mlflow/users/create", {"username": username, "password": password})
+    admins = _as_admin(server, "POST", "/api/2.0/mlflow/experiments/create", {"name": f"admins-{uuid4().hex[:8]}"})
+    hook = _connect(monkeypatch, host="127.0.0.1", port=server.port, login=username, password=password)
+
+    assert hook.client.get_experiment(admins["experiment_id"]).experiment_id == admins["experiment_id"]  # READ
+    with pytest.raises(MlflowException, match="PERMISSION_DENIED|403|[Pp]ermission denied"):
+        hook.client.create_run(admins["experiment_id"])
+    own = hook.client.create_experiment(f"users-{uuid4().hex[:8]}")
+    run = hook.client.create_run(own)  # the creator manages its own experiment
+    assert hook.client.get_run(run.info.run_id).info.experiment_id == own
+    _assert_no_secret_in_environ(password)
 
 
 @pytest.mark.mlflow_server

@@ -6,15 +6,15 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 from urllib.parse import quote
 
 import pytest
 import yaml
 from airflow.sdk.exceptions import AirflowException
 
-from include.monitoring.alerts import Alert, Condition
-from modelops.notify import dag_failure_callback, model_of, notify, retraining_skipped
+from include.monitoring.alerts import Alert
+from include.monitoring.findings import Finding
+from modelops.notify import DagFailureNotifier, notify, retraining_skipped
 from tests.fakes.slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,8 +24,8 @@ MODEL = "credit_approval"
 def _alert() -> Alert:
     return Alert(
         level="critical", model=MODEL, version="4", title="Drift and approval-rate drop",
-        conditions=(Condition("data_drift", 0.6, 0.5, "6 of 10 features drifted"),
-                    Condition("kpi.approval_rate", 0.12, 0.08, "dropped 0.12 below its baseline")),
+        findings=(Finding("data_drift", 0.6, 0.5, "6 of 10 features drifted"),
+                  Finding("kpi.approval_rate", 0.12, 0.08, "dropped 0.12 below its baseline")),
         actions=("rollback started: rollback_credit_approval/monitor__1",),
         links={"Airflow run": "http://localhost:8080/dags/monitor_credit_approval/runs/r1"},
     )
@@ -87,12 +87,6 @@ def test_a_named_connection_with_the_whole_url_and_a_channel(monkeypatch):
         assert slack.messages[0]["channel"] == "#ml-alerts"
 
 
-def test_model_of_a_dag():
-    assert model_of("monitor_credit_approval", ["modelops", "monitoring", MODEL]) == MODEL
-    assert model_of("deploy_credit_approval") == MODEL
-    assert model_of("adhoc_cleanup", ["modelops"]) is None
-
-
 @pytest.fixture
 def alerts_config(tmp_path, monkeypatch):
     """The model's config with ``alerts: {slack_conn_id: slack_ml, channel: "#ml"}``."""
@@ -103,32 +97,71 @@ def alerts_config(tmp_path, monkeypatch):
     raw["alerts"] = {"slack_conn_id": "slack_ml", "channel": "#ml"}
     path.write_text(yaml.safe_dump(raw))
     monkeypatch.setenv("MODELOPS_CONFIG_DIR", str(tmp_path / "config"))
+    return path
 
 
-def test_dag_failure_callback_uses_the_models_connection_with_a_minimal_context(alerts_config, fake_slack,
-                                                                                monkeypatch):
+def test_the_training_dag_built_for_a_model_alerts_its_channel_with_a_minimal_context(alerts_config, fake_slack,
+                                                                                      monkeypatch):
+    """The context the DAG processor passes when it knows no failed task: the DAG, the run id, the reason."""
+    from dags import train
+    from include.config import load_model_config
+
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_ML", json.dumps(fake_slack.connection()))
-    dag = SimpleNamespace(dag_id="train_credit_approval", tags=["modelops", "training", MODEL])
+    dag = train.build(load_model_config(alerts_config))
     with pytest.warns(UserWarning, match="channel"):
-        dag_failure_callback({"dag": dag, "run_id": "scheduled__2026-11-22T00:00:00+00:00", "reason": "task_failure"})
+        dag.on_failure_callback({"dag": dag, "run_id": "scheduled__2026-11-22T00:00:00+00:00", "reason": "task_failure"})
 
     (message,) = fake_slack.messages
-    assert message["channel"] == "#ml"
-    header, fields, summary, links = message["blocks"]
-    assert header["text"]["text"] == ":warning: WARNING · credit_approval: train_credit_approval failed"
-    assert [f["text"] for f in fields["fields"]] == ["*Model*\ncredit_approval", "*Version*\nnone"]
-    assert summary["text"]["text"] == ("Run `scheduled__2026-11-22T00:00:00+00:00` of `train_credit_approval` failed "
-                                       "(task_failure). No automatic action was taken.")
-    (button,) = links["elements"]
-    assert button["text"]["text"] == "Airflow run"
-    assert button["url"] == (
-        "http://localhost:8080/dags/train_credit_approval/runs/scheduled__2026-11-22T00%3A00%3A00%2B00%3A00")
+    assert message == {
+        "channel": "#ml",
+        "text": "[WARNING] credit_approval: train_credit_approval failed",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "emoji": True,
+                                        "text": ":warning: WARNING · credit_approval: train_credit_approval failed"}},
+            {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Model*\ncredit_approval"},
+                                           {"type": "mrkdwn", "text": "*Version*\nnone"}]},
+            {"type": "section", "text": {"type": "mrkdwn", "text": (
+                "Run `scheduled__2026-11-22T00:00:00+00:00` of `train_credit_approval` failed (task_failure). "
+                "No automatic action was taken.")}},
+            {"type": "actions", "elements": [
+                {"type": "button", "action_id": "link_0", "text": {"type": "plain_text", "text": "Airflow run", "emoji": True},
+                 "url": "http://localhost:8080/dags/train_credit_approval/runs/scheduled__2026-11-22T00%3A00%3A00%2B00%3A00"}]},
+        ],
+    }
 
 
-def test_dag_failure_callback_for_an_unknown_dag_uses_the_default_connection(fake_slack):
-    dag_failure_callback({"dag": SimpleNamespace(dag_id="adhoc", tags=[]), "run_id": "r1"})
+def test_the_model_comes_from_the_notifier_not_from_the_dag_id(fake_slack):
+    """A DAG whose id names no configured model (or another one) still alerts about the model it was built for."""
+    from airflow.sdk import DAG
+
+    dag = DAG("adhoc_cleanup_credit_approval_v2", schedule=None)
+    DagFailureNotifier(model="churn")({"dag": dag, "run_id": "r1", "params": {"target_version": 7}})
+
     (message,) = fake_slack.messages
-    assert message["blocks"][0]["text"]["text"] == ":warning: WARNING · adhoc: adhoc failed"
+    assert message["blocks"][0]["text"]["text"] == ":warning: WARNING · churn: adhoc_cleanup_credit_approval_v2 failed"
+    assert [f["text"] for f in message["blocks"][1]["fields"]] == ["*Model*\nchurn", "*Version*\n7"]
+
+
+def test_without_the_connection_the_failure_goes_to_the_log_only(caplog):
+    from airflow.sdk import DAG
+
+    with FakeSlack() as slack, caplog.at_level(logging.INFO):
+        DagFailureNotifier(model=MODEL, slack_conn_id="no_such_slack")(
+            {"dag": DAG("deploy_credit_approval", schedule=None), "reason": "timed_out"})
+        assert slack.requests == []
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("ALERT ")]
+    sent = json.loads(record.getMessage().removeprefix("ALERT "))
+    assert (sent["level"], sent["model"], sent["title"]) == ("warning", MODEL, "deploy_credit_approval failed")
+    assert sent["summary"] == "Run `None` of `deploy_credit_approval` failed (timed_out). No automatic action was taken."
+    assert sent["links"] == {"Airflow DAG": "http://localhost:8080/dags/deploy_credit_approval"}
+
+
+def test_a_slack_error_from_the_notifier_propagates(fake_slack):
+    from airflow.sdk import DAG
+
+    fake_slack.fail(500, "rollup_error")
+    with pytest.raises(AirflowException, match="rollup_error"):
+        DagFailureNotifier(model=MODEL)({"dag": DAG("train_credit_approval", schedule=None), "run_id": "r1"})
 
 
 SKIP = {"version": "3", "dataset_uri": "/data/train.parquet", "data_fingerprint": "sha256:" + "ab" * 32,

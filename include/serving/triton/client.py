@@ -4,7 +4,8 @@ Transport only: no retries, no logging of predictions (the inference log wraps :
 Tensors travel with Triton's binary-data extension, so float columns may carry NaN and large
 frames are not inflated into JSON numbers.
 
-Models exported by :mod:`include.serving.triton.repository` take a frame in two tensors, the packed inputs
+Models exported by :mod:`include.serving.triton.repository` (served by :mod:`include.serving.triton.model`) take a
+frame in two tensors, the packed inputs
 ``numeric_features`` (``FP64`` ``[N, k]``) and ``categorical_features`` (``BYTES`` ``[N, m]``), whose
 columns the model config's ``parameters`` list. The client sends that form: two tensors cost the
 server much less than one per feature (``bench/online_serving.py``). For any other model each feature column is one input of shape
@@ -25,7 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
-from include.serving.triton.repository import CATEGORICAL_INPUT, NUMERIC_INPUT, PACKED_INPUTS
+from include.serving.triton.model import CATEGORICAL_INPUT, NUMERIC_INPUT, PACKED_INPUTS
 
 if TYPE_CHECKING:
     import numpy as np

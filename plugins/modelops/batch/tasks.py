@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException
 
-from include.config import get_model_config, resolve_uri
+from include.config import get_model_config
 from modelops.mlflow_hook import MlflowHook
 
 log = logging.getLogger(__name__)
@@ -35,26 +35,10 @@ def score(model: str, version: str, **context: Any) -> dict:
     The version's ONNX export scores when it converts with parity, else ``mlflow.pyfunc.spark_udf``; the
     version's ``batch.scorer`` tag says which one the last run used.
     """
-    from include.batch.scoring import model_version_uri, score_partition
+    from include.batch.scoring import score_date
 
-    config = get_model_config(model)
-    batch = config.batch
     client = MlflowHook().client  # also points mlflow (and so Spark's UDF) at the configured tracking server
-    day = context["data_interval_start"].strftime("%Y-%m-%d")
-    stats = score_partition(
-        model_uri=model_version_uri(model, version),
-        model_version=version,
-        model_name=model,
-        input_uri=resolve_uri(batch.input_uri),
-        output_uri=resolve_uri(batch.output_uri),
-        date=day,
-        feature_columns=config.dataset.feature_names,
-        id_column=config.dataset.id_column,
-        timestamp_column=config.dataset.timestamp_column,
-        spark_conf=batch.spark_conf,
-        master=batch.spark_master,
-        model_config=config,
-    )
+    stats = score_date(get_model_config(model), version, context["data_interval_start"].strftime("%Y-%m-%d"))
     # Which scorer ran (the ONNX export, or the spark_udf fallback): in the task's result and on the version.
     client.set_model_version_tag(model, version, SCORER_TAG, stats["scorer"])
     return stats

@@ -1,5 +1,5 @@
 """The drift webhook: a FastAPI app that ``airflow api-server`` serves under ``/modelops`` (see
-``plugins/modelops_plugin.py``). Signed drift alerts start retraining runs; see :mod:`include.inbound.webhook`."""
+``plugins/modelops_plugin.py``). Signed drift alerts start retraining runs; see :mod:`include.inbound.drift_alerts`."""
 
 from __future__ import annotations
 

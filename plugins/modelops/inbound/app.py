@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
-from include.inbound.webhook import payload_json_schema
+from include.inbound.payloads import payload_json_schema
 from modelops.inbound.routes import drift_alerts
 
 TITLE = "Model Ops drift webhook"

@@ -1,4 +1,4 @@
-"""Response bodies of the drift webhook (the request bodies are :mod:`include.inbound.webhook`'s formats)."""
+"""Response bodies of the drift webhook (the request bodies are :mod:`include.inbound.payloads`' formats)."""
 
 from __future__ import annotations
 

@@ -2,26 +2,27 @@
 
 Like the core API's ``trigger_dag_run``: the DAG must be in the metadata DB (not stale, no import
 errors, manual runs allowed); the latest serialized version creates the run (``run_type=manual``,
-``triggered_by=rest_api``, state queued) and validates the conf against the DAG's params.
+``triggered_by=rest_api``, state queued) and validates the conf against the DAG's params. Those
+Airflow core calls live in :mod:`modelops.inbound.airflow_core` (why, and how they are pinned: there).
 Everything is checked before anything is written, and all runs of one request are created in one
 transaction.
 
 **One run per model, once per alert.** The firing drift alerts of one model in a request
-(:class:`include.inbound.webhook.RetrainGroup`) start at most one run. An alert that an earlier run of the
+(:class:`include.inbound.drift_alerts.RetrainGroup`) start at most one run. An alert that an earlier run of the
 model's training DAG already covers (its identity is in that run's ``alert.identities``) starts
 nothing; the answer names that run. Only the alerts no run covers start a new one, whose id comes
-from their identities (:func:`include.inbound.webhook.group_run_id`). So a redelivered group, or the same
+from their identities (:func:`include.inbound.drift_alerts.group_run_id`). So a redelivered group, or the same
 group with one alert resolved, starts nothing, and a group that gained an alert starts one run for
-the newcomer. Earlier runs are found by id (the ids :attr:`~include.inbound.webhook.DriftAlert.run_id` and
-:attr:`~include.inbound.webhook.RetrainGroup.run_id`) and among the webhook's runs of that DAG queued since the
+the newcomer. Earlier runs are found by id (the ids :attr:`~include.inbound.drift_alerts.DriftAlert.run_id` and
+:attr:`~include.inbound.drift_alerts.RetrainGroup.run_id`) and among the webhook's runs of that DAG queued since the
 alerts' earliest ``startsAt`` minus :data:`LOOKBACK` (a run cannot cover an alert that had not fired
 yet; the day absorbs clock skew between the alert's source and Airflow).
 
 **Which data.** A new run's conf carries the alerts' ``dataset_uri`` (the DAG param) when they name
 one; otherwise the run trains on the DAG's default. Alerts of one model that name different ones are
-refused (422, :class:`include.inbound.webhook.DatasetUriConflict`). Each outcome says which data its run
+refused (422, :class:`include.inbound.drift_alerts.DatasetUriConflict`). Each outcome says which data its run
 trains on and that the run skips itself when a version was already trained from that data, code and
-params (:func:`include.inbound.webhook.data_note`); an alert covered by an earlier run does not change that
+params (:func:`include.inbound.payloads.data_note`); an alert covered by an earlier run does not change that
 run's data, and the outcome's note says so when the alert now names other data.
 """
 
@@ -30,18 +31,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from include.config import ConfigError, get_model_config
-from include.inbound.webhook import (
-    DATASET_URI,
-    RUN_ID_PREFIX,
-    DatasetUriConflict,
-    RetrainGroup,
-    data_note,
-    identity_kind,
-)
+from include.inbound.drift_alerts import RUN_ID_PREFIX, DatasetUriConflict, RetrainGroup, identity_kind
+from include.inbound.payloads import DATASET_URI, data_note
+from modelops.inbound import airflow_core
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -81,33 +76,6 @@ class RunOutcome:
     note: str = ""
 
 
-@cache
-def _dag_bag():
-    """The same cached DB DAG bag the core API builds (LRU + TTL from ``[api] dag_cache_*``)."""
-    from airflow.api_fastapi.common.dagbag import create_dag_bag
-
-    return create_dag_bag()
-
-
-def _triggerable_dag(session: Session, dag_id: str):
-    """The latest serialized version of ``dag_id``, checked as the core API checks it."""
-    from airflow.models import DagModel
-    from airflow.utils.types import DagRunType
-    from sqlalchemy import select
-
-    dag_model = session.scalar(select(DagModel).where(~DagModel.is_stale, DagModel.dag_id == dag_id).limit(1))
-    if dag_model is None:
-        raise TriggerError(404, f"DAG {dag_id!r} is not in Airflow's metadata database (not parsed yet?)")
-    if dag_model.has_import_errors:
-        raise TriggerError(409, f"DAG {dag_id!r} has import errors and cannot be triggered")
-    if dag_model.allowed_run_types is not None and DagRunType.MANUAL not in dag_model.allowed_run_types:
-        raise TriggerError(409, f"DAG {dag_id!r} does not allow manual runs")
-    dag = _dag_bag().get_latest_version_of_dag(dag_id, session=session)
-    if dag is None:
-        raise TriggerError(404, f"DAG {dag_id!r} has no serialized version yet")
-    return dag
-
-
 def _identities(conf: Any, kind: str) -> set[str]:
     """The alert identities a run's conf says it was started for (``alert.identities``; a run from an
     earlier release has only ``alert.identity``); none when the conf is not the webhook's."""
@@ -128,26 +96,16 @@ def _conf_dataset_uri(conf: Any) -> str | None:
 def covering_runs(session: Session, group: RetrainGroup) -> dict[str, tuple[str, str, str | None]]:
     """``{identity: (run_id, state, dataset_uri)}`` for each alert of ``group`` that an existing run already
     covers; ``dataset_uri`` is the run conf's (None: the run trains on the DAG's default)."""
-    from airflow.models import DagRun
-    from sqlalchemy import and_, or_, select
-
     kind = identity_kind(group.source)
     wanted = set(group.identities)
     by_id = {alert.run_id: {alert.identity} for alert in group.alerts} | {group.run_id: wanted}
-    found = [DagRun.run_id.in_(list(by_id))]
     starts = [alert.starts_at for alert in group.alerts if alert.starts_at is not None]
-    if starts:
-        found.append(and_(DagRun.run_id.startswith(RUN_ID_PREFIX, autoescape=True),
-                          DagRun.run_after >= min(starts) - LOOKBACK))
-    rows = session.execute(
-        select(DagRun.run_id, DagRun.state, DagRun.conf)
-        .where(DagRun.dag_id == group.dag_id, or_(*found))
-        .order_by(DagRun.run_after, DagRun.id)
-    )
+    rows = airflow_core.runs_of(session, group.dag_id, run_ids=list(by_id), id_prefix=RUN_ID_PREFIX,
+                                run_after_from=min(starts) - LOOKBACK if starts else None)
     covered: dict[str, tuple[str, str, str | None]] = {}
     for run_id, state, conf in rows:
         for identity in (by_id.get(run_id, set()) | _identities(conf, kind)) & wanted:
-            covered.setdefault(identity, (run_id, str(state), _conf_dataset_uri(conf)))
+            covered.setdefault(identity, (run_id, state, _conf_dataset_uri(conf)))
     return covered
 
 
@@ -182,20 +140,23 @@ def check_models(groups: list[RetrainGroup]) -> None:
 
 
 def start_runs(groups: list[RetrainGroup], session: Session) -> list[RunOutcome]:
-    """At most one new run of ``train_<model>`` per group, for the group's alerts no run covers yet,
+    """At most one new run of the model's training DAG (``train_<model>``) per group, for the group's alerts no run covers yet,
     and the earlier runs that cover the others (see the module's docstring).
 
-    ``groups`` are the firing drift alerts, one group per model (:func:`include.inbound.webhook.group_by_model`).
+    ``groups`` are the firing drift alerts, one group per model (:func:`include.inbound.drift_alerts.group_by_model`).
     Raises :class:`TriggerError` (404 unknown model or DAG, 409 DAG not triggerable, 422 alerts of one
     model naming different ``dataset_uri`` s, or a conf not valid for the DAG's params) before writing
     anything. The caller commits ``session``.
     """
-    from airflow.exceptions import ParamValidationError
-    from airflow.utils.state import DagRunState
-    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+    from airflow.sdk.exceptions import ParamValidationError
 
     check_models(groups)
-    dags = {dag_id: _triggerable_dag(session, dag_id) for dag_id in dict.fromkeys(g.dag_id for g in groups)}
+    dags = {}
+    for training_dag in dict.fromkeys(g.dag_id for g in groups):
+        try:
+            dags[training_dag] = airflow_core.latest_triggerable_dag(session, training_dag)
+        except airflow_core.NotTriggerable as exc:
+            raise TriggerError(exc.status_code, str(exc)) from None
 
     outcomes: list[RunOutcome | None] = []
     to_create: list[tuple[int, RetrainGroup, dict[str, Any], str | None]] = []
@@ -234,23 +195,14 @@ def start_runs(groups: list[RetrainGroup], session: Session) -> list[RunOutcome]
     now = datetime.now(UTC)
     for index, fresh, conf, default in to_create:
         try:
-            run = dags[fresh.dag_id].create_dagrun(
-                run_id=fresh.run_id,
-                logical_date=None,
-                data_interval=None,
-                run_after=now,
-                conf=conf,
-                run_type=DagRunType.MANUAL,
-                triggered_by=DagRunTriggeredByType.REST_API,
-                triggering_user_name=TRIGGERING_USER,
-                state=DagRunState.QUEUED,
-                note=fresh.note(default),
-                session=session,
+            state = airflow_core.create_manual_run(
+                dags[fresh.dag_id], session, run_id=fresh.run_id, conf=conf, note=fresh.note(default),
+                triggering_user=TRIGGERING_USER, run_after=now,
             )
-        except (ParamValidationError, ValueError) as exc:
+        except ValueError as exc:  # ParamValidationError included
             raise TriggerError(422, f"{fresh.dag_id}: {exc}") from None
         named = conf.get(DATASET_URI)
-        outcomes[index] = RunOutcome(fresh, fresh.dag_id, fresh.run_id, str(run.state), created=True,
+        outcomes[index] = RunOutcome(fresh, fresh.dag_id, fresh.run_id, state, created=True,
                                      dataset_uri=named or default,
                                      dataset_uri_from="alert" if named is not None else "default",
                                      note=data_note(named or default, from_alert=named is not None))

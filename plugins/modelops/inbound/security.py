@@ -11,7 +11,8 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, status
 
-from include.inbound.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, clean_text, verify
+from include.inbound.payloads import clean_text
+from include.inbound.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
 from modelops.inbound import settings
 
 log = logging.getLogger("modelops.inbound")
@@ -28,7 +29,7 @@ def reject(request: Request, code: int, reason: str, detail: object = None, **he
     """Log the refusal (never the secret or the signature) and build the error to raise.
 
     ``reason`` may quote the body (field names, an alert's model): it is logged through
-    :func:`include.inbound.webhook.clean_text`, so it cannot forge log lines or reorder text.
+    :func:`include.inbound.payloads.clean_text`, so it cannot forge log lines or reorder text.
     """
     log.warning("drift webhook: rejected %s %s from %s: %s %s", request.method, request.url.path,
                 client_of(request), code, clean_text(reason, LOG_LIMIT))

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 
-from include.inbound.webhook import DEFAULT_IGNORED_ALERTNAMES, DEFAULT_TOLERANCE_S
+from include.inbound.drift_alerts import DEFAULT_IGNORED_ALERTNAMES
+from include.inbound.signatures import DEFAULT_TOLERANCE_S
 
 log = logging.getLogger("modelops.inbound")
 

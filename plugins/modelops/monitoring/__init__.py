@@ -1,0 +1,1 @@
+"""Airflow side of monitoring: the hourly tasks (assess, alert, roll back, retrain)."""

@@ -1,9 +1,10 @@
 """Task functions of the hourly monitoring DAG: assess the hour, then warn or roll back and retrain.
 
-``assess`` picks the run's hour (:func:`include.monitoring.assessment.run_window`: a scheduled run its data
-interval, a manual run its ``hour`` param, else the last complete hour), does the measuring and
-deciding (:func:`include.monitoring.assessment.assess_window`; what is wrong with the hour's data, and the hours
-before it that no run assessed, are findings there, not a failed task) and returns a plain dict;
+``assess`` picks the run's hour (:func:`include.monitoring.windows.run_window`: a scheduled run its data
+interval, a manual run its ``hour`` param, else the last complete hour), has it measured and decided
+(:func:`include.monitoring.hourly.assess_window`; what is wrong with the hour's data, and the hours
+before it that no run assessed, are findings there, not a failed task), keeps what is due after the
+cooldown and what to do about it (:mod:`include.monitoring.response`), and returns a plain dict;
 ``route`` picks the tier's path; ``notify`` sends what is due to Slack (or the log), then records
 it (cooldown state and audit record), so a failed delivery is retried and never marked as sent.
 """
@@ -16,6 +17,7 @@ from typing import Any
 from airflow.sdk import Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from include import dag_ids
 from include.config import get_model_config
 from modelops.context import actor, ids
 from modelops.mlflow_hook import MlflowHook
@@ -49,7 +51,7 @@ def hour_param() -> Param:
 
 
 def _window(context: dict[str, Any]):
-    """The run's window (:func:`include.monitoring.assessment.run_window`) from its type, dates and ``hour`` param.
+    """The run's window (:func:`include.monitoring.windows.run_window`) from its type, dates and ``hour`` param.
 
     A run without a data interval (a manual one without a logical date) has no ``data_interval_*`` in
     its context: the dates are read from the ``dag_run``. The hour is read from the run's conf (what
@@ -58,12 +60,12 @@ def _window(context: dict[str, Any]):
     keeps the value an earlier run's conf gave it. Raises ``AirflowFailException`` (no retry) when the
     hour is not a date-time or names an hour that has not ended.
     """
-    from include.monitoring import assessment
+    from include.monitoring.windows import run_window
 
     dag_run = context["dag_run"]
     run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
     try:
-        return assessment.run_window(
+        return run_window(
             run_type=str(run_type), run_after=dag_run.run_after, hour=(dag_run.conf or {}).get(HOUR_PARAM),
             data_interval=(dag_run.data_interval_start, dag_run.data_interval_end), logical_date=dag_run.logical_date,
         )
@@ -71,18 +73,24 @@ def _window(context: dict[str, Any]):
         raise AirflowFailException(f"{context['dag'].dag_id} run {context['run_id']}: {exc}") from None
 
 
+def _version(model_version) -> str | None:
+    """A registry ``ModelVersion``'s version as text (None for none)."""
+    return str(model_version.version) if model_version is not None else None
+
+
 @task
 def assess(model: str, **context: Any) -> dict:
     """Drift, KPIs, data quality, tier and what is due after the cooldown, for the run's hour; metrics and report to MLflow.
 
     The hour: :func:`_window`. Whatever is wrong with the hour's data, and the hours before it no run
-    assessed (not for a back-fill), are findings of the assessment (:func:`include.monitoring.assessment.assess_window`),
+    assessed (not for a back-fill), are findings of the assessment (:func:`include.monitoring.hourly.assess_window`),
     not a failed task. Returns the XCom the other tasks read: ``window`` (start, end, source), the
     assessment, the findings due, the action and the confs of the rollback and retraining runs.
     """
     from dataclasses import asdict
 
-    from include.monitoring import assessment
+    from include.monitoring import cooldown, response
+    from include.monitoring.hourly import assess_window
     from include.promotion.registry import CHAMPION, PREVIOUS_CHAMPION, alias_version
 
     config = get_model_config(model)
@@ -92,29 +100,25 @@ def assess(model: str, **context: Any) -> dict:
     start, end = window.start, window.end
     log.info("%s: assessing %s to %s (%s)", model, start, end, window.source)
     client = MlflowHook().client
-    champion = alias_version(client, model, CHAMPION)
-    hour = assessment.assess_window(client, config, start, end, champion=str(champion.version) if champion else None,
-                                    check_gaps=window.check_gaps)
-    assessment, version = hour.assessment, hour.assessment.version
+    champion = _version(alias_version(client, model, CHAMPION))
+    hour = assess_window(client, config, start, end, champion=champion, check_gaps=window.check_gaps)
+    assessed, version = hour.assessment, hour.assessment.version
 
-    fired = assessment.due(assessment, assessment.alert_state(client, hour.monitoring_run_id),
-                           config.monitoring.cooldown_hours)
-    log.info("%s v%s %s: %s (%d rows; %d finding(s) due): %s", model, version, start, assessment.level.upper(),
-             assessment.rows, len(fired), assessment.reason)
-    previous = alias_version(client, model, PREVIOUS_CHAMPION)
-    can_roll_back = (champion is not None and str(champion.version) == version
-                     and previous is not None and str(previous.version) != version)
-    critical = any(f.name == assessment.CRITICAL for f in fired)
-    reason = f"monitoring {start:%Y-%m-%d %H}:00 UTC: {assessment.reason}"
+    fired = cooldown.due(assessed, cooldown.alert_state(client, hour.monitoring_run_id),
+                         config.monitoring.cooldown_hours)
+    log.info("%s v%s %s: %s (%d rows; %d finding(s) due): %s", model, version, start, assessed.level.upper(),
+             assessed.rows, len(fired), assessed.reason)
+    previous = _version(alias_version(client, model, PREVIOUS_CHAMPION))
+    reason = f"monitoring {start:%Y-%m-%d %H}:00 UTC: {assessed.reason}"
     return {
         "window": {"start": start.isoformat(), "end": end.isoformat(), "source": window.source},
         "monitoring_run_id": hour.monitoring_run_id,
         "report_path": hour.report_path,
         "report_uri": hour.report_uri,
-        "assessment": assessment.as_dict(),
+        "assessment": assessed.as_dict(),
         "fired": [asdict(f) for f in fired],
-        "action": "critical" if critical else "warning" if fired else "none",
-        "can_roll_back": can_roll_back,
+        "action": response.action(fired),
+        "can_roll_back": response.can_roll_back(version, champion, previous),
         "rollback_conf": {"target_version": None, "from_version": version, "reason": reason[:1000]},
         "retrain_conf": {"alert": {"source": "monitoring", "model": model, "version": version,
                                    "hour": start.isoformat(), "reason": reason[:1000],
@@ -126,39 +130,45 @@ def assess(model: str, **context: Any) -> dict:
 def route(assessed: dict) -> list[str]:
     """critical → roll back (when there is a version to go back to) and retrain, then notify;
     warning → notify; nothing due → done."""
-    if assessed["action"] == "critical":
+    from include.monitoring.response import ROLL_BACK_AND_RETRAIN, WARN
+
+    if assessed["action"] == ROLL_BACK_AND_RETRAIN:
         return [*([ROLLBACK_TASK] if assessed["can_roll_back"] else []), RETRAIN_TASK, NOTIFY_TASK]
-    return [NOTIFY_TASK] if assessed["action"] == "warning" else []
+    return [NOTIFY_TASK] if assessed["action"] == WARN else []
 
 
 @task(trigger_rule="none_failed_min_one_success")
 def notify(model: str, assessed: dict, **context: Any) -> str:
     """Send the due findings (Slack, or the log without a connection), then record them as fired."""
-    from include.monitoring import alerts, assessment
+    from include.monitoring import cooldown
+    from include.monitoring.alerts import Alert
+    from include.monitoring.assessment import HourAssessment
+    from include.monitoring.findings import Finding
+    from include.monitoring.response import ROLL_BACK_AND_RETRAIN
     from modelops.notify import notify as send
 
     config = get_model_config(model)
     client = MlflowHook().client
-    assessment = assessment.HourAssessment.from_dict(assessed["assessment"])
-    fired = [assessment.Finding(**f) for f in assessed["fired"]]
+    assessment = HourAssessment.from_dict(assessed["assessment"])
+    fired = [Finding(**f) for f in assessed["fired"]]
     keys = ids(context)
     actions = []
-    if assessed["action"] == "critical":
+    if assessed["action"] == ROLL_BACK_AND_RETRAIN:
         run = triggered_run_id(keys["run_id"])
-        actions.append(f"rollback started: rollback_{model} run {run}" if assessed["can_roll_back"]
+        actions.append(f"rollback started: {dag_ids.dag_id(dag_ids.Stage.ROLLBACK, model)} run {run}" if assessed["can_roll_back"]
                        else "no rollback: no previous champion to roll back to")
-        actions.append(f"retraining started: train_{model} run {run}")
-    alert = alerts.Alert(
+        actions.append(f"retraining started: {dag_ids.dag_id(dag_ids.Stage.TRAIN, model)} run {run}")
+    alert = Alert(
         level=assessment.level, model=model, version=assessment.version,
         title=(f"{model}{f' v{assessment.version}' if assessment.version else ''}: {assessment.level} "
                f"for {assessment.hour[:13]}:00 UTC"),
-        conditions=tuple(alerts.Condition(f.name, f.value, f.threshold, f.detail) for f in fired),
+        findings=tuple(fired),
         summary=" ".join(assessment.notes),
         actions=tuple(actions), links=_links(client, model, assessment.version, assessed, context),
     )
     channel = send(alert, conn_id=config.alerts.slack_conn_id, channel=config.alerts.channel)
-    assessment.record_fired(client, assessed["monitoring_run_id"], assessment, fired)
-    assessment.audit_alert(client, assessment, fired, actions, actor(context), keys["dag_id"], keys["run_id"])
+    cooldown.record_fired(client, assessed["monitoring_run_id"], assessment, fired)
+    cooldown.audit_alert(client, assessment, fired, actions, actor(context), keys["dag_id"], keys["run_id"])
     return channel
 
 

@@ -1,0 +1,1 @@
+"""Airflow side of serving: deploy/rollback tasks, the Triton hook, operator and deferrable trigger."""

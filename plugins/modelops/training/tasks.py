@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +11,6 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from include.config import get_model_config, resolve_uri
 from include.governance import lineage
-from include.governance.gates import COMPLIANCE_PREFIX
 from modelops.assets import challenger_asset
 from modelops.context import actor, ids
 from modelops.mlflow_hook import MlflowHook
@@ -88,20 +86,14 @@ class CloseRunOnFailure:
 
 @task
 def fingerprint(model: str, batch: dict[str, str]) -> dict[str, str]:
-    """Full-content hash and schema hash of the validated batch, plus the key that identifies this training."""
+    """Full-content hash and schema hash of the validated batch, plus this training's idempotency key."""
     from include.data import checks
 
     config = get_model_config(model)
     result = checks.fingerprint(MlflowHook().client, config, batch["dataset_uri"], batch["mlflow_run_id"])
-    key = lineage.training_key(
-        data_fingerprint=result["data_fingerprint"],
-        commit=lineage.code_commit(),
-        estimator=config.model.estimator,
-        # everything in the config that changes the fitted model, not just the estimator's params
-        params={"model": config.model.model_dump(), "columns": config.dataset.column_types,
-                "target": config.dataset.target.name},
-    )
-    return {**batch, **result, "training_key": key}
+    key = lineage.model_idempotency_key(config, data_fingerprint=result["data_fingerprint"],
+                                        commit=lineage.code_commit())
+    return {**batch, **result, "idempotency_key": key}
 
 
 @task.short_circuit
@@ -113,15 +105,13 @@ def needs_training(model: str, batch: dict[str, str], **context: Any) -> bool:
     connection (:func:`modelops.notify.retraining_skipped`): which alert, which data, which version, and
     how to point the alert at new data. A manual or scheduled run that skips posts nothing.
     """
-    from include.promotion import registry
-
     force = bool(context["params"].get("force"))
     hook = MlflowHook()
     client = hook.client
-    existing = registry.find_version_by_tag(client, model, "training_key", batch["training_key"])
+    existing = lineage.find_version_with_key(client, model, batch["idempotency_key"])
     if existing is None or force:
         if existing is not None:
-            log.info("Version %s has the same training key, retraining anyway (force=true)", existing.version)
+            log.info("Version %s has the same idempotency key, retraining anyway (force=true)", existing.version)
         return True
     log.info(
         "Skipping retraining: %s version %s was already trained from the same data (%s), code commit %s and params",
@@ -165,20 +155,11 @@ def register(model: str, batch: dict[str, str], metrics: dict[str, float], **con
     client = MlflowHook().client
     keys = ids(context)
     run = client.get_run(batch["mlflow_run_id"])
-    tags = {
-        "data_fingerprint": batch["data_fingerprint"],
-        "schema_hash": batch["schema_hash"],
-        "dataset_uri": batch["dataset_uri"],
-        "training_key": batch["training_key"],
-        "code_commit": run.data.tags.get("code_commit", "unknown"),
-        "dependency_hash": run.data.tags.get("dependency_hash", "unknown"),
-        "training_backend": run.data.tags.get("training_backend", config.training.backend),
-        "estimator": config.model.estimator,
-        "params": json.dumps(config.model.params, sort_keys=True),
-        f"metric.{config.gates.primary_metric}": f"{metrics[config.gates.primary_metric]:.6f}",
-        **{f"{COMPLIANCE_PREFIX}{k}": v for k, v in config.compliance.labels.items()},
-        **{f"airflow.{k}": v for k, v in keys.items()},
-    }
+    tags = lineage.version_tags(
+        config, dataset_uri=batch["dataset_uri"], data_fingerprint=batch["data_fingerprint"],
+        schema_hash=batch["schema_hash"], key=batch["idempotency_key"], run_tags=run.data.tags, metrics=metrics,
+        airflow_ids=keys,
+    )
     version = registry.register_challenger(
         client,
         name=config.registered_model_name,

@@ -16,11 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from include.config import load_model_config
+from include.config import ModelConfig, load_model_config
 from include.data.dataset import write_dataset
 from include.demo.datagen import generate_batch
 from include.monitoring.inference_log import read_range
-from include.serving.triton.repository import PARITY_TOLERANCE
+from include.serving.onnx import PARITY_TOLERANCE
 
 pytestmark = pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer:UserWarning")
 ROOT = Path(__file__).resolve().parents[3]
@@ -107,26 +107,18 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"tmp": tmp, "day1": day1, "day2": day2, "out": tmp / "scored", "log": tmp / "inference_log"}
 
 
-def _score(spark, registry, data, date: str, input_name: str, **changes) -> dict:
-    from include.batch.scoring import model_version_uri, score_partition
+def _config(input_uri: str, output_uri: str) -> ModelConfig:
+    """The model's configuration with its batch section pointed at ``input_uri`` and ``output_uri``."""
+    return CFG.model_copy(update={"batch": CFG.batch.model_copy(update={"input_uri": input_uri,
+                                                                         "output_uri": output_uri})})
 
-    args = {
-        "model_uri": model_version_uri(MODEL, registry["version"]),
-        "model_version": registry["version"],
-        "model_name": MODEL,
-        "input_uri": str(data["tmp"] / input_name),
-        "output_uri": str(data["out"]),
-        "date": date,
-        "feature_columns": CFG.dataset.feature_names,
-        "id_column": ID,
-        "timestamp_column": TS,
-        "spark_conf": {},
-        "inference_log_root": str(data["log"]),
-        "spark": spark,
-        "model_config": CFG,
-        **changes,
-    }
-    return score_partition(**args)
+
+def _score(spark, registry, data, date: str, input_name: str, *, version: str | None = None, **options) -> dict:
+    from include.batch.scoring import score_date
+
+    config = _config(str(data["tmp"] / input_name), str(data["out"]))
+    return score_date(config, version or registry["version"], date, inference_log_root=str(data["log"]), spark=spark,
+                      **options)
 
 
 def _of_day(df: pd.DataFrame, date: str) -> pd.DataFrame:
@@ -208,14 +200,14 @@ def test_sparks_reader_and_the_workers_pyarrow_reader_write_the_same_rows(spark,
 
 
 def test_the_pyarrow_reader_skips_row_groups_of_other_days_and_splits_the_rest(spark, tmp_path: Path) -> None:
-    from include.batch.scoring import _plan_reads, _Target
+    from include.batch.scoring import _Job, _plan_reads
 
     days = [generate_batch(1000, seed=20 + i, start=f"2026-03-0{i + 1}T00:00:00Z", hours=24) for i in range(3)]
     table = pa.Table.from_pandas(pd.concat(days, ignore_index=True).sort_values(TS), preserve_index=False)
     pq.write_table(table, tmp_path / "three_days.parquet", row_group_size=250)  # 4 row groups per day
-    target = _Target(MODEL, "1", str(tmp_path / "out"), str(tmp_path / "log"), pd.Timestamp(DAY2).date(),
-                     CFG.dataset.feature_names, ID, TS)
-    plan = _plan_reads(spark, str(tmp_path / "three_days.parquet"), target, CFG.dataset.column_types)
+    job = _Job(CFG, "1", str(tmp_path / "three_days.parquet"), str(tmp_path / "out"), str(tmp_path / "log"),
+               pd.Timestamp(DAY2).date())
+    plan = _plan_reads(spark, job)
 
     assert plan.rows == 3000
     read = sorted(group for _, groups in plan.splits for per_file in groups for group in per_file)
@@ -224,19 +216,17 @@ def test_the_pyarrow_reader_skips_row_groups_of_other_days_and_splits_the_rest(s
 
 
 def test_a_version_without_an_onnx_export_falls_back_to_spark_udf(spark, registry, unconvertible, data) -> None:
-    from include.serving.triton.repository import ExportError
+    from include.serving.onnx import ExportError
 
     other = {"out": data["tmp"] / "scored_dummy", "log": data["tmp"] / "log_dummy"}
-    version = {"model_uri": f"models:/{MODEL}/{unconvertible}", "model_version": unconvertible}
-
-    result = _score(spark, registry, {**data, **other}, DAY2, "day2.parquet", **version)
+    result = _score(spark, registry, {**data, **other}, DAY2, "day2.parquet", version=unconvertible)
 
     assert result["scorer"] == "spark_udf" and result["rows_out"] == len(data["day2"])
     out = _output(other, DAY2)
     assert set(out["model_version"]) == {str(unconvertible)}
     np.testing.assert_allclose(out["prediction"].to_numpy(), registry["y"].mean(), rtol=0, atol=1e-9)
     with pytest.raises(ExportError, match="skl2onnx cannot convert"):
-        _score(spark, registry, {**data, **other}, DAY2, "day2.parquet", scorer="onnx", **version)
+        _score(spark, registry, {**data, **other}, DAY2, "day2.parquet", scorer="onnx", version=unconvertible)
 
 
 def test_the_inference_log_holds_the_batch_rows_with_their_features(data, first_day) -> None:
@@ -307,57 +297,43 @@ def test_a_date_without_rows_clears_that_date(spark, registry, data) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"model_uri": f"models:/{MODEL}@champion"}, "resolve an alias"),
-        ({"model_uri": f"models:/{MODEL}/2"}, "does not match"),
+        ({"version": "@champion"}, "resolve an alias"),
+        ({"version": "champion"}, "resolve an alias"),
+        ({"version": "0"}, "expected a registered version number"),
         ({"date": "2026-13-01"}, "not a YYYY-MM-DD date"),
-        ({"feature_columns": []}, "at least one feature"),
+        ({"config": CFG.model_copy(update={"batch": None})}, "has no batch: section"),
         ({"scorer": "pickle"}, "expected one of auto, onnx, spark_udf"),
-        ({"scorer": "onnx"}, "needs model_config"),
-        ({"model_config": CFG, "feature_columns": ["age"]}, "differ from model_config"),
-        ({"model_config": CFG, "scorer": "onnx", "output_uri": "s3a://bucket/predictions"}, "not a local or mounted"),
+        ({"scorer": "onnx", "output_uri": "s3a://bucket/predictions"}, "not a local or mounted"),
         ({"reader": "arrow"}, "expected one of auto, pyarrow, spark"),
         ({"reader": "pyarrow", "input_uri": "s3a://bucket/applications"}, "not a local or mounted"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(changes: dict, message: str, tmp_path: Path) -> None:
-    from include.batch.scoring import score_partition
+    from include.batch.scoring import score_date
 
-    args = {
-        "model_uri": f"models:/{MODEL}/1",
-        "model_version": "1",
-        "model_name": MODEL,
-        "input_uri": str(tmp_path / "in.parquet"),
-        "output_uri": str(tmp_path / "out"),
-        "date": DAY1,
-        "feature_columns": CFG.dataset.feature_names,
-        "id_column": ID,
-        "timestamp_column": TS,
-        "spark_conf": {},
-        **changes,
-    }
+    uris = {"input_uri": str(tmp_path / "in.parquet"), "output_uri": str(tmp_path / "out")}
+    uris.update({key: changes.pop(key) for key in list(changes) if key in uris})
+    args = {"config": _config(**uris), "version": "1", "date": DAY1, **changes}
     with pytest.raises(ValueError, match=message):
-        score_partition(**args)
+        score_date(**args)
+    assert not (tmp_path / "out").exists()
 
 
-def test_a_missing_column_is_named(spark, registry, data) -> None:
-    from include.batch.scoring import model_version_uri, score_partition
+def test_a_version_given_as_a_number_is_scored_and_written_as_the_registrys_string(spark, registry, data) -> None:
+    other = {"out": data["tmp"] / "scored_int_version", "log": data["tmp"] / "log_int_version"}
 
+    result = _score(spark, registry, {**data, **other}, DAY2, "day2.parquet", version=int(registry["version"]))
+
+    assert result["model_uri"] == f"models:/{MODEL}/{registry['version']}"
+    assert set(_output(other, DAY2)["model_version"]) == {str(registry["version"])}
+    assert set(_logged(other, DAY2)["model_version"]) == {str(registry["version"])}
+
+
+@pytest.mark.parametrize(("reader", "scorer"), [("pyarrow", "onnx"), ("spark", "onnx"), ("spark", "spark_udf")])
+def test_a_missing_column_is_named(spark, registry, data, reader: str, scorer: str) -> None:
     write_dataset(data["day2"].drop(columns=["region"]), str(data["tmp"] / "no_region.parquet"))
-    with pytest.raises(ValueError, match="missing column.*region"):
-        score_partition(
-            model_uri=model_version_uri(MODEL, registry["version"]),
-            model_version=registry["version"],
-            model_name=MODEL,
-            input_uri=str(data["tmp"] / "no_region.parquet"),
-            output_uri=str(data["out"]),
-            date=DAY2,
-            feature_columns=CFG.dataset.feature_names,
-            id_column=ID,
-            timestamp_column=TS,
-            spark_conf={},
-            inference_log_root=str(data["log"]),
-            spark=spark,
-        )
+    with pytest.raises(ValueError, match="missing.*column.*region"):
+        _score(spark, registry, data, DAY2, "no_region.parquet", reader=reader, scorer=scorer)
 
 
 def test_a_numeric_feature_stored_as_text_is_named_before_any_work(spark, registry, data) -> None:
@@ -418,22 +394,8 @@ def test_a_run_that_fails_midway_publishes_nothing(spark, registry, data, first_
 def test_an_unknown_version_fails_clearly(spark, registry, data) -> None:
     from mlflow.exceptions import MlflowException
 
-    from include.batch.scoring import model_version_uri, score_partition
-
     with pytest.raises(MlflowException, match="99"):
-        score_partition(
-            model_uri=model_version_uri(MODEL, 99),
-            model_version="99",
-            model_name=MODEL,
-            input_uri=str(data["tmp"] / "day2.parquet"),
-            output_uri=str(data["out"]),
-            date=DAY2,
-            feature_columns=CFG.dataset.feature_names,
-            id_column=ID,
-            timestamp_column=TS,
-            inference_log_root=str(data["log"]),
-            spark=spark,
-        )
+        _score(spark, registry, data, DAY2, "day2.parquet", version="99")
 
 
 def test_the_onnx_scorer_treats_nulls_like_sklearn_and_keeps_one_session_per_worker(registry, tmp_path: Path) -> None:
@@ -455,3 +417,99 @@ def test_the_onnx_scorer_treats_nulls_like_sklearn_and_keeps_one_session_per_wor
     want = registry["model"].predict_proba(frame)[:, 1]
     np.testing.assert_allclose(scored.column("prediction").to_numpy(), want, rtol=0, atol=PARITY_TOLERANCE)
     assert worker._session(scorer) is worker._session(scorer)
+
+
+@pytest.fixture(scope="module")
+def onnx_scorer(registry, tmp_path_factory: pytest.TempPathFactory):
+    """Version 1's ONNX export, as the driver prepares it for the workers."""
+    import mlflow.artifacts
+
+    from include.batch import worker
+
+    uri = f"models:/{MODEL}/{registry['version']}"
+    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path_factory.mktemp("model")))
+    return worker.prepare(local, uri, CFG)
+
+
+def _task_batches(rows: pd.DataFrame, size: int) -> list[pa.RecordBatch]:
+    """``rows`` as a task receives them: ``request_id``, ``ts`` (UTC microseconds), the features."""
+    table = pa.table({"request_id": pa.array(rows[ID].astype(str)),
+                      "ts": pa.array(rows[TS].dt.as_unit("us"), type=pa.timestamp("us", tz="UTC")),
+                      **{f: pa.Table.from_pandas(rows[[f]], preserve_index=False).column(f)
+                         for f in CFG.dataset.feature_names}})
+    return table.to_batches(max_chunksize=size)
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_task_writes_one_log_file_per_hour_in_full_row_groups_and_one_output_file(onnx_scorer, tmp_path) -> None:
+    from include.batch import worker
+
+    rows = generate_batch(1000, seed=7, start=f"{DAY1}T00:00:00Z", hours=5).sample(frac=1, random_state=0)  # unordered
+    batches = _task_batches(rows, 128)
+    sink = worker.Sink(str(tmp_path / "log"), str(tmp_path / "out"), MODEL, "7", tuple(CFG.dataset.feature_names),
+                       ID, TS, row_group_rows=100)
+
+    (result,) = worker.score_and_write(onnx_scorer, sink, "prediction", iter(batches))
+
+    assert result.column("rows").to_pylist() == [1000]
+    hours = sorted(rows[TS].dt.strftime("%H").unique())
+    assert _files(tmp_path / "log") == [f"hour={h}/part-00000.parquet" for h in hours]
+    assert _files(tmp_path / "out") == ["part-00000.parquet"]
+    want = pa.Table.from_batches(list(worker.score_batches(onnx_scorer, "prediction", iter(batches)))).to_pandas()
+    logged = []
+    for hour in hours:
+        file = pq.ParquetFile(tmp_path / "log" / f"hour={hour}" / "part-00000.parquet")
+        groups = [file.metadata.row_group(i).num_rows for i in range(file.metadata.num_row_groups)]
+        assert all(n == 100 for n in groups[:-1]) and 0 < groups[-1] <= 100, groups
+        table = file.read()
+        assert table.column_names == ["request_id", "ts", "model_name", "model_version",
+                                      *CFG.dataset.feature_names, "prediction"]  # the hour is the folder's name
+        assert set(table.column("ts").to_pandas().dt.strftime("%H")) == {hour}
+        logged.append(table.to_pandas())
+    log = pd.concat(logged).set_index("request_id").sort_index()
+    assert len(log) == 1000 and set(log["model_version"]) == {"7"} and set(log["model_name"]) == {MODEL}
+    np.testing.assert_array_equal(log["prediction"], want.set_index("request_id").sort_index()["prediction"])
+    out = pq.read_table(tmp_path / "out" / "part-00000.parquet").to_pandas()
+    assert list(out.columns) == [ID, TS, "prediction", "model_name", "model_version"]
+    assert sorted(out[ID]) == sorted(rows[ID])
+
+
+def test_a_retried_task_replaces_its_files_and_a_task_without_rows_writes_none(onnx_scorer, tmp_path) -> None:
+    from include.batch import worker
+
+    rows = generate_batch(300, seed=8, start=f"{DAY1}T00:00:00Z", hours=3)
+    sink = worker.Sink(str(tmp_path / "log"), str(tmp_path / "out"), MODEL, "1", tuple(CFG.dataset.feature_names),
+                       ID, TS)
+    for _ in range(2):  # the same task's second attempt
+        list(worker.score_and_write(onnx_scorer, sink, "prediction", iter(_task_batches(rows, 64))))
+
+    assert _files(tmp_path / "log") == [f"hour={h:02d}/part-00000.parquet" for h in range(3)]
+    assert sum(pq.ParquetFile(tmp_path / "log" / f).metadata.num_rows for f in _files(tmp_path / "log")) == 300
+    assert pq.ParquetFile(tmp_path / "out" / "part-00000.parquet").metadata.num_rows == 300
+
+    empty = worker.Sink(str(tmp_path / "log2"), str(tmp_path / "out2"), MODEL, "1", tuple(CFG.dataset.feature_names),
+                        ID, TS)
+    (result,) = worker.score_and_write(onnx_scorer, empty, "prediction", iter([]))
+    assert result.column("rows").to_pylist() == [0]
+    assert not (tmp_path / "log2").exists() and not (tmp_path / "out2").exists()
+
+
+def test_a_task_that_fails_midway_leaves_no_file_under_a_readable_name(onnx_scorer, tmp_path) -> None:
+    from include.batch import worker
+
+    batches = _task_batches(generate_batch(600, seed=9, start=f"{DAY1}T00:00:00Z", hours=4), 100)
+
+    def failing():
+        yield from batches[:4]
+        raise OSError("cannot read input.parquet (row groups [4])")
+
+    sink = worker.Sink(str(tmp_path / "log"), str(tmp_path / "out"), MODEL, "1", tuple(CFG.dataset.feature_names),
+                       ID, TS, row_group_rows=50)  # full row groups were written before the failure
+    with pytest.raises(OSError, match="input.parquet"):
+        list(worker.score_and_write(onnx_scorer, sink, "prediction", failing()))
+
+    written = _files(tmp_path)
+    assert written and all(Path(f).name.startswith(".") for f in written), written

@@ -12,8 +12,9 @@ from mlflow.tracking import MlflowClient
 
 from include import tracking
 from include.config import get_model_config
-from include.data.checks import validate
+from include.data.checks import fingerprint, validate
 from include.data.dataset import DatasetError, write_dataset
+from include.data.fingerprint import dataset_fingerprint
 from include.data.validation import DataValidationError
 from include.demo.datagen import generate_batch
 
@@ -131,3 +132,18 @@ def test_a_column_of_another_type_is_quarantined_naming_file_and_column(client, 
     with pytest.raises(DatasetError, match=r"b\.parquet: column 'age' is text \(string\), declared int"):
         validate(client, CONFIG, str(folder), run_id, as_of=AS_OF)
     assert client.get_run(run_id).data.tags["quarantine"] == "rejected"
+
+
+def test_the_fingerprint_is_a_run_tag_and_the_logged_datasets_mlflow_digest(client, tmp_path, clean) -> None:
+    uri = str(tmp_path / "fingerprinted.parquet")
+    write_dataset(clean, uri)
+    run_id = _run(client, "fingerprinted")
+
+    result = fingerprint(client, CONFIG, uri, run_id)
+
+    assert result["data_fingerprint"] == dataset_fingerprint(clean, CONFIG.dataset.column_types)
+    run = client.get_run(run_id)
+    assert run.data.tags["data_fingerprint"] == result["data_fingerprint"]
+    (logged,) = run.inputs.dataset_inputs
+    assert logged.dataset.digest == result["data_fingerprint"].removeprefix("sha256:")[:32]
+    assert logged.dataset.source and [t.value for t in logged.tags if t.key == "mlflow.data.context"] == ["training"]

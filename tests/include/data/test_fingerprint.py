@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from include.data.dataset import read_dataset, write_dataset
-from include.data.fingerprint import dataset_fingerprint, row_digests, schema_hash
+from include.data.fingerprint import dataset_fingerprint, mlflow_digest, row_digests, schema_hash
 from include.demo.datagen import COLUMN_TYPES, CORRUPTIONS, generate_batch
 
 N = 2000
@@ -200,3 +200,10 @@ def test_a_fixed_dataset_keeps_its_fingerprint(tmp_path: Path) -> None:
     write_dataset(rows, str(tmp_path / "pinned.parquet"))
     for name in ("pinned.csv", "pinned.parquet"):  # through the typed reader, from either format
         assert dataset_fingerprint(read_dataset(str(tmp_path / name), PINNED_TYPES), PINNED_TYPES) == PINNED_FINGERPRINT
+
+
+def test_the_mlflow_digest_is_the_fingerprints_first_32_hex_characters() -> None:
+    assert mlflow_digest(PINNED_FINGERPRINT) == "c90e1d114e9d2fac295857d63515923e"
+    for bad in ("c90e1d114e9d2fac295857d63515923e", "sha256:abc", "md5:" + "0" * 64, "sha256:" + "G" * 64):
+        with pytest.raises(ValueError, match="not a dataset fingerprint"):
+            mlflow_digest(bad)

@@ -1,8 +1,10 @@
-"""Tests for include.governance.lineage: code commit, dependency hash, params hash and the training key."""
+"""Tests for include.governance.lineage: code commit, dependency hash, params hash, the idempotency key and the
+tag sets of a training run and of a registered version."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
 from collections.abc import Iterator
@@ -10,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from include.config import load_model_config
 from include.governance import lineage
-from include.governance.lineage import code_commit, dependency_hash, params_hash, training_key
+from include.governance.lineage import code_commit, dependency_hash, idempotency_key, params_hash
 
 ROOT = Path(__file__).resolve().parents[3]
+CFG = load_model_config(ROOT / "config" / "models" / "credit_approval.yaml")
 SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
 BASE = {
     "data_fingerprint": "sha256:" + "a" * 64,
@@ -33,16 +37,21 @@ def _fresh_commit_cache() -> Iterator[None]:
     dependency_hash.cache_clear()
 
 
-def test_training_key_is_a_stable_sha256() -> None:
-    key = training_key(**BASE)
+def test_idempotency_key_is_a_stable_sha256() -> None:
+    key = idempotency_key(**BASE)
     assert SHA256.fullmatch(key)
-    assert training_key(**{**BASE, "params": dict(BASE["params"])}) == key
+    assert idempotency_key(**{**BASE, "params": dict(BASE["params"])}) == key
 
 
-def test_training_key_ignores_param_order() -> None:
+def test_idempotency_key_keeps_the_value_versions_were_tagged_with() -> None:
+    """Versions carry the key as a tag: a change in how it is computed would retrain everything once, silently."""
+    assert idempotency_key(**BASE) == "sha256:69aa556a84878d49ad85fc3708246eff8bc74b9b4dfab4af0345a4ffe0a4fdd5"
+
+
+def test_idempotency_key_ignores_param_order() -> None:
     reordered = dict(reversed(list(BASE["params"].items())))
     assert list(reordered) != list(BASE["params"])
-    assert training_key(**{**BASE, "params": reordered}) == training_key(**BASE)
+    assert idempotency_key(**{**BASE, "params": reordered}) == idempotency_key(**BASE)
 
 
 @pytest.mark.parametrize(
@@ -57,14 +66,14 @@ def test_training_key_ignores_param_order() -> None:
         {"params": {"max_iter": "150", "learning_rate": 0.08}},
     ],
 )
-def test_training_key_changes_with_each_input(change: dict) -> None:
-    assert training_key(**{**BASE, **change}) != training_key(**BASE)
+def test_idempotency_key_changes_with_each_input(change: dict) -> None:
+    assert idempotency_key(**{**BASE, **change}) != idempotency_key(**BASE)
 
 
 def test_inputs_do_not_bleed_into_each_other() -> None:
     """The same text in another field is another key (the payload is structured, not concatenated)."""
     swapped = {**BASE, "commit": BASE["estimator"], "estimator": BASE["commit"]}
-    assert training_key(**swapped) != training_key(**BASE)
+    assert idempotency_key(**swapped) != idempotency_key(**BASE)
 
 
 def test_params_hash_ignores_order_and_sees_values() -> None:
@@ -156,3 +165,118 @@ def test_default_dependency_hash_covers_the_project_lock() -> None:
     value = dependency_hash()
     assert SHA256.fullmatch(value)
     assert value == "sha256:" + hashlib.sha256((ROOT / "requirements.txt").read_bytes()).hexdigest()
+
+
+# --- the key of a model's configuration -----------------------------------------------------------
+
+FINGERPRINT = "sha256:" + "c" * 64
+
+
+def _changed(**sections) -> object:
+    """CFG with some sections' fields changed: ``dataset={"target": ...}``, ``model={"params": ...}``..."""
+    return CFG.model_copy(update={name: getattr(CFG, name).model_copy(update=fields) for name, fields in sections.items()})
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        _changed(model={"params": {**CFG.model.params, "max_iter": 7}}),
+        _changed(model={"estimator": "sklearn.ensemble.RandomForestClassifier"}),
+        _changed(model={"holdout_fraction": 0.5}),
+        _changed(dataset={"features": CFG.dataset.features[:-1]}),
+        _changed(dataset={"target": CFG.dataset.target.model_copy(update={"name": "other"})}),
+    ],
+    ids=["params", "estimator", "holdout", "features", "target"],
+)
+def test_a_models_key_changes_with_what_changes_the_fitted_model(changed) -> None:
+    key = lineage.model_idempotency_key(CFG, data_fingerprint=FINGERPRINT, commit="abc")
+    assert lineage.model_idempotency_key(changed, data_fingerprint=FINGERPRINT, commit="abc") != key
+
+
+def test_a_models_key_ignores_what_does_not_change_the_fitted_model() -> None:
+    key = lineage.model_idempotency_key(CFG, data_fingerprint=FINGERPRINT, commit="abc")
+    same_model = CFG.model_copy(update={
+        "description": "another description",
+        "gates": CFG.gates.model_copy(update={"minimum": 0.99}),
+        "batch": None,
+        "compliance": CFG.compliance.model_copy(update={"labels": {}}),
+    })
+    assert lineage.model_idempotency_key(same_model, data_fingerprint=FINGERPRINT, commit="abc") == key
+    assert lineage.model_idempotency_key(CFG, data_fingerprint=FINGERPRINT, commit="abd") != key
+    assert lineage.model_idempotency_key(CFG, data_fingerprint="sha256:" + "d" * 64, commit="abc") != key
+
+
+# --- tag sets ----------------------------------------------------------------------------------
+
+
+def test_a_training_run_records_its_commit_lock_and_backend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MODELOPS_CODE_COMMIT", "image-build-7")
+    monkeypatch.setenv("MODELOPS_TRAINING_BACKEND", "kubernetes")
+
+    assert lineage.training_run_tags() == {
+        "code_commit": "image-build-7",
+        "dependency_hash": "sha256:" + hashlib.sha256((ROOT / "requirements.txt").read_bytes()).hexdigest(),
+        "training_backend": "kubernetes",
+    }
+    monkeypatch.delenv("MODELOPS_TRAINING_BACKEND")
+    assert lineage.training_run_tags()["training_backend"] == "local"
+
+
+def _version_tags(**changes) -> dict[str, str]:
+    args = {
+        "dataset_uri": "/data/applications.parquet",
+        "data_fingerprint": FINGERPRINT,
+        "schema_hash": "sha256:" + "5" * 64,
+        "key": "sha256:" + "e" * 64,
+        "run_tags": {"code_commit": "abc", "dependency_hash": "sha256:" + "9" * 64, "training_backend": "kubernetes",
+                     "mlflow.user": "someone"},
+        "metrics": {"roc_auc": 0.8123456789, "accuracy": 0.7},
+        "airflow_ids": {"dag_id": "train_credit_approval", "run_id": "manual__1"},
+        **changes,
+    }
+    return lineage.version_tags(CFG, **args)
+
+
+def test_a_version_carries_its_data_code_model_metric_labels_and_airflow_run() -> None:
+    assert _version_tags() == {
+        "dataset_uri": "/data/applications.parquet",
+        "data_fingerprint": FINGERPRINT,
+        "schema_hash": "sha256:" + "5" * 64,
+        "idempotency_key": "sha256:" + "e" * 64,
+        "code_commit": "abc",
+        "dependency_hash": "sha256:" + "9" * 64,
+        "training_backend": "kubernetes",
+        "estimator": CFG.model.estimator,
+        "params": json.dumps(CFG.model.params, sort_keys=True),
+        "metric.roc_auc": "0.812346",
+        "compliance.data_classification": "internal",
+        "compliance.pii_reviewed": "true",
+        "compliance.model_card": "docs/credit_approval.md",
+        "airflow.dag_id": "train_credit_approval",
+        "airflow.run_id": "manual__1",
+    }
+
+
+def test_a_version_from_a_run_without_lineage_tags_says_unknown() -> None:
+    tags = _version_tags(run_tags={})
+    assert (tags["code_commit"], tags["dependency_hash"]) == ("unknown", "unknown")
+    assert tags["training_backend"] == CFG.training.backend
+    assert "training_key" not in tags  # the legacy name is read, never written
+    with pytest.raises(KeyError, match="roc_auc"):
+        _version_tags(metrics={"accuracy": 0.7})
+
+
+def test_a_version_is_found_by_its_key_under_the_current_or_the_legacy_tag(client, runs, name) -> None:
+    def version(run: tuple[str, str], **tags: str) -> str:
+        return str(client.create_model_version(name, source=run[1], run_id=run[0], tags=tags).version)
+
+    client.create_registered_model(name)
+    legacy = version(runs[0], training_key="k-old")  # registered before the key was renamed
+    current = version(runs[1], idempotency_key="k-new")
+    version(runs[2], idempotency_key="k-other")
+
+    assert str(lineage.find_version_with_key(client, name, "k-old").version) == legacy
+    assert str(lineage.find_version_with_key(client, name, "k-new").version) == current
+    assert lineage.find_version_with_key(client, name, "k-missing") is None
+    newer = version(runs[2], idempotency_key="k-old")  # retrained with force: the newest version wins
+    assert str(lineage.find_version_with_key(client, name, "k-old").version) == newer

@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from include.monitoring.alerts import MAX_BLOCKS, Alert, Condition, send, slack_message
+from include.monitoring.alerts import MAX_BLOCKS, Alert, send, slack_message
+from include.monitoring.findings import Finding
 from tests.fakes.slack import validate_blocks
 
 RUN_URL = "http://airflow.example.com/dags/monitor_credit_approval/runs/scheduled__2026-11-22T10%3A00%3A00%2B00%3A00"
@@ -16,9 +17,9 @@ RUN_URL = "http://airflow.example.com/dags/monitor_credit_approval/runs/schedule
 def _critical() -> Alert:
     return Alert(
         level="critical", model="credit_approval", version="7", title="Drift and approval-rate drop",
-        conditions=(
-            Condition("data_drift", 0.5556, 0.5, "5 of 9 features drifted: age, income, credit_score, debt_ratio, term"),
-            Condition("kpi.approval_rate", 0.41, 0.55, "approved share 0.41 vs baseline 0.63 (max drop 0.08)"),
+        findings=(
+            Finding("data_drift", 0.5556, 0.5, "5 of 9 features drifted: age, income, credit_score, debt_ratio, term"),
+            Finding("kpi.approval_rate", 0.41, 0.55, "approved share 0.41 vs baseline 0.63 (max drop 0.08)"),
         ),
         actions=("rollback started: rollback_credit_approval/monitor__7", "retraining started: train_credit_approval/x"),
         links={"Airflow run": RUN_URL, "MLflow version": "http://mlflow.example.com/#/models/credit_approval/versions/7",
@@ -49,7 +50,7 @@ def test_block_kit_message_says_what_crossed_which_threshold_and_what_was_done()
 
 
 def test_warning_without_version_actions_or_links_and_a_channel():
-    alert = Alert("warning", "credit_approval", None, "Data drift", (Condition("data_drift", 0.33, 0.3),))
+    alert = Alert("warning", "credit_approval", None, "Data drift", (Finding("data_drift", 0.33, 0.3),))
     message = slack_message(alert, channel="#ml-alerts")
 
     assert message["channel"] == "#ml-alerts"
@@ -59,7 +60,7 @@ def test_warning_without_version_actions_or_links_and_a_channel():
 
 
 def test_user_text_cannot_become_slack_markup():
-    alert = Alert("info", "m", "1", "t", (Condition("x<y", 1, 2, "see <http://evil|here> & more"),),
+    alert = Alert("info", "m", "1", "t", (Finding("x<y", 1, 2, "see <http://evil|here> & more"),),
                   summary="<!channel> look")
     blocks = slack_message(alert)["blocks"]
     assert blocks[2]["text"]["text"] == "&lt;!channel&gt; look"
@@ -70,7 +71,7 @@ def test_user_text_cannot_become_slack_markup():
 def test_texts_and_block_count_are_cut_to_slack_limits():
     alert = Alert(
         level="warning", model="credit_approval", version="3", title="T" * 400,
-        conditions=tuple(Condition(f"feature_{i}", i, 0.5, "d" * 5000) for i in range(120)),
+        findings=tuple(Finding(f"feature_{i}", i, 0.5, "d" * 5000) for i in range(120)),
         actions=tuple("a" * 100 for _ in range(60)),
         links={**{f"link {i} " + "L" * 100: f"http://example.com/{i}" for i in range(30)}, "bad": "ftp://x"},
     )
@@ -91,6 +92,21 @@ def test_texts_and_block_count_are_cut_to_slack_limits():
     assert [len(b["elements"]) for b in blocks if b["type"] == "actions"] == [25, 5]
 
 
+def test_a_block_past_slacks_limits_is_refused_not_sent(monkeypatch):
+    """The blocks are slack_sdk's models: without the cutting, a long title fails to render instead of
+    being posted and refused by Slack."""
+    from slack_sdk.errors import SlackObjectFormationError
+
+    from include.monitoring import alerts
+
+    long_title = Alert("warning", "credit_approval", "3", "T" * 400)
+    monkeypatch.setattr(alerts, "_truncate", lambda text, limit: text)
+
+    with pytest.raises(SlackObjectFormationError, match="text attribute cannot exceed 150 characters"):
+        slack_message(long_title)
+    assert slack_message(Alert("warning", "credit_approval", "3", "T" * 100))["blocks"][0]["text"]["text"].endswith("T")
+
+
 def test_a_bad_level_is_named():
     with pytest.raises(ValueError, match="unknown alert level 'urgent'; expected one of info, warning, critical"):
         Alert("urgent", "credit_approval", "1", "x")
@@ -101,7 +117,7 @@ def test_a_bad_level_is_named():
 @pytest.mark.parametrize("kwargs, message", [
     ({"model": ""}, "alert model"),
     ({"title": ""}, "alert title"),
-    ({"conditions": ({"name": "x"},)}, r"alert conditions\[0\]: expected a Condition"),
+    ({"findings": ({"name": "x"},)}, r"alert findings\[0\]: expected a Finding"),
     ({"actions": "rollback"}, "alert actions"),
 ])
 def test_bad_fields_are_named(kwargs, message):
@@ -109,16 +125,11 @@ def test_bad_fields_are_named(kwargs, message):
         Alert(**{"level": "info", "model": "m", "version": None, "title": "t", **kwargs})
 
 
-def test_a_condition_needs_numbers():
-    with pytest.raises(ValueError, match="condition 'data_drift' value: expected a number, got 'high'"):
-        Condition("data_drift", "high", 0.5)
-
-
 def test_as_dict_is_json_ready_and_send_logs_it(caplog):
     alert = _critical()
     record = json.loads(json.dumps(alert.as_dict()))
-    assert record["conditions"][0] == {"name": "data_drift", "value": 0.5556, "threshold": 0.5,
-                                       "detail": alert.conditions[0].detail}
+    assert record["findings"][0] == {"name": "data_drift", "value": 0.5556, "threshold": 0.5,
+                                     "detail": alert.findings[0].detail}
     assert record["links"]["Airflow run"] == RUN_URL
 
     with caplog.at_level(logging.INFO, logger="modelops.alerts"):

@@ -6,52 +6,14 @@ import json
 import warnings
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
-from include import tracking
-from include.demo.datagen import COLUMN_TYPES, FEATURES, generate_batch
+from include.demo.datagen import FEATURES, generate_batch
 from include.monitoring import drift
-
-GEN_TYPES = {c: COLUMN_TYPES[c] for c in FEATURES}
-EDGE_TYPES = {
-    "few": "float",  # 4 distinct values and nulls: chi-square / Jensen-Shannon
-    "binary_num": "int",  # 2 values: Z / Jensen-Shannon
-    "nearly_few": "int",  # 5 values in the reference, 7 with the shifted current: the test changes
-    "constant": "float",  # std 0: Evidently's 0.001 floor on the Wasserstein norm
-    "nullable": "int",  # pandas Int64 with <NA>
-    "with_inf": "float",  # +inf rows are dropped like nulls
-    "flag": "bool",
-    "yes_no": "category",  # binary categorical (pandas Categorical)
-    "color": "category",  # a category unseen in the reference when shifted
-    "same": "string",  # one value on both sides: Z p-value 1
-    "cat_nulls": "category",
-}
-
-
-def edge_frame(n: int, *, shifted: bool, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    few = rng.integers(0, 4, n).astype(float)
-    few[: n // 20] = np.nan
-    return pd.DataFrame(
-        {
-            "few": few,
-            "binary_num": rng.integers(0, 2, n),
-            "nearly_few": rng.integers(0, 7 if shifted else 5, n),
-            "constant": 7.0 + (rng.normal(0, 0.01, n) if shifted else np.zeros(n)),
-            "nullable": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(0, 100, n)), dtype="Int64"),
-            "with_inf": np.where(rng.random(n) < 0.02, np.inf, rng.normal(0.5 if shifted else 0.0, 1, n)),
-            "flag": rng.random(n) < (0.5 if shifted else 0.3),
-            "yes_no": pd.Categorical(rng.choice(["yes", "no"], n)),
-            "color": rng.choice(["red", "green", "blue", "purple"] if shifted else ["red", "green", "blue"], n),
-            "same": np.array(["a"] * n, dtype=object),
-            "cat_nulls": np.where(rng.random(n) < 0.2, None, rng.choice(["x", "y", "z"], n)).astype(object),
-        }
-    )
-
+from include.monitoring.reference_profile import build_profile
+from tests.include.monitoring.drift_cases import EDGE_TYPES, GEN_TYPES, edge_frame
 
 # (reference, current, types) per case; small references (<= 1000 rows) take the KS / chi-square /
 # Z paths, large ones the Wasserstein / Jensen-Shannon paths.
@@ -75,7 +37,7 @@ EXPECTED_TESTS = {
 def case(request: pytest.FixtureRequest) -> tuple[str, drift.DriftReport, drift.DriftReport]:
     """One case: (name, the project's report, Evidently's report) on the same full frames."""
     reference, current, types = CASES[request.param]()
-    profile = drift.build_profile(reference, types)
+    profile = build_profile(reference, types)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the fast check itself is warning-free
         ours = drift.detect_drift(profile, current)
@@ -109,7 +71,7 @@ def test_the_cases_cover_every_test_and_both_outcomes() -> None:
     seen: dict[str, set[bool]] = {}
     for make in CASES.values():
         reference, current, types = make()
-        report = drift.detect_drift(drift.build_profile(reference, types), current)
+        report = drift.detect_drift(build_profile(reference, types), current)
         for feature in report.features.values():
             seen.setdefault(feature.stattest, set()).add(feature.drifted)
     assert set(seen) == set(drift.THRESHOLDS)
@@ -138,6 +100,52 @@ def test_edge_cases_take_evidentlys_special_paths(case: tuple[str, drift.DriftRe
         assert f["few"].stattest == f["color"].stattest == "jensenshannon"
 
 
+def _quantile_form(values: np.ndarray, counts: np.ndarray, current: np.ndarray) -> float:
+    """W1 computed independently of the project's code: the integral over q in (0, 1] of |Q_ref(q) - Q_cur(q)|,
+    both quantile functions step functions (the project integrates |F_ref - F_cur| over x instead)."""
+    ref_q = np.cumsum(counts) / counts.sum()
+    cur = np.sort(current)
+    cur_q = np.arange(1, cur.size + 1) / cur.size
+    upper = np.union1d(ref_q, cur_q)
+    lower = np.concatenate([[0.0], upper[:-1]])
+    middle = (lower + upper) / 2
+    ref_at = values[np.minimum(np.searchsorted(ref_q, middle), values.size - 1)]
+    cur_at = cur[np.minimum(np.searchsorted(cur_q, middle), cur.size - 1)]
+    return float(np.sum((upper - lower) * np.abs(ref_at - cur_at)))
+
+
+def _bench_like(rng: np.random.Generator, n: int, shift: float) -> pd.DataFrame:
+    """Columns like bench/drift.py's: continuous, rounded (many ties), integer counts, heavy tails."""
+    return pd.DataFrame({
+        "normal": rng.normal(shift, 1, n),
+        "lognormal_2dp": np.exp(rng.normal(np.log(62_000) + shift / 4, 0.5, n)).round(2),
+        "poisson": rng.poisson(10 + shift, n).astype(np.int64),
+        "score": np.clip(np.rint(rng.normal(680 - 20 * shift, 70, n)), 300, 850),
+        "student_t": rng.standard_t(3, n),
+    })
+
+
+@pytest.mark.parametrize("shift", [0.0, 1.0])
+def test_the_wasserstein_score_is_the_distance_computed_independently(shift: float) -> None:
+    reference = _bench_like(np.random.default_rng(1), 20_000, 0.0)
+    current = _bench_like(np.random.default_rng(2), 7_000, shift)
+    profile = build_profile(reference, {c: "int" if c == "poisson" else "float" for c in reference})
+
+    report = drift.detect_drift(profile, current)
+
+    from scipy.stats import wasserstein_distance
+
+    for name, ref in profile.columns.items():
+        values = current[name].to_numpy(dtype=np.float64)
+        expected = _quantile_form(ref.values, ref.counts, values)
+        assert report.features[name].stattest == "wasserstein", name
+        assert report.features[name].score == pytest.approx(expected / ref.std, rel=1e-9), name
+        assert drift.wasserstein_distance(ref, np.sort(values)) == pytest.approx(expected, rel=1e-9), name
+        # and what scipy computes from the profile's counts as weights
+        assert wasserstein_distance(ref.values, values, u_weights=ref.counts) == pytest.approx(expected, rel=1e-9)
+    assert report.dataset_drift is (shift > 0)
+
+
 def test_thresholds_are_evidentlys_defaults() -> None:
     from evidently.legacy.calculations import stattests
 
@@ -151,7 +159,7 @@ def test_thresholds_are_evidentlys_defaults() -> None:
 
 def test_dataset_drift_at_exactly_the_share() -> None:
     reference, current = generate_batch(800, seed=1), generate_batch(600, seed=2, drift=0.8)
-    profile = drift.build_profile(reference, GEN_TYPES)
+    profile = build_profile(reference, GEN_TYPES)
     share = drift.detect_drift(profile, current).share_drifted
     assert 0 < share < 1
     assert drift.detect_drift(profile, current, drift_share=share).dataset_drift is True
@@ -167,92 +175,8 @@ def test_report_as_dict_is_json(case: tuple[str, drift.DriftReport, drift.DriftR
     assert set(next(iter(data["features"].values()))) == {"column", "column_type", "stattest", "threshold", "score", "drifted"}
 
 
-# --- the profile ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def edge_profile() -> drift.ReferenceProfile:
-    return drift.build_profile(edge_frame(3000, shifted=False, seed=1), EDGE_TYPES, sample_rows=200)
-
-
-def test_profile_keeps_the_exact_distribution(edge_profile: drift.ReferenceProfile) -> None:
-    frame = edge_frame(3000, shifted=False, seed=1)
-    few = edge_profile.columns["few"]
-    assert isinstance(few, drift.NumericReference)
-    assert few.values.tolist() == [0.0, 1.0, 2.0, 3.0]
-    assert few.n == frame["few"].notna().sum()
-    assert edge_profile.columns["with_inf"].n == np.isfinite(frame["with_inf"]).sum()
-    assert edge_profile.columns["nullable"].n == frame["nullable"].notna().sum()
-    assert edge_profile.columns["cat_nulls"].counts == frame["cat_nulls"].value_counts().to_dict()
-    assert edge_profile.columns["flag"].counts == frame["flag"].value_counts().to_dict()
-    assert list(edge_profile.sample.columns) == list(EDGE_TYPES)
-    assert len(edge_profile.sample) == 200
-    assert edge_profile.n_rows == 3000
-
-
-def test_profile_save_load_round_trip_is_exact_and_deterministic(edge_profile: drift.ReferenceProfile, tmp_path: Path) -> None:
-    first, second = edge_profile.save(tmp_path / "a"), edge_profile.save(tmp_path / "b")
-    assert sorted(p.name for p in first.iterdir()) == ["numeric.parquet", "profile.json", "sample.parquet"]
-    for f in first.iterdir():
-        assert f.read_bytes() == (second / f.name).read_bytes(), f.name
-
-    loaded = drift.ReferenceProfile.load(first)
-
-    assert loaded.column_types == edge_profile.column_types
-    assert loaded.n_rows == edge_profile.n_rows
-    for name, ref in edge_profile.columns.items():
-        got = loaded.columns[name]
-        assert type(got) is type(ref)
-        if isinstance(ref, drift.NumericReference):
-            np.testing.assert_array_equal(got.values, ref.values)
-            np.testing.assert_array_equal(got.counts, ref.counts)
-            assert got.std == ref.std
-        else:
-            assert got.counts == ref.counts
-    pd.testing.assert_frame_equal(loaded.sample, edge_profile.sample)
-    current = edge_frame(1500, shifted=True, seed=2)
-    assert drift.detect_drift(loaded, current) == drift.detect_drift(edge_profile, current)
-
-
-def test_log_and_load_profile_through_mlflow(client: MlflowClient, edge_profile: drift.ReferenceProfile) -> None:
-    run_id = tracking.upsert_run(client, "drift-tests", {"test.case": "profile"}, "profile")
-    with mlflow.start_run(run_id=run_id):
-        drift.log_profile(edge_profile)
-
-    assert {a.path for a in client.list_artifacts(run_id, drift.PROFILE_ARTIFACT)} == {
-        f"{drift.PROFILE_ARTIFACT}/{name}" for name in ("numeric.parquet", "profile.json", "sample.parquet")
-    }
-    loaded = drift.load_profile(client, run_id)
-    current = edge_frame(400, shifted=True, seed=3)
-    assert drift.detect_drift(loaded, current) == drift.detect_drift(edge_profile, current)
-
-
-def test_profile_errors_are_clear(client: MlflowClient, edge_profile: drift.ReferenceProfile, tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="active MLflow run"):
-        drift.log_profile(edge_profile)
-    bare = tracking.upsert_run(client, "drift-tests", {"test.case": "bare"}, "bare")
-    with pytest.raises(FileNotFoundError, match=f"run {bare} has no reference_profile/profile.json"):
-        drift.load_profile(client, bare)
-    with pytest.raises(FileNotFoundError, match="is missing profile.json, numeric.parquet, sample.parquet"):
-        drift.ReferenceProfile.load(tmp_path)
-
-
-def test_build_profile_errors_name_the_column() -> None:
-    frame = generate_batch(50, seed=1)
-    with pytest.raises(ValueError, match="reference data is missing column\\(s\\): no_such"):
-        drift.build_profile(frame, {"age": "int", "no_such": "float"})
-    with pytest.raises(ValueError, match="column 'applied_at': type 'timestamp' cannot be checked"):
-        drift.build_profile(frame, {"applied_at": "timestamp"})
-    with pytest.raises(ValueError, match="column 'region' in the reference data should be numeric"):
-        drift.build_profile(frame, {"region": "float"})
-    with pytest.raises(ValueError, match="column 'age' has no non-null values in the reference data"):
-        drift.build_profile(frame.assign(age=np.nan), {"age": "float"})
-    with pytest.raises(ValueError, match="reference data has no rows"):
-        drift.build_profile(frame.head(0), GEN_TYPES)
-
-
 def test_detect_drift_errors_name_the_problem() -> None:
-    profile = drift.build_profile(generate_batch(200, seed=1), GEN_TYPES)
+    profile = build_profile(generate_batch(200, seed=1), GEN_TYPES)
     current = generate_batch(100, seed=2)
     with pytest.raises(ValueError, match="current data has no rows"):
         drift.detect_drift(profile, current.head(0))
@@ -261,7 +185,7 @@ def test_detect_drift_errors_name_the_problem() -> None:
 
 
 def test_a_feature_that_cannot_be_checked_is_skipped_and_the_others_are_checked() -> None:
-    profile = drift.build_profile(generate_batch(800, seed=1), GEN_TYPES)
+    profile = build_profile(generate_batch(800, seed=1), GEN_TYPES)
     clean = generate_batch(600, seed=2)
     current = generate_batch(600, seed=2, drift=0.9).drop(columns=["credit_score"]).assign(
         region=None,  # no value at all
@@ -290,7 +214,7 @@ def test_a_feature_that_cannot_be_checked_is_skipped_and_the_others_are_checked(
 def test_nulls_in_current_are_dropped_like_evidently_does() -> None:
     reference = generate_batch(800, seed=1)
     current = generate_batch(600, seed=2, corruption="nulls")  # credit_score null in 5% of rows
-    profile = drift.build_profile(reference, GEN_TYPES)
+    profile = build_profile(reference, GEN_TYPES)
     ours = drift.detect_drift(profile, current)
     assert current["credit_score"].isna().any()
     assert ours.features["credit_score"].score == pytest.approx(

@@ -1,4 +1,4 @@
-"""Business KPIs from predictions joined to delayed outcomes, and delayed outcomes themselves."""
+"""Business KPIs from predictions joined to their delayed labels, and their drops below a baseline."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from include.config import KpiConfig, get_model_config
-from include.monitoring.delayed_labels import log_outcomes, read_outcomes
 from include.monitoring.kpis import compute_kpis, drops
 
 CFG = get_model_config("credit_approval")
@@ -83,20 +82,3 @@ def test_drops_are_positive_when_worse_and_only_where_both_are_known() -> None:
     fell = drops(KPIS, values, {"approval_rate": 0.8, "repayment_rate": 0.4})
 
     assert fell == {"approval_rate": pytest.approx(0.3), "repayment_rate": pytest.approx(0.4 - 0.5)}
-
-
-def test_outcomes_join_by_request_id_and_later_arrivals_win(tmp_path) -> None:
-    log_outcomes(tmp_path, pd.DataFrame({"request_id": ["a", "b"], "defaulted": [0, 1]}), arrived_at="2026-03-01T10:00Z")
-    log_outcomes(tmp_path, pd.DataFrame({"request_id": ["b"], "defaulted": [0]}), arrived_at="2026-03-03T10:00Z")
-    log_outcomes(tmp_path, pd.DataFrame({"request_id": ["c"], "defaulted": [1]}), arrived_at="2026-03-09T10:00Z")
-
-    got = read_outcomes(tmp_path, "2026-03-01T09:00Z", "2026-03-05T00:00Z", columns=["defaulted"])
-
-    assert dict(zip(got["request_id"], got["defaulted"], strict=True)) == {"a": 0, "b": 0}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["date=2026-03-01", "date=2026-03-03", "date=2026-03-09"]
-
-
-def test_outcomes_need_request_ids(tmp_path) -> None:
-    with pytest.raises(ValueError, match="request_id"):
-        log_outcomes(tmp_path, pd.DataFrame({"id": ["a"], "defaulted": [0]}))
-    assert read_outcomes(tmp_path, "2026-01-01", "2026-01-02", columns=["defaulted"]).empty

@@ -400,11 +400,25 @@ def test_serving_tags_ignore_versions_unknown_to_the_registry(client, runs, name
     assert _serving(client, name) == {v1: STANDBY}
 
 
-def test_parity_check():
-    assert rollout.check_parity([0.1, 0.2], [0.1, 0.2000001], tolerance=1e-5)["rows"] == 2
-    with pytest.raises(DeploymentError, match="max"):
-        rollout.check_parity([0.1, 0.2], [0.1, 0.3], tolerance=1e-5)
-    with pytest.raises(DeploymentError, match="non-finite"):
-        rollout.check_parity([0.1], [float("nan")], tolerance=1e-5)
-    with pytest.raises(DeploymentError, match="outputs for"):
-        rollout.check_parity([0.1, 0.2], [0.1], tolerance=1e-5)
+def test_a_plan_survives_its_trip_through_xcom(client, runs, name):
+    v1, v2 = _live(client, name, runs, 2)
+    plan = rollout.plan_deployment(client, name)
+
+    assert rollout.DeploymentPlan.from_dict(plan.as_dict()) == plan
+    assert plan.standby == (v1,) and plan.version == v2
+    assert rollout.DeploymentPlan.from_dict({"model": name, "version": 3, "fallback": None}) == rollout.DeploymentPlan(
+        model=name, version="3", fallback=None)
+
+
+def test_a_deployment_is_audited_on_its_version(client, runs, name):
+    v1, v2 = _live(client, name, runs, 2)
+    plan = rollout.plan_deployment(client, name)
+
+    rollout.record_deployment(client, plan, {"rows": 3, "max_abs_diff": 0.0, "tolerance": 1e-5}, actor=ACTOR,
+                              reason="deployed", dag_id="deploy_x", run_id="r1")
+
+    [record] = [r for r in audit.read(client, name, v2) if r["action"] == rollout.DEPLOY_ACTION]
+    assert record["actor"] == ACTOR and record["reason"] == "deployed" and record["run_id"] == "r1"
+    assert record["details"] == {"fallback": v1, "standby": [v1], "target": "triton",
+                                 "parity": {"rows": 3, "max_abs_diff": 0.0, "tolerance": 1e-5}}
+    assert not [r for r in audit.read(client, name, v1) if r["action"] == rollout.DEPLOY_ACTION]

@@ -19,7 +19,7 @@ from include.data.dataset import read_dataset, write_dataset
 from include.data.fingerprint import dataset_fingerprint
 from include.demo.datagen import generate_batch
 from include.governance import lineage
-from include.monitoring import drift
+from include.monitoring import drift, reference_profile
 from include.training.evaluate import evaluate_run
 from include.training.train import (
     EXIT_BAD_INPUT,
@@ -225,7 +225,7 @@ def test_main_logs_the_training_features_drift_profile(client: MlflowClient, dat
     _, run_id = trained
     train_df, holdout_df = holdout_split(read_dataset(dataset_uri), CFG)
 
-    profile = drift.load_profile(client, run_id)
+    profile = reference_profile.load_profile(client, run_id)
 
     assert profile.column_types == {c.name: c.type for c in CFG.dataset.features}
     assert profile.n_rows == len(train_df)

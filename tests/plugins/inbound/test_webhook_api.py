@@ -40,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from include.inbound.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers
+from include.inbound.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers
 from tests.servers import free_port, serving, serving_app
 
 SECRET = "drift-webhook-test-secret-7f3a9c"

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, status
 
-from include.inbound import webhook
+from include.inbound import drift_alerts, payloads
 from modelops.inbound import settings
 from modelops.inbound.models import AlertRun, DriftAlertsResponse, ErrorResponse, IgnoredAlert, ValidationErrorResponse
 from modelops.inbound.runs import TriggerError, start_runs
@@ -59,24 +59,24 @@ def post_drift_alerts(request: Request, body: SignedBody) -> DriftAlertsResponse
     from sqlalchemy.exc import IntegrityError
 
     try:
-        payload = webhook.parse_payload(body)
-    except webhook.PayloadError as exc:
+        payload = payloads.parse_payload(body)
+    except payloads.PayloadError as exc:
         detail = [{**e, "loc": ["body", *e["loc"]]} for e in exc.errors]
         raise reject(request, status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc), detail) from None
     try:
         limit, ignored_names, names = settings.max_alerts(), settings.ignored_alertnames(), settings.alertnames()
     except settings.SettingsError as exc:
         raise misconfigured(request, exc) from None
-    alerts = webhook.normalize(payload)
+    alerts = drift_alerts.normalize(payload)
     source = alerts[0].source
-    drift, ignored = webhook.triage(alerts, ignored_alertnames=ignored_names, alertnames=names)
+    drift, ignored = drift_alerts.triage(alerts, ignored_alertnames=ignored_names, alertnames=names)
     if len(drift) > limit:
         message = (f"the request carries {len(drift)} firing drift alerts; at most {limit} are accepted per "
                    f"request ({settings.env_name('drift_webhook_max_alerts')}); nothing was started")
         loc = ["body"] if source == "project" else ["body", "alerts"]
         raise reject(request, status.HTTP_422_UNPROCESSABLE_CONTENT, message,
                      [{"loc": loc, "msg": message, "type": "too_many_alerts", "format": source}])
-    groups = webhook.group_by_model(drift)
+    groups = drift_alerts.group_by_model(drift)
 
     for attempt in (1, 2):  # a concurrent delivery of the same alerts may insert their run first: look again
         try:

@@ -1,6 +1,7 @@
-"""Tests for include.serving.triton.repository: ONNX conversion, parity with scikit-learn, the repository layout.
+"""Tests for include.serving.triton.repository: the repository layout, re-exports, what serves beside what.
 
-No server here (see test_server.py): the exported ONNX files run in this venv's onnxruntime.
+No server here (see test_server.py): the exported ONNX files run in this venv's onnxruntime. The conversion
+and the parity check themselves are tested in tests/include/serving/test_onnx.py.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ import mlflow.sklearn
 import numpy as np
 import onnxruntime as ort
 import pytest
-from threadpoolctl import threadpool_limits
 
 from include.config import Column
-from include.demo.datagen import generate_batch
+from include.serving import onnx
+from include.serving.onnx import ExportError
 from include.serving.triton import repository
-from include.serving.triton.repository import ExportError, export_version, set_served_versions
-from include.training.train import build_estimator, features_and_target
+from include.serving.triton.repository import export_version, set_served_versions
 
 if TYPE_CHECKING:
     from conftest import Registry  # tests/include/serving/triton/conftest.py
@@ -44,8 +44,8 @@ def _served(repo: Path, name: str) -> str:
 
 def _onnx_positive_proba(version_dir: Path, frame, registry: Registry) -> np.ndarray:
     session = ort.InferenceSession(str(version_dir / "model.onnx"), providers=["CPUExecutionProvider"])
-    feeds = repository.onnx_feeds(frame, repository.input_spec(registry.config))
-    return session.run([repository.ONNX_PROBABILITIES], feeds)[0][:, 1]
+    feeds = onnx.onnx_feeds(frame, onnx.input_spec(registry.config))
+    return session.run([onnx.ONNX_PROBABILITIES], feeds)[0][:, 1]
 
 
 @pytest.fixture
@@ -102,11 +102,6 @@ def test_reexport_of_the_same_version_is_a_noop(registry: Registry, repo: Path) 
     export_version(registry.client, registry.name, "1", registry.config, repo)
 
     assert _snapshot(repo) == before
-
-
-def test_conversion_is_deterministic(registry: Registry) -> None:
-    model = mlflow.sklearn.load_model(registry.client.get_model_version_download_uri(registry.name, "2"))
-    assert repository.convert_to_onnx(model, registry.config) == repository.convert_to_onnx(model, registry.config)
 
 
 def test_a_new_version_is_served_beside_the_kept_one_which_stays_untouched(registry: Registry, repo: Path) -> None:
@@ -208,57 +203,16 @@ def test_a_model_skl2onnx_cannot_convert_is_refused_and_nothing_is_left(registry
     assert sorted(p.name for p in (repo / registry.name).iterdir()) == ["1", "config.pbtxt"]
 
 
-def test_an_export_that_disagrees_with_sklearn_is_refused(registry: Registry) -> None:
-    download = registry.client.get_model_version_download_uri
-    first = mlflow.sklearn.load_model(download(registry.name, "1"))
-    second = mlflow.sklearn.load_model(download(registry.name, "2"))
-
-    with pytest.raises(ExportError, match=r"ONNX export disagrees with scikit-learn: max \|diff\|"):
-        repository.check_parity(repository.convert_to_onnx(second, registry.config), first, registry.holdout,
-                                registry.config)
-
-
-def test_missing_values_and_unseen_categories_convert_faithfully(registry: Registry) -> None:
-    config = registry.config
-    batch = generate_batch(1500, seed=5)
-    x, y = features_and_target(batch, config)
-    x = x.astype({"annual_income": float, "debt_to_income": float})
-    x.loc[x.index[::7], "annual_income"] = np.nan
-    with threadpool_limits(1):
-        model = build_estimator(config).fit(x, y)
-    rows = x.head(300).copy()
-    rows.loc[rows.index[:40], "debt_to_income"] = np.nan
-    rows.loc[rows.index[40:80], "loan_purpose"] = "crypto"
-
-    parity = repository.check_parity(repository.convert_to_onnx(model, config), model, rows, config, TOLERANCE)
-
-    assert parity["rows"] == 300 and parity["max_abs_diff"] <= TOLERANCE
-
-
 def test_the_export_checks_parity_on_every_missing_and_unseen_value(registry: Registry, repo: Path) -> None:
     version_dir = export_version(registry.client, registry.name, "1", registry.config, repo)
 
     marker = json.loads((version_dir / "export.json").read_text())
     features = registry.config.dataset.features
-    categorical = sum(c.type in repository.STRING_TYPES for c in features)
+    categorical = sum(c.type in onnx.STRING_TYPES for c in features)
     # the 5-row input example, then again with each number missing, each category missing (None, NaN) and unseen
     assert marker["format"] == repository.FORMAT
     assert marker["parity"]["rows"] == 5 * (1 + len(features) - categorical + 3 * categorical)
     assert marker["parity"]["max_abs_diff"] <= TOLERANCE
-
-
-def test_a_categories_only_pipeline_converts_faithfully(registry: Registry) -> None:
-    """No numeric feature: the trees see the one-hot block in float32, and must compare in float32."""
-    dataset = registry.config.dataset.model_copy(
-        update={"features": [c for c in registry.config.dataset.features if c.type == "category"]})
-    config = registry.config.model_copy(update={"dataset": dataset})
-    x, y = features_and_target(generate_batch(1000, seed=6), config)
-    with threadpool_limits(1):
-        model = build_estimator(config).fit(x, y)
-
-    parity = repository.check_parity(repository.convert_to_onnx(model, config), model, x, config, TOLERANCE)
-
-    assert parity["max_abs_diff"] <= TOLERANCE
 
 
 def test_features_triton_cannot_take_are_named(registry: Registry) -> None:
@@ -266,8 +220,16 @@ def test_features_triton_cannot_take_are_named(registry: Registry) -> None:
         update={"features": [*registry.config.dataset.features, Column(name="decided_at", type="timestamp")]})
     config = registry.config.model_copy(update={"dataset": dataset})
 
-    with pytest.raises(ExportError, match=r"cannot be served: decided_at \(timestamp\)"):
-        repository.input_spec(config)
+    with pytest.raises(ExportError, match=r"cannot be converted to ONNX \(nor served\): decided_at \(timestamp\)"):
+        repository.triton_inputs(config)
+
+
+def test_each_feature_is_a_triton_input_of_its_type(registry: Registry) -> None:
+    inputs = repository.triton_inputs(registry.config)
+
+    assert [i["name"] for i in inputs] == registry.config.dataset.feature_names
+    assert {i["type"]: i["triton"] for i in inputs} == {"int": "TYPE_INT64", "float": "TYPE_FP64",
+                                                         "category": "TYPE_STRING"}
 
 
 def test_a_feature_named_like_a_packed_input_is_refused(registry: Registry) -> None:
@@ -276,7 +238,7 @@ def test_a_feature_named_like_a_packed_input_is_refused(registry: Registry) -> N
     config = registry.config.model_copy(update={"dataset": registry.config.dataset.model_copy(update={"features": features})})
 
     with pytest.raises(ExportError, match=r"feature column\(s\) numeric_features take the name of a packed input"):
-        repository.input_spec(config)
+        repository.triton_inputs(config)
 
 
 def test_a_model_without_categories_declares_no_categorical_input() -> None:

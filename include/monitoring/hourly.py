@@ -1,0 +1,163 @@
+"""One hour of one model, end to end: read, check, measure, decide, record.
+
+:func:`assess_window` reads the hour's inference log, finds what is wrong with its data
+(:mod:`include.monitoring.data_quality`), joins the delayed labels that have arrived
+(:mod:`include.monitoring.delayed_labels`), tests drift against the served version's reference
+profile (:mod:`include.monitoring.drift`), computes the KPIs against the version's baseline,
+decides the tier (:func:`include.monitoring.assessment.assess`), writes the hour's metrics
+(:func:`include.monitoring.history.log_hour`) and Evidently's HTML report to the model's
+monitoring run.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from include.config import ModelConfig
+from include.monitoring import data_quality, drift, history, inference_log, windows
+from include.monitoring.assessment import HourAssessment, assess
+from include.monitoring.delayed_labels import join_labels
+from include.monitoring.reference_profile import ReferenceProfile, load_profile
+from include.monitoring.response import served_version
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HourResult:
+    """What :func:`assess_window` did: the assessment, the monitoring run, the HTML report's place (if written)."""
+
+    assessment: HourAssessment
+    monitoring_run_id: str
+    report_path: str | None = None  # artifact path on the monitoring run
+    report_uri: str | None = None
+
+
+def assess_window(
+    client: MlflowClient,
+    config: ModelConfig,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    *,
+    champion: str | None,
+    root: str | None = None,
+    now: pd.Timestamp | None = None,
+    check_gaps: bool = True,
+) -> HourResult:
+    """Assess the predictions of ``config``'s model with ``start <= ts < end`` and record it on the monitoring run.
+
+    Reads the inference log (``root``: see :func:`include.monitoring.inference_log.log_root`) with
+    the declared feature types, checks the data, and, with ``min_rows`` rows and a version
+    (:func:`include.monitoring.response.served_version`: the one most rows were served by, else
+    ``champion``), joins the delayed labels, checks drift against the version's reference profile
+    and computes the KPIs against its baseline; then the tier (:func:`assess`), the metrics
+    (:func:`include.monitoring.history.log_hour`) and Evidently's HTML report under
+    ``reports/YYYY-MM-DD/HH00/`` of the monitoring run. What is wrong with the data becomes a
+    data-quality issue, never an exception; a failing HTML report becomes a note. Errors of MLflow
+    itself (the store unreachable) are raised. ``now``: the time up to which delayed labels have
+    arrived (default: now). ``check_gaps``: also report the hours before ``start`` that no run
+    assessed (:func:`include.monitoring.windows.find_gap`; not for a back-fill, which fills them).
+    """
+    mon = config.monitoring
+    types = {c.name: c.type for c in config.dataset.features}
+    read = inference_log.read_checked(config.name, start, end, features=types, root=root)
+    frame = read.frame
+    version = served_version(frame["model_version"], champion)
+    run_id = history.monitoring_run(client, config)
+    issues = data_quality.read_quality(config, read)
+    for issue in read.issues:
+        log.warning("%s inference log, %s..%s: %s", config.name, start, end, issue)
+    if frame.empty:
+        expected = history.expected_rows(client, run_id, start, mon.traffic_lookback_hours)
+        issues.append(data_quality.no_rows(config, start, end, expected))
+    decide = len(frame) >= mon.min_rows and version is not None
+    profile = report = deployed = None
+    baseline: dict[str, float] = {}
+    source = "none"
+    if decide:
+        profile, missing = load_reference(client, config, version)
+        issues += [missing] if missing else []
+    issues += data_quality.frame_quality(config, frame, profile, read.issues)
+    if decide:
+        frame, label_issues = join_labels(config, frame, start, end, now=now)
+        issues += label_issues
+        if profile is not None:
+            report = drift.detect_drift(profile, frame, drift_share=mon.drift.drift_share)
+            issues += data_quality.drift_quality(report, issues, mon.data_quality_warning)
+        try:
+            deployed = history.deployed_at(client, config.name, version)
+            baseline, source = history.kpi_baseline(client, config, version, deployed, start, run_id)
+        except MlflowException as exc:  # the version is not registered: reported as no_reference_profile
+            log.warning("%s v%s: no deployment time or KPI baseline: %s", config.name, version, exc.message)
+    if check_gaps:
+        gap = windows.find_gap(history.assessed_windows(client, run_id), start)
+        if gap is not None:
+            issues.append(windows.gap_issue(config, gap))
+            log.warning("%s: %s", config.name, issues[-1].detail)
+    assessment = assess(config, hour=start, frame=frame, version=version, drift_report=report, deployed_at=deployed,
+                        baseline=baseline, baseline_source=source, data_quality=issues)
+    history.log_hour(client, run_id, assessment, frame["latency_ms"], window_hours=windows.covered_hours(start, end))
+    result = HourResult(assessment, run_id)
+    if profile is not None:
+        result.report_path, note = write_report(client, run_id, profile, frame, start, config)
+        if note:
+            assessment.notes.append(note)
+        if result.report_path:
+            result.report_uri = f"{client.get_run(run_id).info.artifact_uri}/{result.report_path}"
+    return result
+
+
+def write_report(
+    client: MlflowClient, run_id: str, profile: ReferenceProfile, frame: pd.DataFrame, hour: pd.Timestamp,
+    config: ModelConfig,
+) -> tuple[str | None, str | None]:
+    """Evidently's HTML report of the hour, logged under ``reports/YYYY-MM-DD/HH00/data_drift.html`` of the run.
+
+    Returns (its artifact path, or None when it could not be made; a note for people, or None).
+    Columns Evidently cannot draw are left out and named in the note; any failure of Evidently is
+    logged and noted, never raised: the report is for people, the decision does not depend on it.
+    """
+    mon = config.monitoring
+    folder = f"reports/{hour:%Y-%m-%d}/{hour:%H}00"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            html = drift.evidently_report(profile, frame, Path(tmp) / "data_drift.html",
+                                          sample_rows=mon.report_sample_rows, drift_share=mon.drift.drift_share)
+            client.log_artifact(run_id, str(html.path), folder)
+    except MlflowException:
+        raise
+    except Exception as exc:  # Evidently's own failure: the hour's assessment stands without its picture
+        log.exception("%s %s: the Evidently report could not be made", config.name, hour)
+        return None, f"Evidently report not written: {type(exc).__name__}: {exc}"
+    note = None
+    if html.skipped:
+        note = "Evidently report leaves out " + "; ".join(f"{k} ({v})" for k, v in html.skipped.items())
+    return f"{folder}/{html.path.name}", note
+
+
+def load_reference(
+    client: MlflowClient, config: ModelConfig, version: str
+) -> tuple[ReferenceProfile | None, data_quality.DataQualityIssue | None]:
+    """The served version's reference profile (from its training run), or None and the
+    ``no_reference_profile`` issue saying why (the version is not registered, has no training run,
+    or its run has no readable profile)."""
+    why = None
+    try:
+        run_id = client.get_model_version(config.name, version).run_id
+    except MlflowException as exc:
+        run_id, why = None, f"version {version!r} (served, per the inference log) is not registered ({exc.message})"
+    if why is None and not run_id:
+        why = f"version {version} has no training run"
+    if why is None:
+        try:
+            return load_profile(client, run_id), None
+        except (FileNotFoundError, MlflowException, OSError, ValueError, KeyError) as exc:
+            why = f"version {version}'s training run {run_id} has no readable reference profile ({exc})"
+    return None, data_quality.no_reference_profile(why)
