@@ -2,6 +2,8 @@
 #   make demo   the lifecycle end to end on embedded defaults (SQLite, local training, local MLflow)
 #   make test   the whole test suite
 #   make up     Airflow on :8080, MLflow on :5000, Triton on :8000, all on loopback; make down stops them
+#   make up-prod  the production stack on loopback: Airflow on PostgreSQL + Celery/Redis, MLflow on PostgreSQL
+#               + S3, Triton (Airflow :8180, MLflow :5100, Triton :8100); make down-prod stops it
 
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -35,7 +37,7 @@ LOCAL_STACK_ENV = AIRFLOW__API__HOST=$(LOCAL_HOST) AIRFLOW__API__PORT=$(AIRFLOW_
   AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=$${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin} \
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 
-.PHONY: install triton demo test lint lock up down clean airflow
+.PHONY: install triton demo test lint lock up down up-prod down-prod clean airflow
 
 # Bytecode is compiled at install: uv does not by default, and where PYTHONDONTWRITEBYTECODE is set every
 # process (each Spark worker, each test's Airflow import) would compile mlflow, Airflow and Spark's Python again.
@@ -76,6 +78,7 @@ lock: $(VENV)/.installed
 up: $(AIRFLOW_HOME)/airflow.db triton
 	mkdir -p $(STATE)/logs $(STATE)/triton/models
 	$(PY) -m include.demo.datagen $(STATE)/data/credit_approval/train.parquet --rows 20000 --seed 1
+	$(PY) scripts/prod_stack.py pools > /dev/null  # each model's one-slot pool for its alias moves
 	@start() { name=$$1; shift; env $(LOCAL_STACK_ENV) setsid nohup "$$@" > $(STATE)/logs/$$name.log 2>&1 & \
 	  echo $$! > $(STATE)/$$name.pid; }; \
 	start api-server $(VENV)/bin/airflow api-server --host $(LOCAL_HOST) --port $(AIRFLOW_PORT) --workers 1; \
@@ -94,6 +97,17 @@ LOCAL_SERVICES := api-server scheduler dag-processor triggerer mlflow triton
 down:
 	@for name in $(LOCAL_SERVICES) airflow; do f=$(STATE)/$$name.pid; \
 	  if [ -f $$f ]; then kill -- -$$(cat $$f) 2>/dev/null || true; rm -f $$f; fi; done
+
+# The production stack of docker-compose.yaml on loopback, without containers (scripts/prod_stack.py): Airflow on
+# PostgreSQL with the CeleryExecutor on Redis (api-server, scheduler, dag-processor, triggerer, celery worker), MLflow
+# on PostgreSQL with S3 artifacts (moto's S3 server), Triton. Uses the PostgreSQL and Redis that already run; state in
+# .modelops/prod. make up-prod PROD_ARGS='--unpaused --airflow-port 8280'; make down-prod stops every process
+# (python scripts/prod_stack.py stop --purge also drops its databases).
+up-prod: $(VENV)/.installed triton
+	$(PY) scripts/prod_stack.py start $(PROD_ARGS)
+
+down-prod:
+	$(PY) scripts/prod_stack.py stop
 
 # Airflow's CLI on the local stack's state: make airflow ARGS='connections add modelops_drift_webhook --conn-type generic --conn-password …'
 airflow: $(AIRFLOW_HOME)/airflow.db
