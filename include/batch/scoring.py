@@ -119,7 +119,9 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
     """A SparkSession on ``master`` with :data:`DEFAULT_SPARK_CONF` overlaid by ``conf``; Spark and py4j log at WARN.
 
     On a local master the Python workers run this interpreter, so they see the same packages:
-    ``PYSPARK_PYTHON`` (which PySpark reads) is set to it unless it is already set.
+    ``PYSPARK_PYTHON`` (which PySpark reads) is set to it unless it is already set. On a cluster the
+    executors' interpreter is ``spark.pyspark.python`` from ``conf`` when given (as with spark-submit; a
+    driver started from Python otherwise reads only ``PYSPARK_PYTHON``, default ``python3``).
     """
     from pyspark.sql import SparkSession
 
@@ -129,7 +131,17 @@ def spark_session(master: str = "local[*]", conf: Mapping[str, str] | None = Non
     builder = SparkSession.builder.master(master).appName(APP_NAME)
     for key, value in settings.items():
         builder = builder.config(key, str(value))
-    spark = builder.getOrCreate()
+    python = settings.get("spark.pyspark.python")
+    before = os.environ.get("PYSPARK_PYTHON")
+    if python:  # read once, when the SparkContext starts; put back after so it does not leak to later sessions
+        os.environ["PYSPARK_PYTHON"] = str(python)
+    try:
+        spark = builder.getOrCreate()
+    finally:
+        if python and before is None:
+            os.environ.pop("PYSPARK_PYTHON", None)
+        elif python:
+            os.environ["PYSPARK_PYTHON"] = before
     spark.sparkContext.setLogLevel("WARN")
     logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines narrate every gateway call
     return spark
