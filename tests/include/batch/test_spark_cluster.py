@@ -93,33 +93,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     assert not left, f"spark cluster processes left running: {left}"
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory):
-    """A fresh MLflow store holding one registered version of the model (as tests/include/batch/test_scoring.py)."""
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-
-    from include import tracking
-    from include.training.train import build_estimator, features_and_target, sklearn_types_to_trust
-
-    tmp = tmp_path_factory.mktemp("registry")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-    client = tracking.configure()
-    x, y = features_and_target(generate_batch(2000, seed=1), CFG)
-    fewer_trees = CFG.model_copy(update={"model": CFG.model.model_copy(update={"params": {"max_iter": 30}})})
-    model = build_estimator(fewer_trees).fit(x, y)
-    client.create_registered_model(MODEL)
-    with mlflow.start_run(experiment_id=tracking.ensure_experiment(client, "spark-cluster-tests")) as run:
-        info = mlflow.sklearn.log_model(
-            model, name="model", signature=infer_signature(x.head(5), model.predict_proba(x.head(5))),
-            input_example=x.head(5), pyfunc_predict_fn="predict_proba",
-            skops_trusted_types=sklearn_types_to_trust(model), pip_requirements=["scikit-learn"])
-    yield client.create_model_version(MODEL, source=info.model_uri, run_id=run.info.run_id).version
-    mp.undo()
-
-
 def _config(input_uri: Path, output_uri: Path, master: str, conf: dict[str, str]) -> ModelConfig:
     batch = CFG.batch.model_copy(update={"input_uri": str(input_uri), "output_uri": str(output_uri),
                                          "spark_master": master, "spark_conf": conf})
@@ -147,7 +120,7 @@ def test_a_day_scored_on_a_standalone_cluster_equals_the_same_day_scored_on_loca
     runs = {}
     for name, master, conf in [("cluster", cluster["url"], cluster_conf), ("local", "local[*]", {})]:
         config = _config(tmp_path / "day.parquet", tmp_path / name / "out", master, conf)
-        runs[name] = score_date(config, registry, DAY, inference_log_root=str(tmp_path / name / "log"))
+        runs[name] = score_date(config, registry["version"], DAY, inference_log_root=str(tmp_path / name / "log"))
 
     # The cluster really ran the job: the master lists the application, finished, and its executor ran on the worker.
     apps = httpx.get(f"{cluster['ui']}/json/", timeout=5).json()
