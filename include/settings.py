@@ -48,8 +48,13 @@ CODE_COMMIT = Setting("MODELOPS_CODE_COMMIT", "the code commit recorded as linea
 TRAINING_BACKEND = Setting("MODELOPS_TRAINING_BACKEND", "where a training process runs, recorded on its run "
                            "(set by the operators)", "local")
 
+LEDGER_URL = Setting("MODELOPS_LEDGER_URL", "the audit ledger's database (SQLAlchemy URL, e.g. "
+                     "postgresql+psycopg2://user@host/db)", "sqlite:///<state folder>/ledger.db")
+LEDGER_RETENTION_DAYS = Setting("MODELOPS_LEDGER_RETENTION_DAYS", "days of audit records the ledger keeps "
+                                "(at least 183: EU AI Act Art. 19 asks for six months)", "400")
+
 ALL = (HOME, CONFIG_DIR, ARTIFACT_ROOT, INFERENCE_LOG, TRITON_URL, TRITON_REPOSITORY, TRITON_VENV, CODE_COMMIT,
-       TRAINING_BACKEND)
+       TRAINING_BACKEND, LEDGER_URL, LEDGER_RETENTION_DAYS)
 
 
 def state_dir() -> Path:
@@ -76,3 +81,30 @@ def triton_repository() -> Path:
 def triton_venv() -> Path:
     """The Triton virtualenv (``scripts/setup_triton.sh`` makes it): ``$MODELOPS_TRITON_VENV`` or ``.venv-triton``."""
     return Path(TRITON_VENV.get() or PROJECT_ROOT / ".venv-triton")
+
+
+MIN_RETENTION_DAYS = 183  # EU AI Act Art. 19(1): logs kept for at least six months
+DEFAULT_RETENTION_DAYS = 400
+
+
+def ledger_url() -> str:
+    """The audit ledger's SQLAlchemy URL: ``$MODELOPS_LEDGER_URL``, else SQLite at ``<state folder>/ledger.db``."""
+    return LEDGER_URL.get() or f"sqlite:///{state_dir() / 'ledger.db'}"
+
+
+def ledger_retention_days() -> int:
+    """Days of records the ledger keeps: ``$MODELOPS_LEDGER_RETENTION_DAYS``, default 400.
+
+    Raises ValueError naming the variable when it is not a whole number of at least 183 days.
+    """
+    raw = LEDGER_RETENTION_DAYS.get()
+    if raw is None:
+        return DEFAULT_RETENTION_DAYS
+    try:
+        days = int(raw)
+    except ValueError:
+        raise ValueError(f"{LEDGER_RETENTION_DAYS.name}={raw!r}: not a whole number of days") from None
+    if days < MIN_RETENTION_DAYS:
+        raise ValueError(f"{LEDGER_RETENTION_DAYS.name}={days}: below {MIN_RETENTION_DAYS} days (six months, "
+                         "EU AI Act Art. 19)")
+    return days

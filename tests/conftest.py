@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -33,7 +34,25 @@ os.environ.update(
     }
 )
 os.environ.pop("AIRFLOW_CONN_MLFLOW_DEFAULT", None)
+os.environ.pop("MODELOPS_LEDGER_URL", None)
 os.environ.pop("AIRFLOW_CONN_SLACK_DEFAULT", None)  # tests never post to a real Slack
+
+
+@pytest.fixture(scope="module", autouse=True)
+def audit_ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh audit ledger (SQLite) per test module, as ``MODELOPS_LEDGER_URL``.
+
+    Modules register the same model names in their own MLflow stores; one ledger per module keeps
+    their histories apart, as one installation's ledger and registry belong together.
+    """
+    url = f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.db'}"
+    previous = os.environ.get("MODELOPS_LEDGER_URL")
+    os.environ["MODELOPS_LEDGER_URL"] = url
+    yield url
+    if previous is None:
+        os.environ.pop("MODELOPS_LEDGER_URL", None)
+    else:
+        os.environ["MODELOPS_LEDGER_URL"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,10 @@
 """Audit records for everything that changes what is live (or decides not to).
 
-For now a record is written as a tag on the model version it concerns (``audit.<utc>.<action>``,
-JSON value) so it travels with the version in the registry; a dedicated audit log comes later.
+A record is appended to the audit ledger (:mod:`include.governance.ledger`: hash-chained, the record
+of truth for history) and also written as a tag on each model version it concerns
+(``audit.<utc>.<action>``, JSON value), so it is visible beside the version in the MLflow UI. Reads
+(:func:`read`, :func:`read_model`) come from the ledger: a tag edited or deleted in the registry
+changes nothing the product decides.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
+from include.governance.ledger import Ledger, default_ledger
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +26,6 @@ AUDIT_PREFIX = "audit."
 MAX_TAG_VALUE = 5000  # conservative: older MLflow servers cap tag values at 5,000 characters
 MAX_TRIMMED_REASON = 1000
 MAX_KEPT_DETAIL = 200
-SEARCH_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -52,46 +57,51 @@ class AuditRecord:
         return text
 
 
-def write(client: MlflowClient, record: AuditRecord) -> None:
-    """Store ``record`` on its model version (or the registered model when it has no version)."""
-    key = f"{AUDIT_PREFIX}{record.at}.{record.action}"
-    if record.version is not None:
-        client.set_model_version_tag(record.model, record.version, key, record.to_json())
-    else:
-        client.set_registered_model_tag(record.model, key, record.to_json())
-    log.info("AUDIT %s", record.to_json())
+def write(client: MlflowClient | None, record: AuditRecord, *, versions: Iterable[str] = (),
+          key: str | None = None, discriminator: str | None = None, ledger: Ledger | None = None) -> dict:
+    """Append ``record`` to the ledger, then tag it on each version it concerns; the stored record.
 
-
-def write_on(client: MlflowClient, record: AuditRecord, versions: Iterable[str]) -> None:
-    """Store one record (same time, same content) on each of ``versions``: one event that concerns several."""
-    for version in dict.fromkeys(versions):
-        write(client, replace(record, version=version))
-
-
-def _records(tags: dict[str, str]) -> list[dict]:
-    return [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(AUDIT_PREFIX)]
-
-
-def read(client: MlflowClient, model: str, version: str) -> list[dict]:
-    """The audit records on a version, oldest first."""
-    return _records(client.get_model_version(model, version).tags)
-
-
-def read_model(client: MlflowClient, model: str) -> list[dict]:
-    """The audit records on every version of ``model``, oldest first (by ``at``, then action).
-
-    A record written on several versions (:func:`write_on`) appears once per version; each copy's
-    ``version`` says where it is stored. An unknown model has no records. Source: the version tags,
-    read with paged ``search_model_versions``.
+    ``versions``: other versions the one event concerns (the record is stored once, and tagged on
+    each); ``key`` / ``discriminator``: see :meth:`include.governance.ledger.Ledger.append` (a
+    record of the same Airflow run, action, model and versions is written once). With ``client``
+    None, or a record without a version, no tag is written (a record without a version is tagged
+    on the registered model when it exists; the ledger keeps it either way).
+    The tag copy is cut to :data:`MAX_TAG_VALUE` characters (:meth:`AuditRecord.to_json`); the ledger
+    keeps the whole record.
+    Raises :class:`include.governance.ledger.LedgerError` when the ledger cannot be written.
     """
-    records: list[dict] = []
-    token = None
-    while True:
-        page = client.search_model_versions(f"name = '{model}'", max_results=SEARCH_PAGE, page_token=token)
-        for found in page:
-            records.extend(_records(found.tags))
-        token = page.token
-        if not token:
-            break
-    return sorted(records, key=lambda r: (r.get("at", ""), r.get("action", ""), str(r.get("version"))))
+    entry = (ledger or default_ledger()).append(
+        action=record.action, model=record.model, actor=record.actor, reason=record.reason,
+        version=record.version, versions=versions, details=record.details, dag_id=record.dag_id,
+        run_id=record.run_id, at=record.at, key=key, discriminator=discriminator)
+    if client is not None:
+        stored, tag = replace(record, at=entry.at), f"{AUDIT_PREFIX}{entry.at}.{record.action}"
+        for version in entry.versions:
+            client.set_model_version_tag(record.model, version, tag, replace(stored, version=version).to_json())
+        if not entry.versions:
+            try:
+                client.set_registered_model_tag(record.model, tag, stored.to_json())
+            except MlflowException as exc:  # no registry entry (yet): the ledger holds the record
+                log.info("%s has no registry entry for the audit tag: %s", record.model, exc)
+    log.info("AUDIT %s", record.to_json())
+    return entry.as_dict()
 
+
+def write_on(client: MlflowClient | None, record: AuditRecord, versions: Iterable[str]) -> dict:
+    """Store one record that concerns several ``versions`` (the first is its ``version``): one event."""
+    ordered = [str(v) for v in dict.fromkeys(versions) if v is not None]
+    return write(client, replace(record, version=ordered[0] if ordered else record.version), versions=ordered)
+
+
+def read(client: MlflowClient | None, model: str, version: str, *, ledger: Ledger | None = None) -> list[dict]:
+    """The ledger's records concerning ``model`` ``version``, oldest first (``client`` is not used: kept
+    for callers that pass it)."""
+    return [e.as_dict() for e in (ledger or default_ledger()).records(model=model, version=str(version))]
+
+
+def read_model(client: MlflowClient | None, model: str, *, ledger: Ledger | None = None) -> list[dict]:
+    """The ledger's records on ``model``, oldest first (chain order). An unknown model has none.
+
+    A record that concerns several versions appears once; its ``versions`` lists them.
+    """
+    return [e.as_dict() for e in (ledger or default_ledger()).records(model=model)]

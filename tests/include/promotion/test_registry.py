@@ -65,7 +65,7 @@ def test_register_is_idempotent_per_run(client, runs, name) -> None:
     assert len(client.search_model_versions(f"name = '{name}'")) == 1
     assert client.get_model_version(name, first).tags["extra"] == "retry"
     assert str(registry.alias_version(client, name, CHALLENGER).version) == first
-    assert _actions(client, name, first) == ["register", "register"]
+    assert _actions(client, name, first) == ["register"]  # the ledger keeps one record per run and action
 
 
 def test_register_moves_challenger_to_the_new_version(client, runs, name) -> None:
@@ -228,34 +228,37 @@ def test_record_gates_writes_one_tag_per_gate_and_the_detail(client, runs, name)
     assert tags["gate.compliance"] == tags["gates.result"] == "passed"
 
 
-def test_audit_records_are_read_oldest_first_and_only_from_the_version(client, runs, name) -> None:
+def test_audit_records_are_read_in_chain_order_and_only_from_the_version(client, runs, name) -> None:
     v1 = _register(client, name, runs[0])
-    later = audit.AuditRecord("reject", name, v1, ACTOR, "gates failed", at="2999-01-01T00:00:00.000002Z")
-    earlier = audit.AuditRecord("quarantine", name, v1, ACTOR, "bad batch", at="2999-01-01T00:00:00.000001Z")
+    earlier = audit.AuditRecord("quarantine", name, v1, ACTOR, "bad batch")
+    later = audit.AuditRecord("reject", name, v1, ACTOR, "gates failed")
     model_level = audit.AuditRecord("rollback", name, None, ACTOR, "no version")
 
-    for record in (later, earlier, model_level):
+    for record in (earlier, later, model_level):
         audit.write(client, record)
 
     records = audit.read(client, name, v1)
     assert [r["action"] for r in records] == ["register", "quarantine", "reject"]
-    assert records[-1] == json.loads(later.to_json())
+    assert {k: records[-1][k] for k in json.loads(later.to_json())} == json.loads(later.to_json())
+    assert records[-1]["versions"] == [v1] and records[-1]["prev_hash"] == records[-2]["hash"]
     model_tags = client.get_registered_model(name).tags
     assert [json.loads(v)["action"] for k, v in model_tags.items() if k.startswith(audit.AUDIT_PREFIX)] == ["rollback"]
 
 
-def test_oversized_audit_details_are_truncated(client, runs, name) -> None:
+def test_oversized_audit_details_are_kept_whole_in_the_ledger_and_cut_in_the_tag(client, runs, name) -> None:
     v1 = _register(client, name, runs[0])
     record = audit.AuditRecord("reject", name, v1, ACTOR, "too much", details={"blob": "x" * 10_000})
 
     audit.write(client, record)
 
     stored = audit.read(client, name, v1)[-1]
-    assert stored["details"] == {"truncated": True}
-    assert (stored["action"], stored["reason"]) == ("reject", "too much")
+    assert stored["details"] == {"blob": "x" * 10_000}
+    tag = json.loads(client.get_model_version(name, v1).tags[f"{audit.AUDIT_PREFIX}{stored['at']}.reject"])
+    assert tag["details"] == {"truncated": True}
+    assert (tag["action"], tag["reason"]) == ("reject", "too much")
 
 
-def test_oversized_audit_records_keep_the_short_details_queries_rely_on(client, runs, name) -> None:
+def test_oversized_audit_tags_keep_the_short_details_queries_rely_on(client, runs, name) -> None:
     v1 = _register(client, name, runs[0])
     record = audit.AuditRecord("rollback", name, v1, ACTOR, "r" * 6000,
                                details={"from_version": "2", "to_version": v1, "forced": True, "blob": ["x"] * 3000})
@@ -263,22 +266,26 @@ def test_oversized_audit_records_keep_the_short_details_queries_rely_on(client, 
     audit.write(client, record)
 
     stored = audit.read(client, name, v1)[-1]
-    assert stored["details"] == {"from_version": "2", "to_version": v1, "forced": True, "truncated": True}
-    assert stored["reason"] == "r" * audit.MAX_TRIMMED_REASON
+    assert stored["reason"] == "r" * 6000 and len(stored["details"]["blob"]) == 3000
+    tag = json.loads(client.get_model_version(name, v1).tags[f"{audit.AUDIT_PREFIX}{stored['at']}.rollback"])
+    assert tag["details"] == {"from_version": "2", "to_version": v1, "forced": True, "truncated": True}
+    assert tag["reason"] == "r" * audit.MAX_TRIMMED_REASON
     assert len(record.to_json()) <= audit.MAX_TAG_VALUE
 
 
-def test_read_model_returns_every_versions_records_oldest_first(client, runs, name) -> None:
+def test_read_model_returns_one_record_per_event_in_chain_order(client, runs, name) -> None:
     v1 = _register(client, name, runs[0])
     v2 = _register(client, name, runs[1])
-    shared = audit.AuditRecord("rollback", name, v2, ACTOR, "both", at="2999-01-01T00:00:00.000001Z")
+    shared = audit.AuditRecord("rollback", name, v2, ACTOR, "both")
     audit.write_on(client, shared, [v2, v1, v2])
 
     records = audit.read_model(client, name)
 
-    assert [(r["action"], r["version"]) for r in records] == [("register", v1), ("register", v2),
-                                                                ("rollback", v1), ("rollback", v2)]
-    assert records[-1]["at"] == records[-2]["at"] == shared.at
+    assert [(r["action"], r["version"]) for r in records] == [("register", v1), ("register", v2), ("rollback", v2)]
+    assert records[-1]["versions"] == [v2, v1] and records[-1]["at"] == shared.at
+    assert [r["action"] for r in audit.read(client, name, v1)] == ["register", "rollback"]
+    tag = f"{audit.AUDIT_PREFIX}{shared.at}.rollback"
+    assert tag in client.get_model_version(name, v1).tags and tag in client.get_model_version(name, v2).tags
     assert audit.read_model(client, f"{name}_missing") == []
 
 
