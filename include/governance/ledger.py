@@ -156,8 +156,8 @@ class Entry:
         return version == self.version or version in self.versions
 
 
-def _entry(row: Mapping) -> Entry:
-    """An :class:`Entry` from a row; text that is not JSON is kept as text so a tampered row stays readable."""
+def entry_from_row(row: Mapping) -> Entry:
+    """An :class:`Entry` from a stored row (a mapping of the table's columns); text that is not JSON is kept as text so a tampered row stays readable."""
     def _json(text: str, default):
         try:
             return json.loads(text)
@@ -170,11 +170,6 @@ def _entry(row: Mapping) -> Entry:
                  action=row["action"], reason=row["reason"], details=_json(row["details"], {}), dag_id=row["dag_id"],
                  run_id=row["run_id"], idempotency_key=row["idempotency_key"], prev_hash=row["prev_hash"],
                  hash=row["hash"])
-
-
-def _stored_content(row: Mapping) -> dict:
-    """The content of a stored row exactly as the hash covered it (details and versions re-parsed)."""
-    return _entry(row).content()
 
 
 @cache
@@ -260,7 +255,7 @@ class Ledger:
                            "details": canonical(content["details"]).decode(), "seq": seq, "prev_hash": prev,
                            "hash": digest}
                     conn.execute(records_table.insert().values(**row))
-                entry = _entry(row)
+                entry = entry_from_row(row)
                 log.info("LEDGER #%s %s %s v%s by %s: %s", seq, action, model, entry.version, entry.actor,
                          reason.splitlines()[0] if reason else "")
                 return entry
@@ -279,7 +274,7 @@ class Ledger:
     @staticmethod
     def _by_key(conn: sa.Connection, key: str) -> Entry | None:
         row = conn.execute(sa.select(records_table).where(records_table.c.idempotency_key == key)).mappings().first()
-        return _entry(row) if row else None
+        return entry_from_row(row) if row else None
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -303,7 +298,7 @@ class Ledger:
         if run_id is not None:
             query = query.where(t.run_id == run_id)
         with self.engine.connect() as conn:
-            entries = [_entry(row) for row in conn.execute(query).mappings()]
+            entries = [entry_from_row(row) for row in conn.execute(query).mappings()]
         return [e for e in entries if e.concerns(str(version))] if version is not None else entries
 
     def rows(self) -> list[dict]:
@@ -317,13 +312,13 @@ class Ledger:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(records_table).order_by(records_table.c.seq.desc()).limit(1)).mappings() \
                 .first()
-        return _entry(row) if row else None
+        return entry_from_row(row) if row else None
 
     def first(self) -> Entry | None:
         """The oldest record kept, or None for an empty ledger."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(records_table).order_by(records_table.c.seq).limit(1)).mappings().first()
-        return _entry(row) if row else None
+        return entry_from_row(row) if row else None
 
     def models(self) -> list[str]:
         """The models that have records, sorted."""
