@@ -3,9 +3,11 @@
 Aliases: ``challenger`` (the newest candidate), ``champion`` (live), ``previous_champion`` (what
 rollback returns to). Stages are deprecated in MLflow and not used.
 
-MLflow keeps no history of aliases (mlflow/mlflow#2169), so which version was champion when comes
-from the project's own records: :func:`champion_history` reads it from the ``promote`` and
-``rollback`` audit records. It is the one place that knows where that history is stored.
+MLflow keeps no history of aliases (mlflow/mlflow#2169), so every alias this project moves goes
+through :func:`move_alias` / :func:`remove_alias`, which record the move in the audit ledger
+(``alias_set`` / ``alias_removed``); :mod:`include.governance.history` answers "which version was
+``@champion`` at time T" from those records. :func:`champion_history` reads the ``promote`` and
+``rollback`` records, the decisions behind the moves, for rollback's lineage.
 """
 
 from __future__ import annotations
@@ -53,6 +55,52 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion |
         raise
 
 
+@dataclass(frozen=True)
+class Because:
+    """Why an alias moves and who moved it: what the ledger's alias record carries."""
+
+    actor: str
+    reason: str = ""
+    dag_id: str | None = None
+    run_id: str | None = None
+
+
+def _ledger_alias(name: str, alias: str) -> str | None:
+    from include.governance.history import current_aliases
+
+    return current_aliases(name).get(alias)
+
+
+def move_alias(client: MlflowClient, name: str, alias: str, version: str, because: Because) -> None:
+    """Point ``alias`` of ``name`` at ``version`` in MLflow, and record the move in the audit ledger.
+
+    The ``alias_set`` record (``details``: ``alias``, ``previous``) is written when the ledger's
+    timeline does not already show ``alias`` at ``version``, so a retry after a crash between the
+    two writes completes the record, and re-pointing an alias where it is writes nothing.
+    """
+    previous = alias_version(client, name, alias)
+    client.set_registered_model_alias(name, alias, version)
+    if _ledger_alias(name, alias) != str(version):
+        audit.write(None, audit.AuditRecord(
+            action="alias_set", model=name, version=str(version), actor=because.actor, reason=because.reason,
+            dag_id=because.dag_id, run_id=because.run_id,
+            details={"alias": alias, "previous": str(previous.version) if previous else None}),
+            discriminator=alias)
+
+
+def remove_alias(client: MlflowClient, name: str, alias: str, because: Because) -> None:
+    """Delete ``alias`` of ``name`` in MLflow (if set) and record ``alias_removed`` when the ledger shows it set."""
+    current = alias_version(client, name, alias)
+    if current is not None:
+        client.delete_registered_model_alias(name, alias)
+    recorded = _ledger_alias(name, alias)
+    if recorded is not None or current is not None:
+        audit.write(None, audit.AuditRecord(
+            action="alias_removed", model=name, version=recorded or str(current.version), actor=because.actor,
+            reason=because.reason, dag_id=because.dag_id, run_id=because.run_id, details={"alias": alias}),
+            discriminator=alias)
+
+
 def find_version_by_tag(client: MlflowClient, name: str, key: str, value: str) -> ModelVersion | None:
     versions = client.search_model_versions(f"name = '{name}' and tags.`{key}` = '{value}'")
     return max(versions, key=lambda v: int(v.version), default=None)
@@ -95,7 +143,8 @@ def register_challenger(
         log.info("Run %s is already registered as %s version %s; reusing it", run_id, name, version.version)
         for key, value in tags.items():
             client.set_model_version_tag(name, version.version, key, value)
-    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    move_alias(client, name, CHALLENGER, str(version.version),
+               Because(actor, f"new candidate from run {run_id}", dag_id, airflow_run_id))
     audit.write(
         client,
         audit.AuditRecord(
@@ -127,15 +176,18 @@ def promote(
     """
     current = alias_version(client, name, CHAMPION)
     moved = current is None or str(current.version) != version
+    because = Because(actor, reason, dag_id, run_id)
     if moved:
         if current is not None:
-            client.set_registered_model_alias(name, PREVIOUS_CHAMPION, str(current.version))
-        client.set_registered_model_alias(name, CHAMPION, version)
+            move_alias(client, name, PREVIOUS_CHAMPION, str(current.version), because)
+        move_alias(client, name, CHAMPION, version, because)
     else:
         log.info("%s version %s already is the champion", name, version)
+        if _ledger_alias(name, CHAMPION) != version:  # a retry after a crash between the alias and its record
+            move_alias(client, name, CHAMPION, version, because)
     challenger = alias_version(client, name, CHALLENGER)
     if challenger is not None and str(challenger.version) == version:
-        client.delete_registered_model_alias(name, CHALLENGER)
+        remove_alias(client, name, CHALLENGER, because)
     previous = alias_version(client, name, PREVIOUS_CHAMPION)
     previous_version = str(previous.version) if previous else None
     audited = run_id is not None and any(
@@ -226,11 +278,11 @@ def champion_lineage(history: Sequence[ChampionChange]) -> list[str]:
     return lineage
 
 
-def set_previous_champion(client: MlflowClient, name: str, lineage: Sequence[str]) -> str | None:
+def set_previous_champion(client: MlflowClient, name: str, lineage: Sequence[str], because: Because) -> str | None:
     """Point ``previous_champion`` at the lineage's second-to-last version, or remove it when there is none."""
     previous = lineage[-2] if len(lineage) >= 2 else None
     if previous is not None:
-        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, previous)
-    elif alias_version(client, name, PREVIOUS_CHAMPION) is not None:
-        client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
+        move_alias(client, name, PREVIOUS_CHAMPION, previous, because)
+    else:
+        remove_alias(client, name, PREVIOUS_CHAMPION, because)
     return previous

@@ -28,10 +28,12 @@ from include.promotion.registry import (
     CHAMPION,
     PREVIOUS_CHAMPION,
     ROLLBACK_ACTION,
+    Because,
     ChampionChange,
     alias_version,
     champion_history,
     champion_lineage,
+    move_alias,
     set_previous_champion,
 )
 
@@ -343,9 +345,10 @@ def rollback(
         audit.write_on(client, record, [plan.version, plan.replaced])
         history = [*history, ChampionChange(record.at, plan.version, plan.replaced, ROLLBACK_ACTION, actor, reason,
                                             run_id, bool(plan.overridden))]
-    client.set_registered_model_alias(model, CHAMPION, plan.version)
-    client.set_registered_model_alias(model, ROLLED_BACK, plan.replaced)
-    previous = set_previous_champion(client, model, champion_lineage(history))
+    because = Because(actor, reason, dag_id, run_id)
+    move_alias(client, model, CHAMPION, plan.version, because)
+    move_alias(client, model, ROLLED_BACK, plan.replaced, because)
+    previous = set_previous_champion(client, model, champion_lineage(history), because)
     log.info("%s @%s: version %s -> %s; next rollback target: %s", model, CHAMPION, plan.replaced, plan.version,
              previous or "none")
     return RollbackResult(model, plan.version, plan.replaced, changed=True, previous_champion=previous)

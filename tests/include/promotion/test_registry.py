@@ -8,6 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from include.governance import audit
+from include.governance.history import ALIAS_ACTIONS
 from include.governance.gates import GateReport, GateResult
 from include.promotion import registry
 from include.promotion.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
@@ -32,8 +33,13 @@ def _aliases(client: MlflowClient, name: str) -> dict[str, str]:
     return {alias: str(v) for alias, v in client.get_registered_model(name).aliases.items()}
 
 
+def _decisions(client: MlflowClient, name: str, version: str) -> list[dict]:
+    """The version's audit records without the alias moves (test_alias_history covers those)."""
+    return [r for r in audit.read(client, name, version) if r["action"] not in ALIAS_ACTIONS]
+
+
 def _actions(client: MlflowClient, name: str, version: str) -> list[str]:
-    return [r["action"] for r in audit.read(client, name, version)]
+    return [r["action"] for r in _decisions(client, name, version)]
 
 
 def test_register_creates_a_version_with_tags_alias_and_audit(client, runs, name) -> None:
@@ -49,7 +55,7 @@ def test_register_creates_a_version_with_tags_alias_and_audit(client, runs, name
     assert version.tags["training_key"] == "k1"
     assert version.aliases == [CHALLENGER]
     assert client.get_registered_model(name).description == "a test model"
-    (record,) = audit.read(client, name, "1")
+    (record,) = _decisions(client, name, "1")
     assert record["action"] == "register"
     assert (record["model"], record["version"], record["actor"]) == (name, "1", ACTOR)
     assert (record["dag_id"], record["run_id"]) == ("train_dag", "manual__1")
@@ -237,7 +243,7 @@ def test_audit_records_are_read_in_chain_order_and_only_from_the_version(client,
     for record in (earlier, later, model_level):
         audit.write(client, record)
 
-    records = audit.read(client, name, v1)
+    records = _decisions(client, name, v1)
     assert [r["action"] for r in records] == ["register", "quarantine", "reject"]
     assert {k: records[-1][k] for k in json.loads(later.to_json())} == json.loads(later.to_json())
     assert records[-1]["versions"] == [v1] and records[-1]["prev_hash"] == records[-2]["hash"]
@@ -279,11 +285,11 @@ def test_read_model_returns_one_record_per_event_in_chain_order(client, runs, na
     shared = audit.AuditRecord("rollback", name, v2, ACTOR, "both")
     audit.write_on(client, shared, [v2, v1, v2])
 
-    records = audit.read_model(client, name)
+    records = [r for r in audit.read_model(client, name) if r["action"] not in ALIAS_ACTIONS]
 
     assert [(r["action"], r["version"]) for r in records] == [("register", v1), ("register", v2), ("rollback", v2)]
     assert records[-1]["versions"] == [v2, v1] and records[-1]["at"] == shared.at
-    assert [r["action"] for r in audit.read(client, name, v1)] == ["register", "rollback"]
+    assert _actions(client, name, v1) == ["register", "rollback"]
     tag = f"{audit.AUDIT_PREFIX}{shared.at}.rollback"
     assert tag in client.get_model_version(name, v1).tags and tag in client.get_model_version(name, v2).tags
     assert audit.read_model(client, f"{name}_missing") == []
@@ -335,8 +341,8 @@ def test_set_previous_champion_follows_the_lineage(client, runs, name) -> None:
     v2 = _register(client, name, runs[1])
     _promote(client, name, v2)
 
-    assert registry.set_previous_champion(client, name, [v2]) is None
+    assert registry.set_previous_champion(client, name, [v2], registry.Because(ACTOR)) is None
     assert _aliases(client, name) == {CHAMPION: v2}
-    assert registry.set_previous_champion(client, name, [v2]) is None  # no alias to remove: fine
-    assert registry.set_previous_champion(client, name, [v2, v1, v2]) == v1
+    assert registry.set_previous_champion(client, name, [v2], registry.Because(ACTOR)) is None  # no alias to remove: fine
+    assert registry.set_previous_champion(client, name, [v2, v1, v2], registry.Because(ACTOR)) == v1
     assert _aliases(client, name) == {CHAMPION: v2, PREVIOUS_CHAMPION: v1}
