@@ -8,8 +8,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from include.governance import audit
-from include.governance.history import ALIAS_ACTIONS
 from include.governance.gates import GateReport, GateResult
+from include.governance.history import ALIAS_ACTIONS
 from include.promotion import registry
 from include.promotion.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
 
