@@ -6,11 +6,13 @@ Runs when a new `@challenger` is registered (asset event) or manually with a `ve
 Gates, each recorded as a tag on the version (`gate.<name>`, `gates.result`, `gates.detail`):
 - **min_metric**: the primary metric reaches the configured minimum;
 - **no_regression**: not worse than the current `@champion` by more than the allowed regression;
-- **compliance**: the required compliance tags are present.
+- **compliance**: the required compliance tags are present;
+- **validation**: the audit ledger holds a passed validation of the version's training data
+  (its `data_fingerprint`): a version registered from data nobody validated is never promoted.
 
 Then, when the model's config asks for it, a **human approval** in the Airflow UI. On success
-`@champion` moves to the version in one registry call and the replaced champion becomes
-`@previous_champion`. A failing gate leaves the champion untouched. Runs never overlap
+`@champion` moves to the version and the replaced champion becomes `@previous_champion`; every
+gate decision, the human's Approve or Reject, and each alias move is a record in the audit ledger. A failing gate leaves the champion untouched. Runs never overlap
 (`max_active_runs=1`), and the move itself runs in the model's one-slot pool
 `modelops_aliases_<model>`, shared with the rollback DAG's switch and the deployment's automatic
 rollback: alias moves (last-writer-wins in MLflow) never interleave, across DAGs either.

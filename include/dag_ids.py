@@ -9,6 +9,8 @@ stage            DAG id (model ``credit_approval``)  DAG file
 ``rollback``     ``rollback_credit_approval``        ``dags/rollback.py``
 ``batch_score``  ``batch_score_credit_approval``     ``dags/batch_score.py``
 ``monitor``      ``monitor_credit_approval``         ``dags/monitor.py``
+``retire``       ``retire_credit_approval``          ``dags/retire.py``
+``restore``      ``restore_credit_approval``         ``dags/restore.py``
 ===============  ==================================  ===================
 
 The stage is the DAG file's name. Everything that names a lifecycle DAG builds the id here: the DAG
@@ -33,6 +35,8 @@ class Stage(StrEnum):
     ROLLBACK = "rollback"
     BATCH_SCORE = "batch_score"
     MONITOR = "monitor"
+    RETIRE = "retire"
+    RESTORE = "restore"
 
 
 def dag_id(stage: Stage | str, model: str) -> str:

@@ -45,8 +45,14 @@ def evaluate_gates(
     candidate_metrics: Mapping[str, float],
     candidate_tags: Mapping[str, str],
     champion_metrics: Mapping[str, float] | None,
+    validation: Mapping[str, object] | None,
 ) -> GateReport:
-    """Minimum metric, regression vs champion, required compliance tags; every gate is reported."""
+    """Minimum metric, regression vs champion, required compliance tags, validated data; every gate is reported.
+
+    ``validation``: the audit ledger's ``validated`` record for the candidate's training data
+    fingerprint (:func:`include.governance.history.passed_validation`, as a dict), or None when the
+    ledger holds none: then the ``validation`` gate fails, whatever the tags say.
+    """
     gates = config.gates
     metric = gates.primary_metric
     sign = 1 if gates.higher_is_better else -1
@@ -83,4 +89,11 @@ def evaluate_gates(
             f"missing required tags: {', '.join(missing)}" if missing else "required tags present",
         )
     )
+    fingerprint = candidate_tags.get("data_fingerprint")
+    if validation is None:
+        results.append(GateResult("validation", False, fingerprint, "validated",
+                                  f"no passed validation on record in the audit ledger for data {fingerprint or '(no data_fingerprint tag)'}"))
+    else:
+        results.append(GateResult("validation", True, fingerprint, "validated",
+                                  f"data validated at {validation.get('at')} (ledger record #{validation.get('seq')})"))
     return GateReport(tuple(results))

@@ -115,6 +115,24 @@ def model_history(model: str, *, actions: Iterable[str] | None = None, include_a
     return [e for e in entries if include_alias_moves or e.action not in ALIAS_ACTIONS]
 
 
+def record_validation(model: str, *, passed: bool, dataset_uri: str, mlflow_run_id: str, actor: str,
+                      reason: str = "", data_fingerprint: str | None = None, schema_hash: str | None = None,
+                      files_sha256: str | None = None, dag_id: str | None = None, run_id: str | None = None,
+                      ledger: Ledger | None = None) -> Entry:
+    """Record a training batch's validation in the ledger: ``validated`` (passed) or ``quarantine``.
+
+    ``details``: the data's identity (``data_fingerprint``, the full-content hash; or ``files_sha256``
+    for a batch that could not be read), ``schema_hash``, ``dataset_uri`` and the MLflow run holding
+    the validation report. Promotion asks :func:`passed_validation` for the candidate's fingerprint.
+    """
+    details = {"dataset_uri": dataset_uri, "mlflow_run_id": mlflow_run_id, "result": "passed" if passed else "failed",
+               **{k: v for k, v in (("data_fingerprint", data_fingerprint), ("schema_hash", schema_hash),
+                                    ("files_sha256", files_sha256)) if v}}
+    return _ledger(ledger).append(action=VALIDATED if passed else QUARANTINE, model=model, actor=actor,
+                                  reason=reason or ("the batch passed validation" if passed else "quarantined"),
+                                  details=details, dag_id=dag_id, run_id=run_id)
+
+
 def validation_records(model: str, data_fingerprint: str, *, ledger: Ledger | None = None) -> list[Entry]:
     """The ``validated`` and ``quarantine`` records of ``model`` about data with ``data_fingerprint``."""
     return [e for e in _ledger(ledger).records(model=model, actions=(VALIDATED, QUARANTINE))

@@ -54,6 +54,7 @@ def check_gates(model: str, version: str, **context: Any) -> str:
     """Evaluate every gate, record the results on the version; a failing gate stops the promotion."""
     from include.governance import audit
     from include.governance.gates import evaluate_gates
+    from include.governance.history import passed_validation
     from include.promotion import registry
 
     config = get_model_config(model)
@@ -62,11 +63,14 @@ def check_gates(model: str, version: str, **context: Any) -> str:
     champion = registry.alias_version(client, model, registry.CHAMPION)
     if champion is not None and str(champion.version) == version:
         champion = None  # re-checking the live version: nothing to compare against
+    fingerprint = (candidate.tags or {}).get("data_fingerprint")
+    validated = passed_validation(model, fingerprint) if fingerprint else None
     report = evaluate_gates(
         config,
         candidate_metrics=registry.run_metrics(client, candidate) or {},
         candidate_tags=candidate.tags,
         champion_metrics=registry.run_metrics(client, champion),
+        validation=validated.as_dict() if validated else None,
     )
     registry.record_gates(client, model, version, report)
     keys = ids(context)

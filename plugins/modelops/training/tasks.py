@@ -42,6 +42,12 @@ def validate(model: str, dataset_uri: str, **context: Any) -> dict[str, str]:
         checks.validate(client, config, uri, run_id, as_of=_as_of(context))
     except (DataValidationError, DatasetError) as exc:
         # Bad data does not get better with a retry: fail for good, the batch is quarantined.
+        from include.governance.history import record_validation
+
+        tags = client.get_run(run_id).data.tags
+        record_validation(model, passed=False, dataset_uri=uri, mlflow_run_id=run_id, actor=actor(context),
+                          reason=str(exc)[:2000], data_fingerprint=tags.get("data_fingerprint"),
+                          files_sha256=tags.get("files_sha256"), **keys)
         raise AirflowFailException(f"{uri} rejected and quarantined (MLflow run {run_id}).\n{exc}") from None
     except (FileNotFoundError, ValueError) as exc:
         tracking.close_run(client, run_id, "FAILED", f"failed: cannot read dataset {uri}: {exc}")
@@ -85,12 +91,19 @@ class CloseRunOnFailure:
 
 
 @task
-def fingerprint(model: str, batch: dict[str, str]) -> dict[str, str]:
-    """Full-content hash and schema hash of the validated batch, plus this training's idempotency key."""
+def fingerprint(model: str, batch: dict[str, str], **context: Any) -> dict[str, str]:
+    """Full-content hash and schema hash of the validated batch, plus this training's idempotency key.
+
+    The passed validation goes into the audit ledger under the fingerprint (promotion checks it there).
+    """
     from include.data import checks
+    from include.governance.history import record_validation
 
     config = get_model_config(model)
     result = checks.fingerprint(MlflowHook().client, config, batch["dataset_uri"], batch["mlflow_run_id"])
+    record_validation(model, passed=True, dataset_uri=batch["dataset_uri"], mlflow_run_id=batch["mlflow_run_id"],
+                      actor=actor(context), data_fingerprint=result["data_fingerprint"],
+                      schema_hash=result.get("schema_hash"), **ids(context))
     key = lineage.model_idempotency_key(config, data_fingerprint=result["data_fingerprint"],
                                         commit=lineage.code_commit())
     return {**batch, **result, "idempotency_key": key}

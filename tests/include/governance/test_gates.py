@@ -11,19 +11,23 @@ CFG = load_model_config(Path(__file__).resolve().parents[3] / "config" / "models
 COMPLIANT = {f"compliance.{k}": v for k, v in CFG.compliance.labels.items()}
 
 
-def _gates(metric, champion=None, tags=COMPLIANT):
+VALIDATED = {"seq": 7, "at": "2026-11-30T10:00:00.000000Z", "action": "validated"}
+
+
+def _gates(metric, champion=None, tags=COMPLIANT, validation=VALIDATED):
     return evaluate_gates(
         CFG,
         candidate_metrics={} if metric is None else {"roc_auc": metric},
-        candidate_tags=tags,
+        candidate_tags={"data_fingerprint": "sha256:abc", **tags},
         champion_metrics=None if champion is None else {"roc_auc": champion},
+        validation=validation,
     )
 
 
 def test_first_model_above_minimum_passes():
     report = _gates(0.80)
     assert report.passed
-    assert [r.gate for r in report.results] == ["min_metric", "no_regression", "compliance"]
+    assert [r.gate for r in report.results] == ["min_metric", "no_regression", "compliance", "validation"]
 
 
 def test_below_minimum_fails_with_values():
@@ -49,3 +53,13 @@ def test_missing_compliance_tag_fails_and_names_it():
     report = _gates(0.85, tags=tags)
     assert [r.gate for r in report.failed] == ["compliance"]
     assert "pii_reviewed" in report.failed[0].detail
+
+
+def test_data_without_a_passed_validation_in_the_ledger_is_refused():
+    report = _gates(0.95, validation=None)
+
+    assert not report.passed
+    (failed,) = report.failed
+    assert failed.gate == "validation" and failed.value == "sha256:abc"
+    assert "no passed validation on record" in report.summary()
+    assert "#7" in next(r for r in _gates(0.95).results if r.gate == "validation").detail
