@@ -33,7 +33,26 @@ def reject(request: Request, code: int, reason: str, detail: object = None, **he
     """
     log.warning("drift webhook: rejected %s %s from %s: %s %s", request.method, request.url.path,
                 client_of(request), code, clean_text(reason, LOG_LIMIT))
+    record_delivery(request, "webhook_refused", WEBHOOK_MODEL, clean_text(reason, LOG_LIMIT), {"status": code})
     return HTTPException(code, detail if detail is not None else reason, headers=headers or None)
+
+
+WEBHOOK_MODEL = "(webhook)"  # the ledger's model for a delivery refused before its model was known
+
+
+def record_delivery(request: Request, action: str, model: str, reason: str, details: dict, *,
+                    dag_id: str | None = None, run_id: str | None = None) -> None:
+    """An audit ledger record of a webhook delivery (``webhook_accepted`` / ``webhook_refused``), with its
+    source (the client address) and path. A ledger that cannot be written is logged, not turned into
+    an error for the sender: the refusal or the started runs stand, and the runs write their own records."""
+    from include.governance import audit
+
+    try:
+        audit.write(None, audit.AuditRecord(
+            action=action, model=model, version=None, actor=f"webhook:{client_of(request)}", reason=reason,
+            dag_id=dag_id, run_id=run_id, details={"path": request.url.path, **details}))
+    except Exception:  # noqa: BLE001 - the ledger's failure must not change the webhook's answer
+        log.exception("drift webhook: could not write the audit ledger record of this delivery")
 
 
 def misconfigured(request: Request, exc: settings.SettingsError) -> HTTPException:

@@ -654,3 +654,25 @@ def test_every_request_is_logged_and_the_secret_never_is(api_server):
         assert line.startswith(start) and says in line, (start, line)
     log = api_server.log.read_text(errors="replace")
     assert SECRET not in log
+
+
+def test_every_delivery_is_a_ledger_record_accepted_or_refused_with_its_source(api_server):
+    from include.governance.ledger import default_ledger
+
+    fingerprint = fresh("led")
+    accepted = post(api_server, alertmanager(am_alert(fingerprint)))
+    refused = post(api_server, alertmanager(am_alert(fresh("led"))), secret="not-the-secret")
+
+    assert (accepted.status_code, refused.status_code) == (200, 401)
+    (run,) = accepted.json()["runs"]
+    records = default_ledger().records(run_id=run["run_id"])
+    assert [(r.action, r.model, r.dag_id) for r in records] == [("webhook_accepted", MODEL, DAG_ID)]
+    assert records[0].actor.startswith("webhook:127.0.0.1") and records[0].details["format"] == "alertmanager"
+    assert records[0].details["alerts"] == [f"{fingerprint}@2026-11-22T10:00:00+00:00"]
+    refusal = default_ledger().records(actions=["webhook_refused"])[-1]
+    assert refusal.details["status"] == 401 and "Signature does not match" in refusal.reason
+    assert "not-the-secret" not in refusal.as_dict().__repr__()
+
+    again = post(api_server, alertmanager(am_alert(fingerprint)))  # a redelivery: the same run, one record
+    assert again.json()["runs"][0]["created"] is False
+    assert len(default_ledger().records(run_id=run["run_id"])) == 1

@@ -11,7 +11,7 @@ from include.inbound import drift_alerts, payloads
 from modelops.inbound import settings
 from modelops.inbound.models import AlertRun, DriftAlertsResponse, ErrorResponse, IgnoredAlert, ValidationErrorResponse
 from modelops.inbound.runs import TriggerError, start_runs
-from modelops.inbound.security import SignedBody, client_of, misconfigured, reject, signed_body
+from modelops.inbound.security import SignedBody, client_of, misconfigured, record_delivery, reject, signed_body
 
 log = logging.getLogger("modelops.inbound")
 
@@ -99,6 +99,13 @@ def post_drift_alerts(request: Request, body: SignedBody) -> DriftAlertsResponse
         ignored=[IgnoredAlert(model=i.alert.model, alert=i.alert.identity, source=i.alert.source, reason=i.reason)
                  for i in ignored],
     )
+    for run in response.runs:
+        record_delivery(request, "webhook_accepted", run.model,
+                        f"{len(run.alerts)} {source} drift alert(s) → {run.dag_id}/{run.run_id}"
+                        + ("" if run.created else " (already started by an earlier delivery)"),
+                        {"format": source, "alerts": list(run.alerts), "created": run.created,
+                         "dataset_uri": run.dataset_uri, "ignored": len(ignored)},
+                        dag_id=run.dag_id, run_id=run.run_id)
     resolved = sum(i.reason == "resolved" for i in ignored)
     log.info(
         "drift webhook: accepted %s alert(s) (%s) from %s: started %s, already started %s, "
