@@ -22,13 +22,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag
 
 from include.dag_ids import Stage, alias_pool, dag_id
 from modelops.assets import challenger_asset, champion_asset
 from modelops.dags import dag_args, register_per_model
 from modelops.promotion import tasks as t
+from modelops.promotion.operators import AuditedApprovalOperator
 
 
 def build(config):
@@ -47,8 +47,9 @@ def build(config):
             config.name, candidate, gates)
 
         if config.approval.required:
-            approval = ApprovalOperator(
+            approval = AuditedApprovalOperator(
                 task_id="approve",
+                model=config.name,
                 subject=f"Promote {config.name} to champion?",
                 body="Version {{ ti.xcom_pull(task_ids='resolve_candidate') }} passed the gates:\n\n"
                 "{{ ti.xcom_pull(task_ids='check_gates') }}",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from include import settings
 from include.settings import PROJECT_ROOT
@@ -184,9 +184,67 @@ class GatesConfig(_Strict):
         return self.primary_metric != "log_loss"
 
 
+# The defaults are known python-stdnum modules and phonenumbers regions (tests check them); only other
+# entries are looked up at load, so a config without them imports neither library while DAGs are parsed.
+_SCREENING_DETECTORS = ("email", "iban", "card", "national_id", "phone")
+_SCREENING_NATIONAL_IDS = ("us.ssn", "nl.bsn", "de.idnr", "fr.nir", "es.dni")
+_SCREENING_PHONE_REGIONS = ("US", "GB", "DE", "FR", "NL", "ES")
+
+
+class ScreeningConfig(_Strict):
+    """Personal data looked for in a training batch and in each monitored hour (:mod:`include.governance.screening`).
+
+    A training batch with more than ``max_flagged_rows`` flagged rows is quarantined; an hour with more is a
+    ``personal_data`` finding at ``inference_tier`` (``critical`` makes the hour's alert critical; it never
+    rolls back or retrains: the data comes from upstream). Only counts are reported, never values.
+    """
+
+    enabled: bool = True
+    columns: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
+        None, min_length=1, description="Columns screened; none = every text (string/category) column the data has.")
+    detectors: list[Literal["email", "iban", "card", "national_id", "phone"]] = Field(
+        default_factory=lambda: list(_SCREENING_DETECTORS), min_length=1,
+        description="What is looked for: email, iban, card (payment card numbers), national_id, phone.")
+    national_ids: list[str] = Field(
+        default_factory=lambda: list(_SCREENING_NATIONAL_IDS),
+        description="python-stdnum modules of the national identifiers looked for (stdnum.<name>, e.g. us.ssn).")
+    phone_regions: list[str] = Field(
+        default_factory=lambda: list(_SCREENING_PHONE_REGIONS),
+        description="Regions whose national phone formats are recognised; international (+..) numbers always are.")
+    max_flagged_rows: int = Field(0, ge=0, description="Flagged rows tolerated in a batch or an hour.")
+    inference_tier: Literal["warning", "critical"] = Field(
+        "warning", description="Tier of an hour whose inputs hold personal data.")
+
+    @model_validator(mode="after")
+    def _known_modules_and_regions(self) -> ScreeningConfig:
+        import importlib
+
+        for i, name in enumerate(self.national_ids):
+            if name in _SCREENING_NATIONAL_IDS:
+                continue
+            if not re.fullmatch(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*", name):
+                raise ValueError(f"national_ids.{i}: {name!r} is not a python-stdnum module name (e.g. us.ssn)")
+            try:
+                module = importlib.import_module(f"stdnum.{name}")
+            except ImportError:
+                raise ValueError(f"national_ids.{i}: unknown python-stdnum module {name!r} (no stdnum.{name})") from None
+            if not (callable(getattr(module, "is_valid", None)) and callable(getattr(module, "compact", None))):
+                raise ValueError(f"national_ids.{i}: stdnum.{name} is not a number module (no is_valid/compact)")
+        for i, code in enumerate(self.phone_regions):
+            if code in _SCREENING_PHONE_REGIONS:
+                continue
+            import phonenumbers
+
+            if code not in phonenumbers.SUPPORTED_REGIONS:
+                raise ValueError(f"phone_regions.{i}: {code!r} is not a region phonenumbers knows "
+                                 "(ISO 3166 alpha-2, upper case, e.g. GB)")
+        return self
+
+
 class ComplianceConfig(_Strict):
     labels: dict[str, str] = Field(default_factory=dict, description="Tags set on every new version.")
     required: list[str] = Field(default_factory=list, description="Tags a version must carry to be promoted.")
+    screening: ScreeningConfig = Field(default_factory=ScreeningConfig, description="Personal-data screening of training batches and monitored hours.")
 
 
 class ApprovalConfig(_Strict):
@@ -266,6 +324,28 @@ class AlertsConfig(_Strict):
     channel: str | None = Field(None, description="Override the connection's channel.")
 
 
+class QualityFloor(_Strict):
+    """A version whose monitored KPI stayed below ``minimum`` over its last ``hours`` assessed hours is retired."""
+
+    kpi: Identifier = Field(description="A KPI name from monitoring.kpis.")
+    minimum: float
+    hours: int = Field(24, ge=1, description="How many of the version's last assessed hours are averaged.")
+
+
+class RetirementConfig(_Strict):
+    """Monthly retirement: which versions are archived, unloaded and tagged retired (never the live ones)."""
+
+    schedule: str | None = Field("@monthly", description="Cron or preset of the retire DAG; none = manual only.")
+    superseded_days: float | None = Field(90, gt=0, description="Retire a version holding no alias for this long; none = never for this reason.")
+    quality_floor: QualityFloor | None = Field(None, description="Retire a version whose last monitored hours were below a KPI floor.")
+    unusable_data_tag: str = Field("data.unusable", min_length=1, description="A version (or its training run) carrying this tag with a true value was trained on data that may no longer be used.")
+    manual: list[Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v)]] = Field(
+        default_factory=list, description="Versions to retire on the next run (still never a protected one); numbers or strings.")
+    archive_uri: str | None = Field(None, description="Archive root: a folder or file:// URI, or s3://bucket/prefix; none = <state folder>/archive.")
+    storage_class: str | None = Field(None, description="S3 storage class of archived objects (e.g. GLACIER, DEEP_ARCHIVE); none = the bucket's default.")
+    aws_conn_id: str = Field("aws_default", description="Airflow connection of the S3 archive.")
+
+
 class ModelConfig(_Strict):
     name: Identifier
     description: str = ""
@@ -279,6 +359,7 @@ class ModelConfig(_Strict):
     batch: BatchConfig | None = Field(None, description="Daily batch scoring with Spark; none = online only.")
     monitoring: MonitoringConfig = MonitoringConfig()
     alerts: AlertsConfig = AlertsConfig()
+    retirement: RetirementConfig = RetirementConfig()
 
     source: Path | None = Field(None, exclude=True)
 
@@ -303,6 +384,9 @@ class ModelConfig(_Strict):
                 raise ValueError(f"monitoring.kpis.{i}.per: {kpi.per!r} is not a feature")
             if kpi.metric == "outcome_per_unit" and self.dataset.outcome is None:
                 raise ValueError(f"monitoring.kpis.{i}.metric: outcome_per_unit needs dataset.outcome")
+        floor = self.retirement.quality_floor
+        if floor is not None and floor.kpi not in {k.name for k in self.monitoring.kpis}:
+            raise ValueError(f"retirement.quality_floor.kpi: {floor.kpi!r} is not one of monitoring.kpis")
         return self
 
 

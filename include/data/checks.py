@@ -10,7 +10,10 @@ What validation refuses, before anything is trained:
   ``int``/``float`` column, event timestamps after the run's logical date plus ``max_future_minutes`` (or
   older than ``max_age_days``), a null target or one outside ``classes``;
 * too few rows of a class in the training or the holdout split (:func:`split_checks`: evaluation needs
-  both classes on both sides; identical rows all land on one side of the split).
+  both classes on both sides; identical rows all land on one side of the split);
+* personal data (:func:`screening_checks`, ``compliance.screening``): more than ``max_flagged_rows`` rows
+  with an e-mail address, IBAN, card number, national identifier or phone number, named by column,
+  detector and count, never by value (GX's examples of values in those columns are withheld too).
 
 A refused batch is quarantined: its MLflow run is marked FAILED and tagged ``quarantine=rejected`` with
 ``quarantine.reason`` and the batch's fingerprint (or, when it cannot be read, a digest of its files),
@@ -35,6 +38,7 @@ from include.config import ModelConfig
 from include.data.dataset import DatasetError, local_path, read_dataset
 from include.data.fingerprint import dataset_fingerprint, mlflow_digest, schema_hash
 from include.data.validation import DataValidationError, FailedExpectation, ValidationReport, validate_dataframe
+from include.governance.screening import ScreeningReport, screen_frame
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +99,32 @@ def split_checks(df: pd.DataFrame, config: ModelConfig) -> tuple[list[FailedExpe
     return failures, 2
 
 
+def screening_checks(df: pd.DataFrame, config: ModelConfig) -> tuple[list[FailedExpectation], int, ScreeningReport | None]:
+    """The batch screened for personal data (``compliance.screening``, :mod:`include.governance.screening`).
+
+    Returns the failures (one ``personal_data`` failure per column and detector that flagged rows, when more
+    than ``max_flagged_rows`` rows are flagged; counts only), how many checks ran (one per column screened)
+    and the report (None when screening is disabled).
+    """
+    settings = config.compliance.screening
+    if not settings.enabled:
+        return [], 0, None
+    report = screen_frame(df, settings)
+    if not report.flagged_rows:
+        return [], len(report.columns), report
+    if not report.exceeds(settings.max_flagged_rows):
+        log.warning("Personal data tolerated (compliance.screening.max_flagged_rows=%s): %s",
+                    settings.max_flagged_rows, report.summary())
+        return [], len(report.columns), report
+    failures = [
+        FailedExpectation("personal_data", column, f"{detector}: {rows} of {report.rows} rows flagged "
+                          f"(compliance.screening; {report.flagged_rows} rows in all, more than max_flagged_rows="
+                          f"{settings.max_flagged_rows}; values not recorded)")
+        for column, detector, rows in report.flagged()
+    ]
+    return failures, max(len(report.columns), len(failures)), report
+
+
 def validate(
     client: MlflowClient, config: ModelConfig, dataset_uri: str, run_id: str, *, as_of: datetime | None = None
 ) -> dict:
@@ -110,11 +140,14 @@ def validate(
     except DatasetError as exc:
         _quarantine(client, run_id, dataset_uri, reason=f"unreadable: {exc}", digest=("files_sha256", _files_digest(dataset_uri)))
         raise
+    screened, screen_checks, screen = screening_checks(df, config)
     with tempfile.TemporaryDirectory(prefix="gx-report-") as tmp:
         report = validate_dataframe(df, config.suite_path, report_dir=Path(tmp),
-                                    extra_expectations=derived_expectations(config, as_of))
-        report = report.with_checks(*split_checks(df, config))
-        _write_project_checks(report, Path(tmp))
+                                    extra_expectations=derived_expectations(config, as_of),
+                                    redact_columns=screen.flagged_columns if screen else ())
+        split_failures, split_count = split_checks(df, config)
+        report = report.with_checks([*split_failures, *screened], split_count + screen_checks)
+        _write_project_checks(report, Path(tmp), screen)
         client.log_artifacts(run_id, tmp, artifact_path="validation")
     stats = report.statistics or {}
     client.set_tag(run_id, "validation.status", "passed" if report.success else "failed")
@@ -133,10 +166,14 @@ def _utc(when: datetime) -> datetime:
     return datetime.fromtimestamp(when.timestamp(), tz=UTC)
 
 
-def _write_project_checks(report: ValidationReport, folder: Path) -> None:
+def _write_project_checks(report: ValidationReport, folder: Path, screen: ScreeningReport | None = None) -> None:
+    """``project_checks.json`` (the checks run outside GX) and, when the batch was screened, ``screening.json``
+    (counts per column and detector, never values)."""
     import json
 
     (folder / "project_checks.json").write_text(json.dumps(report.result.get("project_checks", []), indent=2))
+    if screen is not None:
+        (folder / "screening.json").write_text(json.dumps(screen.as_dict(), indent=2))
 
 
 def _quarantine(client: MlflowClient, run_id: str, dataset_uri: str, *, reason: str, digest: tuple[str, str]) -> None:

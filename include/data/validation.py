@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,8 +163,13 @@ def validate_dataframe(
     *,
     report_dir: Path | None = None,
     extra_expectations: Sequence[dict[str, Any]] = (),
+    redact_columns: Collection[str] = (),
 ) -> ValidationReport:
     """Validate ``df`` against the suite at ``suite_path`` plus ``extra_expectations``.
+
+    ``redact_columns``: columns holding personal data (:mod:`include.governance.screening`): the results of
+    their expectations keep only counts (GX's example values are removed before the summary, the JSON
+    result and the Data Docs are made).
 
     ``extra_expectations`` are suite entries (``{"type", "kwargs", "meta"}``) appended to the file's
     suite for this run, e.g. the checks derived from the model's declared columns; they appear in the
@@ -186,6 +191,8 @@ def validate_dataframe(
         suite = context.suites.add(suite)
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=suite.name, data=batch, suite=suite))
         gx_result = definition.run(batch_parameters={"dataframe": df}, result_format="SUMMARY")
+        if _redact(gx_result, set(redact_columns)):  # the context stored it unredacted: the Data Docs read it there
+            context.validation_results_store.set(key=_result_identifier(gx_result), value=gx_result)
         report = _build_report(gx_result, suite, set(df.columns))
         if report_dir is not None:
             report.json_path = _write_json(report.result, Path(report_dir) / RESULT_FILE)
@@ -199,6 +206,32 @@ def validate_dataframe(
         report.statistics.get("evaluated_expectations"),
     )
     return report
+
+
+_COUNT_KEYS = frozenset({"element_count", "missing_count", "missing_percent", "unexpected_count",
+                         "unexpected_percent", "unexpected_percent_total", "unexpected_percent_nonmissing"})
+REDACTED = "withheld: the column holds personal data"
+
+
+def _redact(gx_result: ExpectationSuiteValidationResult, columns: set[str]) -> bool:
+    """Keep only the counts of the results of expectations on ``columns`` (in place); whether any was changed."""
+    changed = False
+    for expectation_result in gx_result.results if columns else ():
+        kwargs = expectation_result.expectation_config.kwargs or {}
+        if any(kwargs.get(key) in columns for key in ("column", "column_A", "column_B")) and expectation_result.result:
+            kept = {k: v for k, v in expectation_result.result.items() if k in _COUNT_KEYS}
+            expectation_result.result = {**kept, "redacted": REDACTED}
+            changed = True
+    return changed
+
+
+def _result_identifier(gx_result: ExpectationSuiteValidationResult) -> ValidationResultIdentifier:
+    """The key under which the context keeps ``gx_result`` (and its Data Docs page)."""
+    return ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=gx_result.suite_name),
+        run_id=gx_result.meta["run_id"],
+        batch_identifier=gx_result.batch_id,
+    )
 
 
 @contextmanager
@@ -278,8 +311,12 @@ def _describe(expectation_type: str, result: dict[str, Any]) -> str:
         count, total = result["unexpected_count"], result.get("element_count")
         if expectation_type == "expect_column_values_to_not_be_null":
             return f"{count} of {total} values are null"
+        if "redacted" in result:
+            return f"{count} of {total} values unexpected (examples {result['redacted']})"
         examples = (result.get("partial_unexpected_list") or [])[:_EXAMPLES]
         return f"{count} of {total} values unexpected, e.g. {examples}"
+    if "redacted" in result:
+        return f"failed (details {result['redacted']})"
     if "observed_value" in result:
         return f"observed {result['observed_value']!r}"
     return "failed"
@@ -294,10 +331,5 @@ def _write_json(result: dict[str, Any], path: Path) -> Path:
 def _build_docs(context: AbstractDataContext, gx_result: ExpectationSuiteValidationResult) -> Path:
     """Render the Data Docs site and return the path of this run's validation page."""
     context.build_data_docs(site_names=[_DOCS_SITE])
-    identifier = ValidationResultIdentifier(
-        expectation_suite_identifier=ExpectationSuiteIdentifier(name=gx_result.suite_name),
-        run_id=gx_result.meta["run_id"],
-        batch_identifier=gx_result.batch_id,
-    )
-    urls = context.get_docs_sites_urls(resource_identifier=identifier, site_name=_DOCS_SITE)
+    urls = context.get_docs_sites_urls(resource_identifier=_result_identifier(gx_result), site_name=_DOCS_SITE)
     return Path(unquote(urlparse(urls[0]["site_url"]).path))

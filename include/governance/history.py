@@ -29,7 +29,16 @@ ALIAS_REMOVED = "alias_removed"
 ALIAS_ACTIONS = (ALIAS_SET, ALIAS_REMOVED)
 VALIDATED = "validated"
 QUARANTINE = "quarantine"
-APPROVAL_ACTIONS = ("approve", "reject")
+APPROVAL_ACTIONS = ("approve", "reject", "approval_timeout")
+# monthly retirement's steps (include.governance.retirement writes them)
+RETIRE_PLANNED = "retire_planned"
+ARCHIVED = "archived"
+ARCHIVE_VERIFIED = "archive_verified"
+UNLOADED = "unloaded"
+RETIRED = "retired"
+RETIRE_FAILED = "retire_failed"
+RESTORE = "restore"
+RETIREMENT_ACTIONS = (RETIRE_PLANNED, ARCHIVED, ARCHIVE_VERIFIED, UNLOADED, RETIRED, RETIRE_FAILED, RESTORE)
 EVIDENCE_FORMAT = 1
 
 
@@ -195,7 +204,7 @@ def version_lineage(client: MlflowClient, model: str, version: str, *, ledger: L
         "deployments": [e.as_dict() for e in records if e.action in ("deploy", "deploy_failed", "rollback")],
         "alias_terms": [asdict(t) for t in terms],
         "hours_as_champion": served_hours(t for t in terms if t.alias == "champion"),
-        "retirement": [e.as_dict() for e in records if e.action in ("retire", "restore")],
+        "retirement": [e.as_dict() for e in records if e.action in RETIREMENT_ACTIONS],
         "compliance": {k: v for k, v in tags.items() if k.startswith("compliance.")},
         "records": [e.as_dict() for e in records],
     }

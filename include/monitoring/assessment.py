@@ -51,6 +51,15 @@ count, and the rest of the assessment (drift on the other features, KPIs) goes o
   (:func:`include.monitoring.windows.find_gap`). Always warns (value: hours), whatever the hour's
   own rows.
 
+Personal data: an hour whose inputs hold more than ``compliance.screening.max_flagged_rows`` rows with
+an e-mail address, IBAN, card number, national identifier or phone number
+(:mod:`include.governance.screening`, run by :func:`include.monitoring.hourly.assess_window`) has the
+finding ``personal_data`` (value: the flagged rows, threshold: ``max_flagged_rows + 1``; the detail
+names columns, detectors and counts, never values), whatever its rows (below ``min_rows`` too) and
+cold start or not. It is a warning, or with ``inference_tier: critical`` makes the hour ``critical``
+(a critical alert) without a ``critical`` finding: nothing is rolled back or retrained, because the
+data comes from upstream and another version would receive the same inputs.
+
 What escalates: invalid predictions in at least ``invalid_predictions_critical`` of the hour's rows
 make it ``critical`` (the served version is broken: it is rolled back), cold start or not. Other
 data-quality findings are warnings: the fault is upstream of the model, a rollback cannot fix it.
@@ -69,6 +78,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -84,9 +94,13 @@ from include.monitoring.data_quality import (
 from include.monitoring.findings import Finding
 from include.monitoring.kpis import KPI_PREFIX, compute_kpis, drops
 
+if TYPE_CHECKING:
+    from include.governance.screening import ScreeningReport
+
 LEVELS = ("ok", "warning", "critical")
 DRIFT = "data_drift"
 CRITICAL = "critical"
+PERSONAL_DATA = "personal_data"
 HOUR_KINDS = frozenset({NO_ROWS, UNREADABLE_FILE, UNASSESSED_HOURS})  # count toward the tier even below min_rows
 
 
@@ -145,25 +159,30 @@ def assess(
     baseline_source: str,
     data_quality: Sequence[DataQualityIssue] = (),
     notes: Sequence[str] = (),
+    personal_data: Finding | None = None,
 ) -> HourAssessment:
     """Decide the tier of one hour from its predictions (joined to the delayed labels), its drift report
     and its data-quality issues (the rules: the module docstring).
 
     ``drift_report``: a :class:`include.monitoring.drift.DriftReport`, or None when drift could not be checked
     (a ``no_reference_profile`` issue says why). ``frame``: one row per prediction with
-    ``prediction`` and the columns the KPIs need; it may be empty.
+    ``prediction`` and the columns the KPIs need; it may be empty. ``personal_data``: the hour's
+    :func:`personal_data_finding`, if any.
     """
     mon = config.monitoring
     rows = len(frame)
     issues = list(data_quality)
+    personal = [personal_data] if personal_data is not None else []
+    pii_level = config.compliance.screening.inference_tier if personal else "ok"
     if rows < mon.min_rows:
-        counted = [i.finding() for i in issues if i.fires and i.kind in HOUR_KINDS]
+        counted = [i.finding() for i in issues if i.fires and i.kind in HOUR_KINDS] + personal
         reason = "; ".join(f"{f.name}: {f.detail}" for f in counted) or (
             f"{rows} predictions in the hour, fewer than monitoring.min_rows={mon.min_rows}"
             + "".join(f"; {i.name} recorded, not alerted: {i.detail}" for i in issues)
         )
-        return HourAssessment(config.name, version, hour.isoformat(), rows, "warning" if counted else "skipped",
-                              reason, healthy=all(f.name == GAP for f in counted), findings=counted,
+        level = "critical" if pii_level == "critical" else "warning" if counted else "skipped"
+        return HourAssessment(config.name, version, hour.isoformat(), rows, level, reason,
+                              healthy=all(f.name == GAP for f in counted), findings=counted,
                               data_quality=issues, notes=list(notes))
     kpis = compute_kpis(config, mon.kpis, frame)
     fell = drops(mon.kpis, kpis, baseline)
@@ -187,7 +206,7 @@ def assess(
     ]
     quality_findings = [i.finding() for i in issues if i.fires]
     drift_warns = share >= mon.drift.warning
-    findings = ([drift_finding] if drift_warns and not cold else []) + kpi_findings + quality_findings
+    findings = ([drift_finding] if drift_warns and not cold else []) + kpi_findings + quality_findings + personal
     drift_critical = not cold and share >= mon.drift.critical and bool(kpi_findings)
     invalid = next((i for i in issues if i.kind == INVALID_PREDICTIONS), None)
     broken = (invalid is not None and mon.invalid_predictions_critical is not None
@@ -203,14 +222,30 @@ def assess(
         value, threshold = ((share, mon.drift.critical) if drift_critical
                             else (invalid.value, mon.invalid_predictions_critical))
         findings.insert(0, Finding(CRITICAL, value, threshold, "; ".join(parts)))
-    level = "critical" if drift_critical or broken else "warning" if findings else "ok"
+    level = "critical" if drift_critical or broken or pii_level == "critical" else "warning" if findings else "ok"
     reason = "; ".join(f"{f.name}: {f.detail}" for f in findings) or (
         f"healthy: {drift_finding.detail}" + (" (cold start: drift not alerted)" if cold and drift_warns else "")
     )
     return HourAssessment(
         config.name, version, hour.isoformat(), rows, level, reason, cold_start=cold,
-        healthy=not drift_warns and not kpi_findings and all(f.name == GAP for f in quality_findings),
+        healthy=not drift_warns and not kpi_findings and not personal and all(f.name == GAP for f in quality_findings),
         drift=drift_report.as_dict() if drift_report is not None else None,
         kpis={k: v.as_dict() for k, v in kpis.items()}, baseline=dict(baseline), baseline_source=baseline_source,
         drops=fell, findings=findings, data_quality=issues, notes=list(notes),
     )
+
+
+def personal_data_finding(config: ModelConfig, report: ScreeningReport) -> Finding | None:
+    """The ``personal_data`` finding of an hour whose screened inputs (``report``, from
+    :func:`include.governance.screening.screen_frame`) have more than ``compliance.screening.max_flagged_rows``
+    flagged rows; None otherwise. Value: the flagged rows; threshold: ``max_flagged_rows + 1``; the detail
+    names the columns, detectors and counts, never a value.
+    """
+    limit = config.compliance.screening.max_flagged_rows
+    if not report.exceeds(limit):
+        return None
+    columns = "; ".join(f"{c.column}: " + ", ".join(f"{d} {n}" for d, n in c.counts.items())
+                        for c in report.columns if c.counts)
+    return Finding(PERSONAL_DATA, report.flagged_rows, limit + 1,
+                   f"{report.flagged_rows} of {report.rows} rows hold personal data (rows per column and detector: "
+                   f"{columns}; compliance.screening, values not recorded)")

@@ -17,7 +17,8 @@ class Finding:
     """A measured ``value`` that crossed its ``threshold``; ``detail``: the evidence, in words.
 
     ``name``: what was measured, e.g. ``data_drift`` (share of drifted features), ``kpi.<name>``
-    (the KPI's drop below its baseline), ``data_quality.<kind>[.<column>]`` or ``critical``.
+    (the KPI's drop below its baseline), ``data_quality.<kind>[.<column>]``, ``personal_data`` (rows of
+    the hour's inputs holding personal data; counts only, never values) or ``critical``.
     ``value`` and ``threshold`` are stored as floats (a share, a drop, a count, as the name says).
     Raises ``ValueError`` for an empty name or a value or threshold that is not a real number.
     """

@@ -1,19 +1,22 @@
 """One hour of one model, end to end: read, check, measure, decide, record.
 
 :func:`assess_window` reads the hour's inference log, finds what is wrong with its data
-(:mod:`include.monitoring.data_quality`), joins the delayed labels that have arrived
+(:mod:`include.monitoring.data_quality`), screens its text columns for personal data
+(:mod:`include.governance.screening`, ``compliance.screening``), joins the delayed labels that have arrived
 (:mod:`include.monitoring.delayed_labels`), tests drift against the served version's reference
 profile (:mod:`include.monitoring.drift`), computes the KPIs against the version's baseline,
 decides the tier (:func:`include.monitoring.assessment.assess`), writes the hour's metrics
 (:func:`include.monitoring.history.log_hour`) and Evidently's HTML report to the model's
-monitoring run.
+monitoring run. An hour whose inputs hold personal data gets the ``personal_data`` finding, the details of
+its data-quality issues in those columns are withheld, and no Evidently report is written for it (the
+report shows feature values).
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -21,9 +24,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from include.config import ModelConfig
+from include.governance.screening import screen_frame
 from include.monitoring import data_quality, drift, history, inference_log, windows
-from include.monitoring.assessment import HourAssessment, assess
+from include.monitoring.assessment import HourAssessment, assess, personal_data_finding
 from include.monitoring.delayed_labels import join_labels
+from include.monitoring.findings import Finding
 from include.monitoring.reference_profile import ReferenceProfile, load_profile
 from include.monitoring.response import served_version
 
@@ -69,6 +74,7 @@ def assess_window(
     types = {c.name: c.type for c in config.dataset.features}
     read = inference_log.read_checked(config.name, start, end, features=types, root=root)
     frame = read.frame
+    personal, personal_columns = screen_hour(config, frame)
     version = served_version(frame["model_version"], champion)
     run_id = history.monitoring_run(client, config)
     issues = data_quality.read_quality(config, read)
@@ -101,17 +107,45 @@ def assess_window(
         if gap is not None:
             issues.append(windows.gap_issue(config, gap))
             log.warning("%s: %s", config.name, issues[-1].detail)
+    if personal_columns:  # a constant's value, a wrongly typed example: not from a column holding personal data
+        issues = [_withheld(i) if i.column in personal_columns else i for i in issues]
     assessment = assess(config, hour=start, frame=frame, version=version, drift_report=report, deployed_at=deployed,
-                        baseline=baseline, baseline_source=source, data_quality=issues)
+                        baseline=baseline, baseline_source=source, data_quality=issues, personal_data=personal)
     history.log_hour(client, run_id, assessment, frame["latency_ms"], window_hours=windows.covered_hours(start, end))
     result = HourResult(assessment, run_id)
-    if profile is not None:
+    if profile is not None and personal_columns:
+        assessment.notes.append("Evidently report not written: the hour's inputs hold personal data "
+                                f"({', '.join(personal_columns)}), and the report would show their values")
+    elif profile is not None:
         result.report_path, note = write_report(client, run_id, profile, frame, start, config)
         if note:
             assessment.notes.append(note)
         if result.report_path:
             result.report_uri = f"{client.get_run(run_id).info.artifact_uri}/{result.report_path}"
     return result
+
+
+def screen_hour(config: ModelConfig, frame: pd.DataFrame) -> tuple[Finding | None, list[str]]:
+    """The hour's inference log screened for personal data (``compliance.screening``; its text columns:
+    the request ids and the string/category features, or the configured columns).
+
+    Returns the ``personal_data`` finding (:func:`include.monitoring.assessment.personal_data_finding`; None
+    when nothing beyond ``max_flagged_rows`` was found or screening is disabled) and the columns with any
+    flagged row. Counts only: no value is logged.
+    """
+    settings = config.compliance.screening
+    if not settings.enabled:
+        return None, []
+    screened = screen_frame(frame, settings)
+    if screened.flagged_rows:
+        log.warning("%s: personal data in the hour's inputs: %s", config.name, screened.summary())
+    return personal_data_finding(config, screened), screened.flagged_columns
+
+
+def _withheld(issue: data_quality.DataQualityIssue) -> data_quality.DataQualityIssue:
+    """``issue`` with its detail (which may quote values) replaced: its column holds personal data."""
+    return replace(issue, detail=f"{issue.count} value(s) of {issue.column!r} concerned; details withheld: "
+                                 "the column holds personal data (compliance.screening)")
 
 
 def write_report(

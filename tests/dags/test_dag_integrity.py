@@ -79,6 +79,22 @@ FAMILIES = {
         "params": set(),
         "upstream": {"pin_champion": set(), "score": {"pin_champion"}},
     },
+    "retire": {
+        "tags": ("retirement", "archive"),
+        "params": {"dry_run"},
+        "upstream": {
+            "evaluate": set(), "notify_owners": {"evaluate"},
+            "retire_version.archive": {"notify_owners"},
+            "retire_version.verify": {"notify_owners", "retire_version.archive"},
+            "retire_version.unload": {"notify_owners", "retire_version.verify"},
+            "retire_version.mark_retired": {"notify_owners", "retire_version.verify", "retire_version.unload"},
+        },
+    },
+    "restore": {
+        "tags": ("retirement", "archive"),
+        "params": {"version", "reason"},
+        "upstream": {"check_archive": set(), "restore": {"check_archive"}},
+    },
 }
 # Tasks that do not simply follow success: the recoveries run only when the main flow failed, and notify
 # reports whatever the monitoring branch chose (the branches not taken are skipped). All others: all_success.
@@ -162,15 +178,18 @@ def test_tags_retries_docs_and_no_catchup(dagbag):
 
 def test_schedules_follow_the_lifecycle(dagbag):
     """Promotion on a new @challenger, deployment on a new @champion, monitoring hourly on data intervals,
-    batch scoring and training on their configured schedules, rollback only when triggered."""
+    batch scoring, training and retirement on their configured schedules, rollback and restore only when
+    triggered."""
     for family, config, dag in _family_dags(dagbag):
         timetable = dag.timetable
         if family in ("promote", "deploy"):
             alias = "challenger" if family == "promote" else "champion"
             assert [asset.uri for asset in dag.schedule] == [
                 f"mlflow-model://{config.name}/{alias}"], dag.dag_id
-        elif family == "rollback":
+        elif family in ("rollback", "restore"):
             assert type(timetable).__name__ == "NullTimetable", dag.dag_id
+        elif family == "retire":
+            assert dag.schedule == config.retirement.schedule, dag.dag_id
         elif family == "monitor":  # data intervals: a run covers the hour before it, a re-run the same hour
             from airflow.sdk import CronDataIntervalTimetable
 
@@ -290,7 +309,7 @@ def test_approval_sits_between_gates_and_promotion_when_configured(tmp_path, mon
     dag = promote_module.build(load_model_config(path))
 
     approve = dag.get_task("approve")
-    assert approve.task_type == "ApprovalOperator"
+    assert approve.task_type == "AuditedApprovalOperator"  # Airflow's ApprovalOperator, its answer in the ledger
     assert approve.upstream_task_ids == {"check_gates"}
     assert "approve" in dag.get_task("promote").upstream_task_ids
     assert approve.response_timeout.total_seconds() == 4 * 3600

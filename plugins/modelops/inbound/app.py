@@ -1,4 +1,9 @@
-"""The drift webhook's FastAPI app: one router per resource, the payload formats in its OpenAPI schema."""
+"""The plugin's FastAPI app: one router per resource, the payload formats in its OpenAPI schema.
+
+``/api/v1/drift-alerts``: the drift webhook, behind HMAC request signatures (:mod:`modelops.inbound.security`).
+``/governance/...``: the audit ledger's read-only API, behind Airflow's own authentication
+(:mod:`modelops.governance.routes`).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
 from include.inbound.payloads import payload_json_schema
+from modelops.governance import routes as governance
 from modelops.inbound.routes import drift_alerts
 
 TITLE = "Model Ops drift webhook"
+GOVERNANCE_PREFIX = "/governance"
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -35,9 +42,14 @@ def create_app() -> FastAPI:
     app = FastAPIOffline(
         title=TITLE,
         version="1",
-        description="Signed drift alerts (Alertmanager, Grafana, the project format) start retraining runs. "
-                    "Every route checks the request's HMAC signature; Airflow adds no authentication to plugin apps.",
+        description="Signed drift alerts (Alertmanager, Grafana, the project format) start retraining runs; "
+                    "the governance routes answer from the audit ledger (alias history, model history, lineage, "
+                    "evidence packs, JSON Lines export, chain verification). Airflow adds no authentication to "
+                    "plugin apps, so each router brings its own: the drift-alerts route checks the request's HMAC "
+                    "signature; every governance route needs an Airflow API token (`POST /auth/token`, sent as "
+                    "`Authorization: Bearer <token>`) whose user may read the audit log of the DAGs concerned.",
     )
     app.include_router(drift_alerts.router)
+    app.include_router(governance.router, prefix=GOVERNANCE_PREFIX)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

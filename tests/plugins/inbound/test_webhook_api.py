@@ -554,7 +554,8 @@ FUZZ = settings(max_examples=60, deadline=None, database=None, suppress_health_c
 def fuzz_cases(api_server, state_dir) -> st.SearchStrategy:
     """Requests generated from the schema the server publishes: valid and invalid by that schema."""
     set_hypothesis_home_dir(state_dir / "hypothesis")  # its caches go with the test state, not the checkout
-    schema = schemathesis.openapi.from_url(f"{api_server.url}/modelops/openapi.json")
+    # the webhook's routes only: the governance routes take Airflow's token, not a signature
+    schema = schemathesis.openapi.from_url(f"{api_server.url}/modelops/openapi.json").include(tag="Drift alerts")
     return st.one_of(*(schema.as_strategy(generation_mode=mode) for mode in GenerationMode))
 
 
