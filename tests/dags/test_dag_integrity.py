@@ -15,6 +15,9 @@ from include.dag_ids import Stage, dag_id
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
+# DAGs of the installation, not of a model: one each, their id the file's stem.
+INSTALLATION_DAGS = {"audit_ledger": {"tags": ("modelops", "governance"), "upstream": {
+    "verify": set(), "anchor": {"verify"}, "apply_retention": {"anchor"}}}}
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +127,18 @@ def test_every_configured_model_has_its_dags(dagbag):
     assert configs
     expected = {dag_id(family, name) for family in FAMILIES for name, config in configs.items()
                 if family != "batch_score" or config.batch is not None}
-    assert set(dagbag.dag_ids) == expected
-    assert set(FAMILIES) == {p.stem for p in DAG_FILES} == set(Stage)  # a new DAG file gets its family described above
+    assert set(dagbag.dag_ids) == expected | set(INSTALLATION_DAGS)
+    # a new DAG file gets its family (or its installation DAG) described above
+    assert set(FAMILIES) | set(INSTALLATION_DAGS) == {p.stem for p in DAG_FILES}
+    assert set(FAMILIES) == set(Stage)
+
+
+def test_installation_dags_are_wired_as_described(dagbag):
+    for installation_dag, spec in INSTALLATION_DAGS.items():
+        dag = dagbag.dags[installation_dag]
+        assert set(dag.tags) == set(spec["tags"])
+        assert {t.task_id: set(t.upstream_task_ids) for t in dag.tasks} == spec["upstream"]
+        assert all(t.retries >= 1 for t in dag.tasks) and dag.max_active_runs == 1 and not dag.catchup
 
 
 def test_each_dag_alerts_about_its_own_model_through_its_channel(dagbag):
