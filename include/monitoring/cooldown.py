@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from include.governance import audit
-from include.monitoring.assessment import LEVELS, HourAssessment
+from include.monitoring.assessment import LEVELS, PERSONAL_DATA, HourAssessment
 from include.monitoring.data_quality import DATA_QUALITY, GAP
 from include.monitoring.findings import Finding
 
@@ -37,7 +37,8 @@ def due(assessment: HourAssessment, state: Mapping[str, dict], cooldown_hours: f
     """The findings to send now: new, past the cooldown since they last fired, or worse than then.
 
     Worse: a higher tier, or a value at least ``WORSE_FRACTION`` of the threshold beyond the one
-    that fired (for ``data_quality.*`` findings: of the larger of the threshold and that value).
+    that fired (for ``data_quality.*`` and ``personal_data`` findings: of the larger of the threshold and
+    that value).
     ``data_quality.unassessed_hours`` reported for another hour than the one it fired for is another
     gap (see the module docstring): due whatever the cooldown.
     """
@@ -52,9 +53,10 @@ def due(assessment: HourAssessment, state: Mapping[str, dict], cooldown_hours: f
             out.append(finding)
             continue
         since = abs(hour - pd.Timestamp(last["hour"]))
-        # a data-quality value (a share, a file count) is worse when it grew by half of itself too
-        step = max(finding.threshold, last["value"]) if finding.name.startswith(f"{DATA_QUALITY}.") \
-            else finding.threshold
+        # a data-quality value (a share, a file count) or a count of rows holding personal data is worse
+        # when it grew by half of itself too (one more flagged row is not news within the cooldown)
+        step = max(finding.threshold, last["value"]) \
+            if finding.name.startswith(f"{DATA_QUALITY}.") or finding.name == PERSONAL_DATA else finding.threshold
         worse = LEVELS.index(assessment.level) > LEVELS.index(last["level"]) or (
             finding.value >= last["value"] + WORSE_FRACTION * step
         )

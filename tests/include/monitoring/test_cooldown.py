@@ -131,3 +131,13 @@ def test_an_alert_about_an_unregistered_version_is_audited_on_the_model(client, 
     [record] = _alert_records(client.get_registered_model(AUDITED).tags)
     assert record["version"] is None and record["details"]["served_version"] == "99"
     assert record["details"]["findings"][0]["name"] == "data_quality.no_reference_profile"
+
+
+def test_personal_data_fires_again_within_the_cooldown_only_when_it_grew_by_half() -> None:
+    earlier = _state("personal_data", "warning", 10.0, HOUR - pd.Timedelta(hours=2))
+
+    one_more = Finding("personal_data", 11.0, 1.0)
+    half_again = Finding("personal_data", 15.0, 1.0)
+
+    assert due(_assessment("warning", one_more), earlier, cooldown_hours=6) == []
+    assert due(_assessment("warning", half_again), earlier, cooldown_hours=6) == [half_again]
