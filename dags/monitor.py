@@ -25,6 +25,11 @@ cooldown.
    - **Unassessed hours**: each run (not a back-fill) reports the hours between the last hour assessed
      before its own and its own that no run assessed (`data_quality.unassessed_hours`, a warning and a
      metric, at most a week of them), naming them and the manual run that assesses one.
+   - **Personal data**: the hour's inputs are screened for card numbers, IBANs, national
+     identifiers, e-mail addresses and phone numbers (`compliance.screening`); an hour holding any is a
+     `personal_data` finding at `inference_tier` (warning by default) with the column and the count,
+     never the values, and no Evidently report is written for it. Critical here alerts but neither
+     rolls back nor retrains: the inputs come from upstream, any version would receive them.
 2. **route** by tier:
    - *warning* (drift above its warning threshold, a KPI drop, or a data-quality finding) → **notify**
      (Slack, else the log);
@@ -34,7 +39,7 @@ cooldown.
      then **notify** says what was done.
 
 Thresholds, KPIs, cold start, cooldown and data-quality shares live in the model's `monitoring:`
-config. Every alert is an audit record on the model version.
+config. Every alert, with the actions it caused, is a record in the audit ledger.
 """
 
 from __future__ import annotations
