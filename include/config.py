@@ -324,6 +324,10 @@ class AlertsConfig(_Strict):
     channel: str | None = Field(None, description="Override the connection's channel.")
 
 
+# An optional setting given as "${VAR:-}" in YAML: an empty value means "not set".
+_EmptyIsNone = Annotated[str | None, BeforeValidator(lambda v: v if v != "" else None)]
+
+
 class QualityFloor(_Strict):
     """A version whose monitored KPI stayed below ``minimum`` over its last ``hours`` assessed hours is retired."""
 
@@ -336,13 +340,13 @@ class RetirementConfig(_Strict):
     """Monthly retirement: which versions are archived, unloaded and tagged retired (never the live ones)."""
 
     schedule: str | None = Field("@monthly", description="Cron or preset of the retire DAG; none = manual only.")
-    superseded_days: float | None = Field(90, gt=0, description="Retire a version holding no alias for this long; none = never for this reason.")
+    superseded_days: float | None = Field(90, ge=0, description="Retire a version holding no alias for this long (0: as soon as it holds none); none = never for this reason.")
     quality_floor: QualityFloor | None = Field(None, description="Retire a version whose last monitored hours were below a KPI floor.")
     unusable_data_tag: str = Field("data.unusable", min_length=1, description="A version (or its training run) carrying this tag with a true value was trained on data that may no longer be used.")
     manual: list[Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v)]] = Field(
         default_factory=list, description="Versions to retire on the next run (still never a protected one); numbers or strings.")
-    archive_uri: str | None = Field(None, description="Archive root: a folder or file:// URI, or s3://bucket/prefix; none = <state folder>/archive.")
-    storage_class: str | None = Field(None, description="S3 storage class of archived objects (e.g. GLACIER, DEEP_ARCHIVE); none = the bucket's default.")
+    archive_uri: _EmptyIsNone = Field(None, description="Archive root: a folder or file:// URI, or s3://bucket/prefix; none = <state folder>/archive.")
+    storage_class: _EmptyIsNone = Field(None, description="S3 storage class of archived objects (e.g. GLACIER, DEEP_ARCHIVE); none = the bucket's default.")
     aws_conn_id: str = Field("aws_default", description="Airflow connection of the S3 archive.")
 
 

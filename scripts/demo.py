@@ -115,13 +115,7 @@ def _hour_of_traffic(config, triton_url: str, hour, *, seed: int, drift: float =
 
 def _assessed(dag_run) -> dict:
     """What the monitoring run's ``assess`` task returned (its XCom)."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids="assess",
-                                                 key="return_value")).first()
-        return XComModel.deserialize_value(row) if row else {}
+    return _xcom(dag_run, "assess") or {}
 
 
 def monitor(config, run, bag, triton_url: str) -> bool:
@@ -199,6 +193,65 @@ def monitor(config, run, bag, triton_url: str) -> bool:
     return True
 
 
+def govern(config, run, bag, client) -> bool:
+    """Retire a superseded version into the local archive (dry run first), restore it, then the ledger."""
+    from include.governance import history
+    from include.governance.retirement import RETIRED_ARCHIVE_TAG
+
+    retire_dag = bag.get_dag(dag_id(Stage.RETIRE, MODEL))
+    say("13. Retirement DAG, dry run: what would be archived, unloaded and retired, and why")
+    states, dag_run = run(retire_dag, dag_id(Stage.RETIRE, MODEL), {"dry_run": True}, with_run=True)
+    plan = _xcom(dag_run, "evaluate") or {}
+    for candidate in plan.get("candidates", []):
+        reasons = "; ".join(f"{r['rule']}: {r['detail']}" for r in candidate["reasons"])
+        say(f"      candidate version {candidate['version']}: {reasons}")
+    for protected in plan.get("protected", []):
+        say(f"      protected version {protected['version']}: {', '.join(protected['why'])}")
+    if states.get("evaluate") != "success":
+        say("   -> the plan failed: see the log")
+        return False
+    if not plan.get("candidates"):
+        say("   -> nothing to retire (an earlier demo run retired it)")
+    else:
+        say("14. Retirement DAG for real: archive -> verify -> unload -> mark retired, per candidate")
+        states = run(retire_dag, dag_id(Stage.RETIRE, MODEL), {"dry_run": False})
+        for candidate in plan["candidates"]:
+            tags = client.get_model_version(MODEL, candidate["version"]).tags
+            say(f"   -> version {candidate['version']} retired={tags.get('retired')}, archive {tags.get(RETIRED_ARCHIVE_TAG)}")
+        retired = plan["candidates"][0]["version"]
+        say(f"15. Restore DAG: version {retired} back from its archive, every SHA-256 checked")
+        states, dag_run = run(bag.get_dag(dag_id(Stage.RESTORE, MODEL)), dag_id(Stage.RESTORE, MODEL),
+                              {"version": retired, "reason": "the demo restores what it retired"}, with_run=True)
+        restored = _xcom(dag_run, "restore")
+        if restored:
+            tags = client.get_model_version(MODEL, restored).tags
+            say(f"   -> version {restored} registered with restored_from={tags.get('restored_from')}")
+
+    say("16. The audit ledger: the alias timeline MLflow cannot give, and the hash chain verified and anchored")
+    run(bag.get_dag("audit_ledger"), "audit_ledger")
+    for term in history.alias_timeline(MODEL):
+        reason = term.reason.splitlines()[0][:70] if term.reason else ""
+        say(f"      @{term.alias:<17} v{term.version:<3} {term.start} -> {term.end or 'now':<27} {reason}")
+    from include.governance import integrity
+    from include.governance.ledger import default_ledger
+
+    report = integrity.verify(default_ledger(), integrity.MlflowAnchorStore(client, default_ledger()))
+    say(f"   -> {report.summary()}")
+    say("      (python -m include.governance verify | aliases | history | lineage | export)")
+    return report.ok
+
+
+def _xcom(dag_run, task_id: str):
+    """What ``task_id`` of ``dag_run`` returned (its XCom), or None."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id,
+                                                 key="return_value")).first()
+        return XComModel.deserialize_value(row) if row is not None else None
+
+
 def main() -> int:
     from include import settings, tracking
     from include.config import get_model_config, resolve_uri
@@ -207,6 +260,8 @@ def main() -> int:
 
     # The demo's hours follow each other within minutes of a deployment: no cold start here (default 7 days).
     os.environ.setdefault("MODELOPS_COLD_START_DAYS", "0")
+    # ... and a version without an alias is superseded at once, so step 13 has one to retire (default 90 days).
+    os.environ.setdefault("MODELOPS_SUPERSEDED_DAYS", "0")
     state = settings.state_dir()
     log_file = state / "logs" / "demo.log"
     config = get_model_config(MODEL)
@@ -288,6 +343,8 @@ def main() -> int:
         if not score_batch(config, run, bag):
             return 1
         if not monitor(config, run, bag, server.url):
+            return 1
+        if not govern(config, run, bag, client):
             return 1
     champion = alias_version(client, MODEL, CHAMPION)
     previous = alias_version(client, MODEL, PREVIOUS_CHAMPION)

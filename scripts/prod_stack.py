@@ -9,8 +9,9 @@ Every part runs as its own process from the project's virtualenvs, as in product
 - Triton (``.venv-triton``, ``make triton``) on the model repository the deployment DAG exports into.
 
 PostgreSQL and Redis must already run (``--postgres``, ``--redis``): they are used, never started,
-restarted or reconfigured; the script creates only its own two databases (``<prefix>_airflow``,
-``<prefix>_mlflow``) and, in its S3 server, the buckets. Everything else lives in the state folder
+restarted or reconfigured; the script creates only its own three databases (``<prefix>_airflow``,
+``<prefix>_mlflow``, ``<prefix>_ledger``: the audit ledger) and, in its S3 server, the buckets (MLflow's
+artifacts, the retirement archive). Everything else lives in the state folder
 (default ``.modelops/prod``, apart from the embedded stack's ``.modelops``): ``stack.json`` (what
 was started, with which ports), ``secrets.json``, ``passwords.json`` (the Airflow UI's admin
 password), ``logs/<part>.log``, ``run/<part>.pid``, the data, Triton's repository, the inference log.
@@ -60,6 +61,7 @@ VENV_BIN = Path(sys.executable).parent
 DEFAULT_STATE = ROOT / ".modelops" / "prod"
 ARTIFACT_BUCKET = "mlflow-artifacts"  # as docker-compose.yaml's minio-buckets service creates them
 ARCHIVE_BUCKET = "modelops-archive"
+DATABASES = ("airflow", "mlflow", "ledger")  # <prefix>_<name> in --postgres: Airflow, MLflow, the audit ledger
 ADMIN = "admin"
 # The compose file's MinIO credentials, as dummy keys for the S3 double (it accepts any).
 S3_ACCESS_KEY = "modelops"
@@ -219,6 +221,11 @@ def airflow_env(stack: Stack) -> dict[str, str]:
         "MODELOPS_DATA_DIR": str(stack.dir / "data"),
         "MODELOPS_TRITON_URL": stack.triton_url,
         "MODELOPS_TRITON_REPOSITORY": str(stack.dir / "triton" / "models"),
+        "MODELOPS_LEDGER_URL": stack.database_url("ledger"),
+        "MODELOPS_ARCHIVE_URI": f"s3://{ARCHIVE_BUCKET}/models",
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({
+            "conn_type": "aws", "login": S3_ACCESS_KEY, "password": S3_SECRET_KEY,
+            "extra": {"endpoint_url": stack.s3_url, "region_name": "us-east-1"}}),
         # this host only (HOST_ONLY says why)
         "AIRFLOW_HOME": str(stack.airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
@@ -511,7 +518,7 @@ def create_databases(stack: Stack) -> list[str]:
     with contextlib.closing(psycopg2.connect(stack.postgres)) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
-            for which in ("airflow", "mlflow"):
+            for which in DATABASES:
                 name = stack.database(which)
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
                 if cur.fetchone() is None:
@@ -527,7 +534,7 @@ def drop_databases(stack: Stack) -> None:
     with contextlib.closing(psycopg2.connect(stack.postgres)) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
-            for which in ("airflow", "mlflow"):
+            for which in DATABASES:
                 cur.execute(f'DROP DATABASE IF EXISTS "{stack.database(which)}" WITH (FORCE)')
 
 
