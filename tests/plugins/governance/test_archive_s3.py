@@ -303,3 +303,32 @@ def test_archive_store_picks_the_store_from_the_uri(state_dir: Path, tmp_path: P
         S3ArchiveStore("s3:///prefix")
     with pytest.raises(ArchiveError, match="invalid archive key"):
         s3_store.key("../escape")
+
+
+def test_retirement_archives_to_s3_verifies_retires_and_restores(client, trained, name, connection, bucket, s3):
+    """Monthly retirement's steps through the production store: archive → verify → retire → restore, on S3."""
+    from include.governance import retirement
+    from include.governance.ledger import default_ledger
+    from include.promotion.registry import Because
+
+    run_id, model_uri = trained
+    version = str(registry.register_challenger(client, name=name, description="s3 retirement", model_uri=model_uri,
+                                               run_id=run_id, tags={"owner": "risk"}, actor="tester").version)
+    registry.remove_alias(client, name, registry.CHALLENGER, Because("tester", "superseded"))
+    store = S3ArchiveStore(f"s3://{bucket}/models", aws_conn_id=connection, storage_class="STANDARD_IA")
+    because = Because("tester", "manual", "retire_s3", "run-1")
+
+    retirement.archive_version(client, store, name, version, because=because)
+    retirement.verify_archive(client, store, name, version, because=because)
+    retirement.mark_retired(client, store, name, version, reason="manual: listed", because=because)
+    restored = retirement.restore_version(client, store, name, version, because=Because("auditor", "request #42"))
+
+    tags = client.get_model_version(name, version).tags
+    assert tags["retired"] == "true" and tags["retired.archive"] == f"s3://{bucket}/models/{name}/{version}"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"models/{name}/{version}/")["Contents"]]
+    assert f"models/{name}/{version}/manifest.json" in keys and any("/model/" in k for k in keys)
+    assert {s3.head_object(Bucket=bucket, Key=k).get("StorageClass") for k in keys if not k.endswith("manifest.json")} \
+        == {"STANDARD_IA"}
+    assert restored.tags["restored_from"] == f"{name}/{version}" and int(restored.version) > int(version)
+    actions = [e.action for e in default_ledger().records(model=name, version=version)]
+    assert [a for a in actions if a in retirement.ACTIONS] == ["archived", "archive_verified", "retired", "restore"]
