@@ -64,6 +64,7 @@ demo: $(AIRFLOW_HOME)/airflow.db triton
 	$(PY) scripts/demo.py
 
 test: $(VENV)/.installed triton
+	bash scripts/ensure_chromium.sh
 	$(VENV)/bin/pytest
 
 lint: $(VENV)/.installed
