@@ -21,13 +21,14 @@ from datetime import timedelta
 
 from airflow.sdk import dag
 
+from include.dag_ids import AUDIT_LEDGER
 from modelops.dags import START_DATE
 from modelops.governance import ledger_tasks as t
 from modelops.notify import DagFailureNotifier
 
 
 @dag(
-    dag_id="audit_ledger",
+    dag_id=AUDIT_LEDGER,
     description="Verify the audit ledger's hash chain, anchor its head in MLflow, apply retention",
     doc_md=__doc__,
     schedule="@daily",

@@ -13,7 +13,8 @@ stage            DAG id (model ``credit_approval``)  DAG file
 ``restore``      ``restore_credit_approval``         ``dags/restore.py``
 ===============  ==================================  ===================
 
-The stage is the DAG file's name. Everything that names a lifecycle DAG builds the id here: the DAG
+The stage is the DAG file's name. One DAG serves the whole installation rather than a model:
+``audit_ledger`` (:data:`AUDIT_LEDGER`, ``dags/audit_ledger.py``). Everything that names a lifecycle DAG builds the id here: the DAG
 files, the drift webhook (it starts ``train_<model>``), monitoring (it starts ``rollback_<model>``
 and ``train_<model>``) and the messages that tell a person which DAG to trigger. Nothing parses an
 id back into its model: a model name may hold underscores (``batch_score_credit_approval`` could be
@@ -37,6 +38,10 @@ class Stage(StrEnum):
     MONITOR = "monitor"
     RETIRE = "retire"
     RESTORE = "restore"
+
+
+AUDIT_LEDGER = "audit_ledger"  # dags/audit_ledger.py: one DAG for the installation, not per model
+INSTALLATION_DAGS = (AUDIT_LEDGER,)
 
 
 def dag_id(stage: Stage | str, model: str) -> str:

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
-from include.dag_ids import Stage, dag_id
+from include.dag_ids import AUDIT_LEDGER, INSTALLATION_DAGS, Stage, dag_id
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
 # DAGs of the installation, not of a model: one each, their id the file's stem.
-INSTALLATION_DAGS = {"audit_ledger": {"tags": ("modelops", "governance"), "upstream": {
+INSTALLATION_DAG_SPECS = {AUDIT_LEDGER: {"tags": ("modelops", "governance"), "upstream": {
     "verify": set(), "anchor": {"verify"}, "apply_retention": {"anchor"}}}}
 
 
@@ -127,14 +127,14 @@ def test_every_configured_model_has_its_dags(dagbag):
     assert configs
     expected = {dag_id(family, name) for family in FAMILIES for name, config in configs.items()
                 if family != "batch_score" or config.batch is not None}
-    assert set(dagbag.dag_ids) == expected | set(INSTALLATION_DAGS)
+    assert set(dagbag.dag_ids) == expected | set(INSTALLATION_DAG_SPECS)
     # a new DAG file gets its family (or its installation DAG) described above
-    assert set(FAMILIES) | set(INSTALLATION_DAGS) == {p.stem for p in DAG_FILES}
-    assert set(FAMILIES) == set(Stage)
+    assert set(FAMILIES) | set(INSTALLATION_DAG_SPECS) == {p.stem for p in DAG_FILES}
+    assert set(FAMILIES) == set(Stage) and set(INSTALLATION_DAG_SPECS) == set(INSTALLATION_DAGS)
 
 
 def test_installation_dags_are_wired_as_described(dagbag):
-    for installation_dag, spec in INSTALLATION_DAGS.items():
+    for installation_dag, spec in INSTALLATION_DAG_SPECS.items():
         dag = dagbag.dags[installation_dag]
         assert set(dag.tags) == set(spec["tags"])
         assert {t.task_id: set(t.upstream_task_ids) for t in dag.tasks} == spec["upstream"]
