@@ -15,6 +15,7 @@ back to ``MLFLOW_TRACKING_URI`` (and MLflow's own ``MLFLOW_TRACKING_USERNAME`` /
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cached_property
 from typing import NamedTuple
@@ -23,6 +24,8 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from include.tracking_auth import Credentials, CredentialsError
+
+log = logging.getLogger(__name__)
 
 
 class _Target(NamedTuple):
@@ -85,6 +88,25 @@ class MlflowHook(BaseHook):
     def tracking_uri(self) -> str:
         """The server's URI, never with credentials in it (safe to log, to export, to put in a pod spec)."""
         return self._target.uri
+
+    @property
+    def ui_url(self) -> str | None:
+        """The MLflow web UI's base URL for links people follow: the connection's ``extra.ui_url``, else the
+        tracking URI when it is http(s) (:func:`include.links.ui_base`: credentials and query dropped); None
+        when neither names a web UI (a local SQLite store), or ``extra.ui_url`` is not an http(s) URL."""
+        from include.links import ui_base
+
+        try:
+            configured = self.get_connection(self.mlflow_conn_id).extra_dejson.get("ui_url")
+        except AirflowNotFoundException:
+            configured = None
+        if configured:
+            base = ui_base(str(configured))
+            if base is None:
+                log.warning("extra.ui_url of connection %r is not an http(s) URL: %r; no MLflow links",
+                            self.mlflow_conn_id, configured)
+            return base
+        return ui_base(self.tracking_uri)
 
     @property
     def credentials(self) -> Credentials | None:

@@ -45,6 +45,12 @@ class ProdStack:
 
         return MlflowClient(self.stack.mlflow_url, self.stack.mlflow_url)
 
+    def ledger(self):
+        """The stack's audit ledger (its PostgreSQL database), as the Airflow processes write it."""
+        from include.governance.ledger import Ledger
+
+        return Ledger(self.stack.database_url("ledger"))
+
     def s3(self):
         return prod_stack.s3_client(self.stack)
 

@@ -44,11 +44,12 @@ def settle(prod, timeout_s: float = RUN_TIMEOUT_S) -> None:
                 prod.airflow.wait_run(dag_id, run["dag_run_id"], timeout_s)
 
 
-def records(client, version: str, action: str | None = None) -> list[dict]:
-    """The audit records on ``version`` (of one ``action``), oldest first."""
+def records(prod, version: str, action: str | None = None) -> list[dict]:
+    """The audit records on ``version`` (of one ``action``), oldest first, from the stack's ledger (PostgreSQL)."""
     from include.governance import audit
 
-    return [r for r in audit.read(client, MODEL, str(version)) if action is None or r["action"] == action]
+    return [r for r in audit.read(None, MODEL, str(version), ledger=prod.ledger())
+            if action is None or r["action"] == action]
 
 
 def training_data(prod, name: str, seed: int, rows: int = 20_000) -> str:

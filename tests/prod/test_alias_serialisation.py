@@ -90,6 +90,6 @@ def test_a_promotion_and_a_rollback_at_once_move_the_champion_one_at_a_time(prod
     client = prod.mlflow()
     now = str(client.get_model_version_by_alias(MODEL, "champion").version)
     assert now == (previous if second == ROLLBACK else champion)  # the later move decided
-    assert [r["run_id"] for r in records(client, previous, "rollback")].count(runs[ROLLBACK]) == 1
-    assert [r["run_id"] for r in records(client, champion, "promote")].count(runs[PROMOTE]) == 1
+    assert [r["run_id"] for r in records(prod, previous, "rollback")].count(runs[ROLLBACK]) == 1
+    assert [r["run_id"] for r in records(prod, champion, "promote")].count(runs[PROMOTE]) == 1
     settle(prod)  # a promotion that moved the champion back starts a deployment

@@ -89,8 +89,8 @@ def test_a_worker_killed_during_training_is_replaced_and_the_version_is_register
     assert train["try_number"] == 2  # the killed try failed for want of a heartbeat; the retry trained
     champion_goes_live(prod, before)
     (new,) = _versions(client) - versions  # exactly one new version
-    assert [r["run_id"] for r in records(client, new, "register")] == [run_id]
-    assert len(records(client, new, "promote")) == 1
+    assert [r["run_id"] for r in records(prod, new, "register")] == [run_id]
+    assert len(records(prod, new, "promote")) == 1
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == new
 
 
@@ -115,9 +115,9 @@ def test_a_scheduler_killed_during_a_promotion_is_restarted_and_the_champion_mov
         promotion["dag_run_id"]]  # one promotion for the one new version, none created twice
     deployment = prod.airflow.wait_new_run(DEPLOY, before[DEPLOY], RUN_TIMEOUT_S)
     succeeds(prod, DEPLOY, deployment["dag_run_id"])
-    promoted = records(client, new, "promote")
+    promoted = records(prod, new, "promote")
     assert [r["run_id"] for r in promoted] == [promotion["dag_run_id"]]  # one move, one record
     assert promoted[0]["details"]["changed"] is True and promoted[0]["details"]["previous_champion"] == champion
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == new
     assert str(client.get_model_version_by_alias(MODEL, "previous_champion").version) == champion
-    assert len(records(client, new, "deploy")) == 1
+    assert len(records(prod, new, "deploy")) == 1

@@ -55,8 +55,8 @@ def _version_of_run(client, mlflow_run_id: str):
     return found[0]
 
 
-def _actions(client, version: str) -> list[str]:
-    return [r["action"] for r in records(client, version)]
+def _actions(prod, version: str) -> list[str]:
+    return [r["action"] for r in records(prod, version)]
 
 
 def _model_files_in_s3(prod, client, version) -> list[str]:
@@ -88,12 +88,12 @@ def first_champion(prod):
 def test_the_scheduler_trains_promotes_and_deploys_the_champion(prod, first_champion):
     client = prod.mlflow()
     champion = client.get_model_version_by_alias(MODEL, "champion")
-    registered = records(client, champion.version, "register")
+    registered = records(prod, champion.version, "register")
     assert [r["run_id"] for r in registered] == [first_champion["run"]["dag_run_id"]]  # from the run we triggered
     assert _version_of_run(client, champion.run_id).version == champion.version
     assert champion.tags["gates.result"] == "passed"
     assert champion.tags["serving.triton"] == "live"
-    assert {"register", "promote", "deploy"} <= set(_actions(client, champion.version))
+    assert {"register", "promote", "deploy"} <= set(_actions(prod, champion.version))
     assert "challenger" not in client.get_registered_model(MODEL).aliases  # consumed by the promotion
     _triton_answers_with(prod, str(champion.version))
 
@@ -139,7 +139,7 @@ def test_a_signed_drift_alert_retrains_and_the_new_champion_goes_live(prod, firs
 
     champion = client.get_model_version_by_alias(MODEL, "champion")
     assert int(champion.version) == int(before.version) + 1
-    assert [r["run_id"] for r in records(client, champion.version, "register")] == [started["run_id"]]
+    assert [r["run_id"] for r in records(prod, champion.version, "register")] == [started["run_id"]]
     assert champion.tags["dataset_uri"] == data
     assert champion.tags["data_fingerprint"] != before.tags["data_fingerprint"]
     assert str(client.get_model_version_by_alias(MODEL, "previous_champion").version) == str(before.version)

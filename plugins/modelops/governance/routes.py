@@ -1,6 +1,6 @@
 """The governance API: read-only answers of the audit ledger, behind Airflow's own authentication.
 
-Served by ``airflow api-server`` inside the plugin app (:func:`modelops.inbound.app.create_app`, prefix
+Served by ``airflow api-server`` inside the plugin app (:func:`modelops.app.create_app`, prefix
 ``/governance``; so ``/modelops/governance/...``):
 
 =========================================================  ===================================================
@@ -45,12 +45,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator
 
 from include import dag_ids
 from include.governance import history, integrity
 from include.governance.ledger import Ledger, LedgerError, as_time, default_ledger
+from modelops.auth import airflow_user, may_access_dags
 from modelops.governance.models import (
     AliasAt,
     AliasTimeline,
@@ -70,22 +70,7 @@ TIME_EXAMPLE = "2026-11-20T10:00:00Z"
 
 # --- access check -------------------------------------------------------------------------------------
 
-_bearer = HTTPBearer(
-    auto_error=False, scheme_name="AirflowToken",
-    description="An Airflow API token (JWT): `POST /auth/token` on the API server, the same token as for "
-                "`/api/v2`. The Airflow UI's session cookie works too.")
-
-
-async def airflow_user(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Any:
-    """The Airflow user of the request, authenticated as the core API does (``core_api.security.get_user``).
-
-    Raises 401 without a token or session cookie, 401 for an expired token, 403 for a token that is not valid.
-    """
-    from airflow.api_fastapi.core_api.security import get_user
-
-    return await get_user(request, None, credentials)
+# The caller: :func:`modelops.auth.airflow_user` (shared with the metrics route).
 
 
 def ledger_scope(request: Request) -> str | None:
@@ -118,9 +103,7 @@ def require_ledger_access(request: Request, user: Annotated[Any, Depends(airflow
     whole ledger the DAGs are those of every model it holds records of, each named: an auth manager answers
     a request without a DAG id as "may list DAGs at all" (FAB: read on any one DAG), which is not enough.
     """
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
-    from airflow.models.dag import DagModel
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 
     model = ledger_scope(request)
     if model is None:
@@ -131,13 +114,9 @@ def require_ledger_access(request: Request, user: Annotated[Any, Depends(airflow
     else:
         models = [model]
     ids = [dag_ids.dag_id(stage, m) for m in models for stage in dag_ids.Stage]
-    teams = DagModel.get_dag_id_to_team_name_mapping(ids) if ids else {}
-    details = [DagDetails(id=i, team_name=teams.get(i)) for i in ids]
-    if model is None:  # also the general check, which alone decides for an empty ledger
-        details.insert(0, DagDetails(id=None))
     scope = f"the DAGs {', '.join(ids)}" if model else "the lifecycle DAGs of every model in the ledger"
-    requests = [{"method": "GET", "access_entity": DagAccessEntity.AUDIT_LOG, "details": d} for d in details]
-    if not get_auth_manager().batch_is_authorized_dag(requests, user=user):
+    # for the whole ledger also the general check, which alone decides for an empty ledger
+    if not may_access_dags(user, ids, DagAccessEntity.AUDIT_LOG, general=model is None):
         log.warning("governance: refused %s %s to user %r: no read access to the audit log of %s",
                     request.method, request.url.path, user.get_name(), scope)
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"Forbidden: reading this needs read access to the audit log "

@@ -1,7 +1,11 @@
-"""The access check on every route: a body within the size limit, signed with the shared secret.
+"""The access check on every route: a body within the size limit, with credentials that verify.
 
-Airflow serves plugin apps without its own authentication, so this dependency is the only gate.
-It fails closed: with no secret configured every request is refused (503).
+Airflow serves plugin apps without its own authentication, so this dependency is the only gate. The
+decision is :func:`include.inbound.authentication.authenticate`'s: the project's HMAC signature,
+Grafana's native HMAC signature, or Alertmanager's bearer token; every credential a request presents
+must verify. Which scheme let a request in is kept on ``request.state.auth`` and written into the
+ledger record of the delivery (``details.auth``) and the log line. It fails closed: with neither an
+HMAC secret nor a bearer token configured every request is refused (503).
 """
 
 from __future__ import annotations
@@ -11,14 +15,28 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, status
 
+from include.inbound.authentication import BEARER, GRAFANA_HMAC, MODELOPS_HMAC, AuthConfig, AuthError, authenticate
 from include.inbound.payloads import clean_text
-from include.inbound.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
+from include.inbound.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from modelops.inbound import settings
 
 log = logging.getLogger("modelops.inbound")
 
 AUTHENTICATE = f'HMAC-SHA256 headers="{TIMESTAMP_HEADER} {SIGNATURE_HEADER}"'
 LOG_LIMIT = 2000
+
+
+def challenges(config: AuthConfig) -> str:
+    """The ``WWW-Authenticate`` value of a 401: one challenge per accepted scheme, the project's first."""
+    out = []
+    for scheme in config.accepted:
+        if scheme == MODELOPS_HMAC:
+            out.append(AUTHENTICATE)
+        elif scheme == GRAFANA_HMAC:
+            out.append(f'HMAC-SHA256 headers="{" ".join(config.headers_of(GRAFANA_HMAC))}"')
+        elif scheme == BEARER:
+            out.append('Bearer realm="modelops-drift-webhook"')
+    return ", ".join(out)
 
 
 def client_of(request: Request) -> str:
@@ -47,10 +65,12 @@ def record_delivery(request: Request, action: str, model: str, reason: str, deta
     an error for the sender: the refusal or the started runs stand, and the runs write their own records."""
     from include.governance import audit
 
+    auth = getattr(request.state, "auth", None)  # the scheme that verified, or that failed (refusals)
     try:
         audit.write(None, audit.AuditRecord(
             action=action, model=model, version=None, actor=f"webhook:{client_of(request)}", reason=reason,
-            dag_id=dag_id, run_id=run_id, details={"path": request.url.path, **details}))
+            dag_id=dag_id, run_id=run_id,
+            details={"path": request.url.path, **({"auth": auth} if auth else {}), **details}))
     except Exception:  # noqa: BLE001 - the ledger's failure must not change the webhook's answer
         log.exception("drift webhook: could not write the audit ledger record of this delivery")
 
@@ -83,22 +103,32 @@ async def signed_body(
         description='"sha256=" + hex HMAC-SHA256 of "{timestamp}." + raw body with the shared secret.',
     )] = None,
 ) -> bytes:
-    """The request body, once its signature is verified; otherwise 401, 413 or 503 (no secret, or a
-    setting that is not valid: the detail names it)."""
-    secret = settings.secret()
-    if not secret:
-        raise reject(request, status.HTTP_503_SERVICE_UNAVAILABLE,
-                     f"the drift webhook is not configured: connection {settings.conn_id()!r} has no password")
+    """The request body, once its credentials verify; otherwise 401, 413 or 503 (nothing configured, or a
+    setting that is not valid: the detail names it).
+
+    ``timestamp`` and ``signature`` document the project's scheme in the OpenAPI schema; every scheme's
+    headers (Grafana's names are settings, ``Authorization``) are read from the request itself. A 401
+    names the failing scheme and why (``mismatch: grafana_hmac: ...``), or lists the accepted schemes
+    when the request carries no credentials, and never quotes a secret or a header's value.
+    """
+    del timestamp, signature  # read with the other schemes' headers from request.headers
     try:
-        limit, tolerance = settings.max_body_bytes(), settings.tolerance_seconds()
+        config = settings.auth_config()
+        limit = settings.max_body_bytes()
     except settings.SettingsError as exc:
         raise misconfigured(request, exc) from None
+    if not config.accepted:
+        raise reject(request, status.HTTP_503_SERVICE_UNAVAILABLE,
+                     f"the drift webhook is not configured: connection {settings.conn_id()!r} has no password "
+                     f"(the HMAC secret) and connection {settings.bearer_conn_id()!r} has none (the bearer token)")
     body = await read_body(request, limit)
     try:
-        verify(secret, timestamp, signature, body, tolerance_s=tolerance)
-    except SignatureError as exc:
+        result = authenticate(config, request.headers, body)
+    except AuthError as exc:
+        request.state.auth = exc.scheme or "none"
         raise reject(request, status.HTTP_401_UNAUTHORIZED, f"{exc.reason}: {exc}", str(exc),
-                     **{"WWW-Authenticate": AUTHENTICATE}) from None
+                     **{"WWW-Authenticate": challenges(config)}) from None
+    request.state.auth = result.scheme
     return body
 
 

@@ -44,8 +44,8 @@ from include import tracking
 from include.governance import audit, integrity
 from include.governance.ledger import Ledger, canonical, records_table
 from include.inbound.signatures import signed_headers
+from modelops.app import GOVERNANCE_PREFIX, create_app
 from modelops.governance import routes
-from modelops.inbound.app import GOVERNANCE_PREFIX, create_app
 from tests.plugins.governance.auth_manager import ANALYST, RESTRICTED_MODEL
 from tests.servers import free_port, serving
 
@@ -195,11 +195,16 @@ def test_every_governance_route_carries_the_airflow_access_check():
         assert routes.require_ledger_access in checks, f"{route.path} has no access check"
     # ...and every other route of the app carries the webhook's own check (nothing is left open).
     from modelops.inbound.security import signed_body
+    from modelops.links import require_run_access
+    from modelops.monitoring.metrics_route import require_metrics_access
 
+    # (the Model Ops page itself, outside the schema, authenticates inline and redirects to the login page:
+    # tests/plugins/ui/test_model_ops_view.py)
+    known = {signed_body, routes.require_ledger_access, require_metrics_access, require_run_access}
     for route in app.routes:
         if isinstance(route, APIRoute) and route.include_in_schema and route not in governance:
-            checks = [d.call for d in route.dependant.dependencies]
-            assert signed_body in checks or routes.require_ledger_access in checks, route.path
+            checks = {d.call for d in route.dependant.dependencies}
+            assert checks & known, route.path
 
 
 def _request(app_route: APIRoute, path: str, query: str = "") -> Request:

@@ -12,17 +12,11 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -41,36 +35,13 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from include.inbound.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers
-from tests.servers import free_port, serving, serving_app
+from tests.plugins.inbound.webhook_server import SECRET, Server
+from tests.servers import serving_app
 
-SECRET = "drift-webhook-test-secret-7f3a9c"
 PATH = "/modelops/api/v1/drift-alerts"
 MODEL = "credit_approval"
 DAG_ID = f"train_{MODEL}"
-STARTUP_TIMEOUT_S = 180
-
-
-@dataclass
-class Server:
-    url: str
-    log: Path
-
-
-@pytest.fixture(scope="module")
-def api_server(airflow_db, tmp_path_factory) -> Iterator[Server]:
-    """``airflow api-server`` with the project's plugin and the webhook secret in ``AIRFLOW_CONN_*``."""
-    airflow = Path(sys.executable).parent / "airflow"
-    env = {**os.environ,
-           "AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK": json.dumps({"conn_type": "generic", "password": SECRET})}
-    # The server creates runs from the serialized DAGs in the database, as in production.
-    subprocess.run([str(airflow), "dags", "reserialize"], check=True, capture_output=True, env=env)
-    port = free_port()
-    log = tmp_path_factory.mktemp("api-server") / "api-server.log"
-    url = f"http://127.0.0.1:{port}"
-    with serving([str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                  "--apps", "core"], env=env, log=log, ready_url=f"{url}/modelops/openapi.json",
-                 name="airflow api-server", timeout_s=STARTUP_TIMEOUT_S):
-        yield Server(url, log)
+# The api_server fixture (tests/plugins/inbound/conftest.py) gives the server this webhook secret.
 
 
 def runs(dag_id: str = DAG_ID) -> dict[str, dict]:
@@ -508,7 +479,7 @@ def test_one_unknown_model_in_a_group_starts_nothing_at_all(api_server):
 @pytest.mark.parametrize("connection", [None, {"conn_type": "generic", "login": "no-password"}])
 def test_without_a_secret_the_webhook_fails_closed(airflow_db, monkeypatch, connection):
     """The app in this process, served on loopback: the module's server has its secret for good."""
-    from modelops.inbound import create_app
+    from modelops.app import create_app
 
     monkeypatch.delenv("AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK", raising=False)
     if connection:
@@ -530,7 +501,7 @@ def test_without_a_secret_the_webhook_fails_closed(airflow_db, monkeypatch, conn
 ])
 def test_a_setting_that_is_not_valid_is_503_naming_it(airflow_db, monkeypatch, variable, value, says):
     """The app in this process, served on loopback, with one setting broken."""
-    from modelops.inbound import create_app
+    from modelops.app import create_app
 
     monkeypatch.setenv("AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK", json.dumps({"conn_type": "generic", "password": SECRET}))
     monkeypatch.setenv(variable, value)

@@ -1,4 +1,5 @@
-"""``POST /api/v1/drift-alerts``: signed drift alerts start a retraining run of their model."""
+"""``POST /api/v1/drift-alerts``: authenticated drift alerts (the project's or Grafana's HMAC signature,
+Alertmanager's bearer token) start a retraining run of their model."""
 
 from __future__ import annotations
 
@@ -21,7 +22,11 @@ PAYLOAD_REF = "#/components/schemas/DriftAlertPayload"
 router = APIRouter(prefix="/api/v1/drift-alerts", tags=["Drift alerts"], dependencies=[Depends(signed_body)])
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    status.HTTP_401_UNAUTHORIZED: {"model": ErrorResponse, "description": "Missing, invalid or stale signature"},
+    status.HTTP_401_UNAUTHORIZED: {"model": ErrorResponse,
+                                   "description": "No credentials (the detail lists the accepted schemes), or a "
+                                                  "credential that is wrong, malformed, stale or of a scheme not "
+                                                  "configured (the detail names the scheme: modelops_hmac, "
+                                                  "grafana_hmac, bearer)"},
     status.HTTP_404_NOT_FOUND: {"model": ErrorResponse, "description": "Unknown model, or its training DAG is not parsed"},
     status.HTTP_409_CONFLICT: {"model": ErrorResponse, "description": "The training DAG cannot be triggered"},
     status.HTTP_413_CONTENT_TOO_LARGE: {"model": ErrorResponse, "description": "Body over the size limit"},
@@ -30,7 +35,8 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
                                                            "more firing drift alerts than the limit, or alerts of "
                                                            "one model that name different `dataset_uri`s"},
     status.HTTP_503_SERVICE_UNAVAILABLE: {"model": ErrorResponse,
-                                          "description": "No shared secret configured, or a setting is not valid"},
+                                          "description": "Neither an HMAC secret nor a bearer token configured, "
+                                                         "or a setting is not valid"},
 }
 
 
@@ -109,11 +115,11 @@ def post_drift_alerts(request: Request, body: SignedBody) -> DriftAlertsResponse
     resolved = sum(i.reason == "resolved" for i in ignored)
     log.info(
         "drift webhook: accepted %s alert(s) (%s) from %s: started %s, already started %s, "
-        "ignored %s resolved and %s not drift",
+        "ignored %s resolved and %s not drift; auth: %s",
         len(alerts), source, client_of(request),
         [f"{r.dag_id}/{r.run_id} ({len(r.alerts)} alert(s), data {r.dataset_uri or 'default'})"
          for r in response.runs if r.created] or "none",
         [f"{r.dag_id}/{r.run_id}" for r in response.runs if not r.created] or "none",
-        resolved, len(ignored) - resolved,
+        resolved, len(ignored) - resolved, getattr(request.state, "auth", None),
     )
     return response
