@@ -345,7 +345,7 @@ def test_the_secret_and_the_token_are_never_logged(server):
      "authorization is already used by the bearer scheme"),
 ], ids=["token-is-secret", "token-with-space", "bad-header-name", "timestamp-header-taken", "authorization-taken"])
 def test_a_setting_that_cannot_work_is_503_naming_it_never_the_secret(airflow_db, monkeypatch, env, says):
-    from modelops.inbound import create_app
+    from modelops.app import create_app
 
     monkeypatch.setenv("AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK", connection(SECRET))
     for name, value in env.items():
@@ -362,7 +362,7 @@ def test_a_setting_that_cannot_work_is_503_naming_it_never_the_secret(airflow_db
 
 def test_with_only_a_bearer_token_configured_hmac_requests_are_401_and_nothing_is_503(airflow_db, monkeypatch):
     """The app in this process: the bearer connection alone turns the webhook on, for the bearer scheme only."""
-    from modelops.inbound import create_app
+    from modelops.app import create_app
 
     monkeypatch.delenv("AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK", raising=False)
     monkeypatch.setenv("AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK_BEARER", connection(TOKEN))
