@@ -2,8 +2,8 @@
 
 The pool (one slot per model, :func:`include.dag_ids.alias_pool`) serialises the moves across DAGs;
 ``test_alias_serialisation.py`` shows it on the running stack. Here, from the parsed DAGs: the
-promotion's ``promote``, the rollback DAG's ``switch`` and the deployment's
-``roll_back_failed_deployment`` are in it, nothing else is, and the setup creates it with one slot.
+promotion's ``promote``, the rollback DAG's ``switch``, the deployment's
+``roll_back_failed_deployment`` and retirement's ``mark_retired`` are in it, nothing else is, and the setup creates it with one slot.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from include.dag_ids import Stage, alias_pool, dag_id
 from scripts import prod_stack
 
 ROOT = Path(__file__).resolve().parents[2]
-MOVES = {Stage.PROMOTE: {"promote"}, Stage.ROLLBACK: {"switch"}, Stage.DEPLOY: {"roll_back_failed_deployment"}}
+MOVES = {Stage.PROMOTE: {"promote"}, Stage.ROLLBACK: {"switch"}, Stage.DEPLOY: {"roll_back_failed_deployment"},
+         Stage.RETIRE: {"retire_version.mark_retired"}}  # it removes the aliases left on a retired version
 
 
 @pytest.fixture(scope="module")
