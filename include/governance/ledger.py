@@ -85,12 +85,16 @@ def utc_now() -> str:
 
 
 def as_time(value: datetime | str) -> str:
-    """``value`` in the ledger's time format; a naive datetime is taken as UTC. Raises ValueError on bad text."""
+    """``value`` in the ledger's time format; a naive datetime is taken as UTC. Raises ValueError on bad text
+    or a time that falls outside years 1–9999 once in UTC."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime(TIME_FORMAT)
+    try:
+        return value.astimezone(UTC).strftime(TIME_FORMAT)
+    except OverflowError:
+        raise ValueError(f"time out of range once in UTC: {value.isoformat()}") from None
 
 
 def canonical(content: Mapping[str, object]) -> bytes:

@@ -159,7 +159,11 @@ def _iso_time(value: object) -> datetime:
         except ValueError:
             hint = " (a '+' in a URL reads as a space: send it as %2B)" if " " in text else ""
             raise ValueError(f"not an ISO 8601 time: {text!r}, e.g. {TIME_EXAMPLE}{hint}") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError(f"time out of range once in UTC: {value!r}") from None
 
 
 IsoTime = Annotated[datetime, BeforeValidator(_iso_time)]

@@ -105,3 +105,11 @@ def test_concurrent_processes_on_postgresql_never_fork_the_chain(pg_url: str) ->
     _writers(pg_url, count=4, per_writer=15)
 
     _assert_one_chain(Ledger(pg_url), 60)
+
+
+def test_a_time_outside_the_calendar_once_in_utc_is_a_value_error_naming_it() -> None:
+    from include.governance.ledger import as_time
+
+    assert as_time("2026-03-01T10:00:00+01:00") == "2026-03-01T09:00:00.000000Z"
+    with pytest.raises(ValueError, match="out of range"):
+        as_time("0001-01-01T00:00:08+01:00")

@@ -327,6 +327,14 @@ def test_an_unreadable_time_is_422_naming_the_parameter(api, seeded, when):
     assert "ISO 8601" in error["msg"]
 
 
+def test_a_time_before_year_1_once_in_utc_is_422_not_a_server_error(api, seeded):
+    response = api.get(f"/models/{MODEL}/aliases/champion/at", params={"time": "0001-01-01T00:00:08+01:00"})
+
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["query", "time"] and "out of range" in error["msg"]
+
+
 # --- history ------------------------------------------------------------------------------------------
 
 
