@@ -28,6 +28,7 @@ from include.monitoring import reference_profile
 from include.promotion import registry
 from include.training.evaluate import evaluate_run
 from include.training.train import train
+from tests.fakes.archive_store import FaultyStore
 
 CONFIG = get_model_config("credit_approval")
 AS_OF = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -83,32 +84,6 @@ def _collected(client: MlflowClient, name: str, run_id: str, tmp_path: Path) -> 
     workdir = tmp_path / "collected"
     archive.collect(client, name, version, workdir, extra=EXTRA)
     return version, workdir
-
-
-class CountingStore:
-    """The local store, recording every put; with ``fail_on``, the n-th put raises (a fault at the store boundary)."""
-
-    def __init__(self, inner: LocalArchiveStore, fail_on: int | None = None) -> None:
-        self.inner, self.fail_on, self.puts = inner, fail_on, []
-
-    @property
-    def uri(self) -> str:
-        return self.inner.uri
-
-    def put(self, key: str, path: Path, sha256: str) -> None:
-        if self.fail_on is not None and len(self.puts) + 1 == self.fail_on:
-            raise ConnectionError(f"injected: connection reset while sending {key}")
-        self.inner.put(key, path, sha256)
-        self.puts.append(key)
-
-    def get(self, key: str, dest: Path) -> None:
-        self.inner.get(key, dest)
-
-    def exists(self, key: str) -> bool:
-        return self.inner.exists(key)
-
-    def stored_sha256(self, key: str) -> str | None:
-        return self.inner.stored_sha256(key)
 
 
 def test_the_constants_name_where_the_project_stores_validation_and_profile() -> None:
@@ -269,7 +244,7 @@ def test_an_upload_failing_half_way_leaves_no_manifest_and_the_retry_sends_only_
     local = _store(tmp_path)
     prefix = archive.archive_prefix(name, version)
     expected = archive.read_manifest(workdir)
-    failing = CountingStore(local, fail_on=3)
+    failing = FaultyStore(local, fail_on=3)
 
     with pytest.raises(ConnectionError, match="injected"):
         archive.upload(failing, prefix, workdir)
@@ -284,7 +259,7 @@ def test_an_upload_failing_half_way_leaves_no_manifest_and_the_retry_sends_only_
     assert f"{local.uri}/{prefix}/{third}" in str(info.value)
     assert f"({len(expected.files) - 2} files missing)" in str(info.value)
 
-    retry = CountingStore(local)
+    retry = FaultyStore(local)
     archive.upload(retry, prefix, workdir)
 
     assert not set(failing.puts) & set(retry.puts)
@@ -292,7 +267,7 @@ def test_an_upload_failing_half_way_leaves_no_manifest_and_the_retry_sends_only_
     assert retry.puts[-1] == f"{prefix}/manifest.json"
     assert archive.verify(local, prefix, expected=expected) == expected
     # Once complete, another run sends nothing, even from a new collection of the same version.
-    again = CountingStore(local)
+    again = FaultyStore(local)
     recollected = tmp_path / "recollected"
     archive.collect(client, name, version, recollected, extra=EXTRA)
     assert archive.upload(again, prefix, recollected) == expected

@@ -32,6 +32,7 @@ from include.promotion.registry import Because
 from include.serving.triton import repository
 from include.serving.triton.client import TritonClient, TritonError
 from include.serving.triton.model import MARKER, ONNX_FILE
+from tests.fakes.archive_store import FaultyStore
 
 BASE = get_model_config("credit_approval")
 RUN = Because("tester", "monthly retirement", "retire_test", "scheduled__2026-12-01T00:00:00+00:00")
@@ -74,32 +75,6 @@ def _model_files(client: MlflowClient, name: str, version: str, dest: Path) -> d
                                                      dst_path=str(dest)))
     return {p.relative_to(local).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in local.rglob("*") if p.is_file() and p.name != archive.REGISTERED_MODEL_META}
-
-
-class FailingStore:
-    """The local store; the ``fail_on``-th put raises (a connection lost half-way through an upload)."""
-
-    def __init__(self, inner: LocalArchiveStore, fail_on: int | None = None) -> None:
-        self.inner, self.fail_on, self.puts = inner, fail_on, []
-
-    @property
-    def uri(self) -> str:
-        return self.inner.uri
-
-    def put(self, key: str, path: Path, sha256: str) -> None:
-        if self.fail_on is not None and len(self.puts) + 1 == self.fail_on:
-            raise ConnectionError(f"injected: connection reset while sending {key}")
-        self.inner.put(key, path, sha256)
-        self.puts.append(key)
-
-    def get(self, key: str, dest: Path) -> None:
-        self.inner.get(key, dest)
-
-    def exists(self, key: str) -> bool:
-        return self.inner.exists(key)
-
-    def stored_sha256(self, key: str) -> str | None:
-        return self.inner.stored_sha256(key)
 
 
 def _fake_export(repo: Path, name: str, version: str) -> Path:
@@ -356,7 +331,7 @@ def test_a_half_way_upload_failure_changes_nothing_and_the_retry_completes(clien
     version = _version(client, name, uri, run)
     registry.move_alias(client, name, "rolled_back", version, RUN)
     local = LocalArchiveStore(tmp_path / "archive")
-    broken = FailingStore(local, fail_on=7)
+    broken = FaultyStore(local, fail_on=7)
     before = _state(client, name)
     attempt = Because(RUN.actor, RUN.reason, RUN.dag_id, "manual__half_way")
 
@@ -377,7 +352,7 @@ def test_a_half_way_upload_failure_changes_nothing_and_the_retry_completes(clien
     assert [e.details["step"] for e in failed] == ["archive", "verify", "mark_retired"]
     assert "ConnectionError: injected: connection reset" in failed[0].details["error"]
 
-    retry = FailingStore(local)
+    retry = FaultyStore(local)
     archived = retirement.archive_version(client, retry, name, version, because=attempt, attempt=2)
     retirement.verify_archive(client, local, name, version, because=attempt, attempt=2)
     retirement.mark_retired(client, local, name, version, reason="manual", because=attempt, attempt=2)

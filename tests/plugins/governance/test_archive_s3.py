@@ -32,6 +32,7 @@ from include.monitoring import reference_profile
 from include.promotion import registry
 from include.training.train import sklearn_types_to_trust
 from modelops.governance.archive_s3 import S3ArchiveStore, archive_store
+from tests.fakes.archive_store import FaultyStore
 
 CONN_ID = "archive_s3"
 FEATURES = ["a", "b", "c"]
@@ -118,32 +119,6 @@ def _collected(client: MlflowClient, name: str, trained: tuple[str, str], tmp_pa
     workdir = tmp_path / "collected"
     archive.collect(client, name, str(version.version), workdir, extra={"ledger.jsonl": b"{}\n"})
     return str(version.version), workdir
-
-
-class CountingStore:
-    """Passes through to an S3 store, recording puts; with ``fail_on``, the n-th put raises before sending."""
-
-    def __init__(self, inner: S3ArchiveStore, fail_on: int | None = None) -> None:
-        self.inner, self.fail_on, self.puts = inner, fail_on, []
-
-    @property
-    def uri(self) -> str:
-        return self.inner.uri
-
-    def put(self, key: str, path: Path, sha256: str) -> None:
-        if self.fail_on is not None and len(self.puts) + 1 == self.fail_on:
-            raise ConnectionError(f"injected: connection reset while sending {key}")
-        self.inner.put(key, path, sha256)
-        self.puts.append(key)
-
-    def get(self, key: str, dest: Path) -> None:
-        self.inner.get(key, dest)
-
-    def exists(self, key: str) -> bool:
-        return self.inner.exists(key)
-
-    def stored_sha256(self, key: str) -> str | None:
-        return self.inner.stored_sha256(key)
 
 
 def test_moto_keeps_the_sha256_of_an_upload_through_the_hook_and_returns_it(connection, bucket, s3, tmp_path) -> None:
@@ -242,7 +217,7 @@ def test_the_server_side_checksum_is_checked_on_upload_and_on_verify(
     with pytest.raises(ArchiveError, match=f"{item.path} has no SHA-256 checksum in the store"):
         archive.verify(store, prefix)
     # The next upload repairs it: only that file is sent again.
-    retry = CountingStore(store)
+    retry = FaultyStore(store)
     archive.upload(retry, prefix, workdir)
     assert retry.puts == [f"{prefix}/{item.path}"]
     assert archive.verify(store, prefix) == manifest
@@ -255,7 +230,7 @@ def test_an_upload_to_s3_failing_half_way_is_completed_by_the_retry(
     store = S3ArchiveStore(f"s3://{bucket}", aws_conn_id=connection, storage_class="DEEP_ARCHIVE")
     prefix = archive.archive_prefix(name, version)
     expected = archive.read_manifest(workdir)
-    failing = CountingStore(store, fail_on=3)
+    failing = FaultyStore(store, fail_on=3)
 
     with pytest.raises(ConnectionError, match="injected"):
         archive.upload(failing, prefix, workdir)
@@ -267,7 +242,7 @@ def test_an_upload_to_s3_failing_half_way_is_completed_by_the_retry(
         archive.verify(store, prefix, expected=expected)
     first = {k: s3.head_object(Bucket=bucket, Key=k)["LastModified"] for k in stored}
 
-    retry = CountingStore(store)
+    retry = FaultyStore(store)
     archive.upload(retry, prefix, workdir)
 
     assert not set(failing.puts) & set(retry.puts)
