@@ -75,3 +75,37 @@ def serving_app(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+API_SERVER_TIMEOUT_S = 180
+
+
+@contextmanager
+def airflow_api_server(log_dir: Path, env: Mapping[str, str], *, unset: Sequence[str] = ()) -> Iterator[str]:
+    """``airflow api-server`` with the project's plugin on a free loopback port, ``env`` over this process's
+    environment (``unset``: variables taken out of it); yields its URL, stopped on exit. Log: ``log_dir/api-server.log``.
+
+    Needs the ``airflow_db`` fixture (a migrated metadata database). The server creates runs from the serialized
+    DAGs in that database, as in production, so the DAGs are reserialized first.
+    """
+    import sys
+
+    full_env = {k: v for k, v in {**os.environ, **env}.items() if k not in unset}
+    airflow = Path(sys.executable).parent / "airflow"
+    subprocess.run([str(airflow), "dags", "reserialize"], check=True, capture_output=True, env=full_env)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serving([str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                  "--apps", "core"], env=full_env, log=log_dir / "api-server.log",
+                 ready_url=f"{url}/modelops/openapi.json", name="airflow api-server", timeout_s=API_SERVER_TIMEOUT_S):
+        yield url
+
+
+def airflow_tokens(url: str, passwords: Mapping[str, str]) -> dict[str, str]:
+    """An API token per user (``POST /auth/token``), for ``Authorization: Bearer``."""
+    tokens = {}
+    for user, password in passwords.items():
+        answer = httpx.post(f"{url}/auth/token", json={"username": user, "password": password}, timeout=60)
+        assert answer.status_code in (200, 201), answer.text
+        tokens[user] = answer.json()["access_token"]
+    return tokens

@@ -15,9 +15,7 @@ and a monitoring run over an hour of traffic. The MLflow connection names the st
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +29,13 @@ import yaml
 from include import links
 from include.data.dataset import write_dataset
 from include.demo.datagen import generate_batch
-from tests.servers import free_port, serving
+from tests.servers import airflow_api_server, airflow_tokens
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "credit_approval"
 UI = "https://mlflow.links.test/ml"  # the connection's extra.ui_url (with a trailing slash there)
 PASSWORDS = {"viewer": "links-viewer-4c1d", "nobody": "links-nobody-9e2a"}
-STARTUP_TIMEOUT_S = 180
 
 
 @pytest.fixture(scope="module")
@@ -260,22 +257,13 @@ def api(env, runs, tmp_path_factory) -> Iterator[Api]:
     tmp = tmp_path_factory.mktemp("links-api-server")
     passwords = tmp / "passwords.json"
     passwords.write_text(json.dumps(PASSWORDS))
-    server_env = {**os.environ,
-                  "AIRFLOW__CORE__AUTH_MANAGER":
+    server_env = {"AIRFLOW__CORE__AUTH_MANAGER":
                       "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
                   "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "viewer:viewer,nobody:",
                   "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
                   "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False"}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with serving([str(Path(sys.executable).parent / "airflow"), "api-server", "--host", "127.0.0.1", "--port",
-                  str(port), "--workers", "1", "--apps", "core"], env=server_env, log=tmp / "api-server.log",
-                 ready_url=f"{url}/modelops/openapi.json", name="airflow api-server", timeout_s=STARTUP_TIMEOUT_S):
-        tokens = {}
-        for user, password in PASSWORDS.items():
-            answer = httpx.post(f"{url}/auth/token", json={"username": user, "password": password}, timeout=30)
-            assert answer.status_code in (200, 201), answer.text
-            tokens[user] = answer.json()["access_token"]
+    with airflow_api_server(tmp, server_env) as url:
+        tokens = airflow_tokens(url, PASSWORDS)
         yield Api(url, tokens)
 
 

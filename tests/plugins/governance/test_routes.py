@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import sys
 import time
 import zipfile
 from collections import Counter
@@ -47,7 +45,7 @@ from include.inbound.signatures import signed_headers
 from modelops.app import GOVERNANCE_PREFIX, create_app
 from modelops.governance import routes
 from tests.plugins.governance.auth_manager import ANALYST, RESTRICTED_MODEL
-from tests.servers import free_port, serving
+from tests.servers import airflow_api_server, airflow_tokens
 
 MODEL = "gov_api_model"
 OTHER = RESTRICTED_MODEL  # user "analyst" may not read the audit log of its DAGs
@@ -55,7 +53,6 @@ PREFIX = f"/modelops{GOVERNANCE_PREFIX}"
 PASSWORDS = {"admin": "gov-admin-5e1f", "viewer": "gov-viewer-93ab", "nobody": "gov-nobody-27cd",
              ANALYST: "gov-analyst-6b0a"}
 WEBHOOK_SECRET = "governance-test-webhook-secret-1c9e"
-STARTUP_TIMEOUT_S = 180
 
 T_REGISTER = "2026-11-01T09:00:00.000000Z"
 T_CHAMPION_1 = "2026-11-01T10:00:00.000000Z"
@@ -101,27 +98,16 @@ def api(airflow_db, audit_ledger: str, store: str, tmp_path_factory: pytest.Temp
     tmp = tmp_path_factory.mktemp("gov-api-server")
     passwords = tmp / "passwords.json"
     passwords.write_text(json.dumps(PASSWORDS))
-    env = {**os.environ,
-           "MODELOPS_LEDGER_URL": audit_ledger,
+    env = {"MODELOPS_LEDGER_URL": audit_ledger,
            "MLFLOW_TRACKING_URI": store,
            "AIRFLOW__CORE__AUTH_MANAGER": "tests.plugins.governance.auth_manager.PerModelAuthManager",
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,viewer:viewer,nobody:,{ANALYST}:viewer",
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
            "AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK": json.dumps({"conn_type": "generic", "password": WEBHOOK_SECRET})}
-    env.pop("AIRFLOW_CONN_MLFLOW_DEFAULT", None)
-    airflow = Path(sys.executable).parent / "airflow"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp / "api-server.log"
-    with serving([str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                  "--apps", "core"], env=env, log=log, ready_url=f"{url}/modelops/openapi.json",
-                 name="airflow api-server", timeout_s=STARTUP_TIMEOUT_S):
-        tokens = {}
-        for user, password in PASSWORDS.items():
-            answer = httpx.post(f"{url}/auth/token", json={"username": user, "password": password}, timeout=30)
-            assert answer.status_code in (200, 201), answer.text
-            tokens[user] = answer.json()["access_token"]
+    with airflow_api_server(tmp, env, unset=["AIRFLOW_CONN_MLFLOW_DEFAULT"]) as url:
+        tokens = airflow_tokens(url, PASSWORDS)
         yield Api(url, tokens, log)
 
 

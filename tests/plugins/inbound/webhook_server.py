@@ -7,9 +7,6 @@ a module that needs other settings starts its own with :func:`running_api_server
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -19,13 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, serving
+from tests.servers import airflow_api_server
 
 SECRET = "drift-webhook-test-secret-7f3a9c"
 PATH = "/modelops/api/v1/drift-alerts"
 MODEL = "credit_approval"
 DAG_ID = f"train_{MODEL}"
-STARTUP_TIMEOUT_S = 180
 
 
 @dataclass
@@ -48,16 +44,9 @@ def running_api_server(tmp_path_factory: pytest.TempPathFactory, env: Mapping[st
     Needs the ``airflow_db`` fixture (a migrated metadata database). The server creates runs from the
     serialized DAGs in that database, as in production, so the DAGs are reserialized first.
     """
-    airflow = Path(sys.executable).parent / "airflow"
-    full_env = {**os.environ, "AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK": connection(SECRET), **(env or {})}
-    subprocess.run([str(airflow), "dags", "reserialize"], check=True, capture_output=True, env=full_env)
-    port = free_port()
-    log = tmp_path_factory.mktemp(name) / "api-server.log"
-    url = f"http://127.0.0.1:{port}"
-    with serving([str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                  "--apps", "core"], env=full_env, log=log, ready_url=f"{url}/modelops/openapi.json",
-                 name="airflow api-server", timeout_s=STARTUP_TIMEOUT_S):
-        yield Server(url, log)
+    log_dir = tmp_path_factory.mktemp(name)
+    with airflow_api_server(log_dir, {"AIRFLOW_CONN_MODELOPS_DRIFT_WEBHOOK": connection(SECRET), **(env or {})}) as url:
+        yield Server(url, log_dir / "api-server.log")
 
 
 def runs(dag_id: str = DAG_ID) -> dict[str, dict]:

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ import pytest
 from include import tracking
 from include.promotion import registry
 from tests.plugins.ui.seed import MODEL, Seeded, seed
-from tests.servers import free_port, serving
+from tests.servers import airflow_api_server, airflow_tokens, free_port, serving
 
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -96,8 +95,7 @@ def api(airflow_db, audit_ledger: str, store: str, mlflow_server: str,
     passwords = tmp / "passwords.json"
     passwords.write_text(json.dumps(PASSWORDS))
     host, port = mlflow_server.removeprefix("http://").split(":")
-    env = {**os.environ,
-           "MODELOPS_LEDGER_URL": audit_ledger,
+    env = {"MODELOPS_LEDGER_URL": audit_ledger,
            "MLFLOW_TRACKING_URI": store,
            "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps({"conn_type": "http", "host": host, "port": int(port)}),
            "MODELOPS_TRITON_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens: Triton is down
@@ -106,21 +104,9 @@ def api(airflow_db, audit_ledger: str, store: str, mlflow_server: str,
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer,nobody:",
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False"}
-    env.pop("AIRFLOW_CONN_TRITON_DEFAULT", None)
-    airflow = Path(sys.executable).parent / "airflow"
-    # The API server creates runs from the serialized DAGs in the metadata database, as in production.
-    subprocess.run([str(airflow), "dags", "reserialize"], check=True, capture_output=True, env=env)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp / "api-server.log"
-    with serving([str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                  "--apps", "core"], env=env, log=log, ready_url=f"{url}/modelops/openapi.json",
-                 name="airflow api-server", timeout_s=STARTUP_TIMEOUT_S):
-        tokens = {}
-        for user, password in PASSWORDS.items():
-            answer = httpx.post(f"{url}/auth/token", json={"username": user, "password": password}, timeout=60)
-            assert answer.status_code in (200, 201), answer.text
-            tokens[user] = answer.json()["access_token"]
+    with airflow_api_server(tmp, env, unset=["AIRFLOW_CONN_TRITON_DEFAULT"]) as url:
+        tokens = airflow_tokens(url, PASSWORDS)
         yield Api(url, mlflow_server, tokens, log)
 
 
