@@ -398,6 +398,12 @@ def _tagged_versions(client: MlflowClient, model: str) -> dict[str, str]:
             return found
 
 
+def ready_versions(states: Mapping[str, str]) -> list[str]:
+    """The READY versions in ``states`` (:func:`triton_states`), lowest first: the last is the live one (Triton
+    answers a request without a version with the highest version it has ready)."""
+    return sorted((v for v, s in states.items() if s == READY and v.isdigit()), key=int)
+
+
 def record_serving(client: MlflowClient, model: str, states: Mapping[str, str], *,
                    expected: str | None = None) -> str | None:
     """Make the ``serving.triton`` tags say what Triton serves; returns the live version (None: none is ready).
@@ -408,7 +414,7 @@ def record_serving(client: MlflowClient, model: str, states: Mapping[str, str], 
     new ``live`` tag, so at no time do two versions say ``live``. With ``expected``, a different live
     version raises :class:`DeploymentError` (after the tags are made true).
     """
-    ready = sorted((v for v, s in states.items() if s == READY and v.isdigit()), key=int)
+    ready = ready_versions(states)
     live = ready[-1] if ready else None
     current = _tagged_versions(client, model)
     wanted = {v: UNLOADED for v in current}

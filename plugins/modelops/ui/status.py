@@ -89,7 +89,7 @@ def triton_status(url: str, model: str, champion: str | None, index: Sequence[Ma
         return TritonStatus(state="unreachable", url=url, live_version=None, champion=champion,
                             agrees_with_champion=None, detail=f"Triton is unreachable: {error or 'no answer'}")
     states = rollout.triton_states(index, model)
-    ready = sorted((v for v, s in states.items() if s == rollout.READY and v.isdigit()), key=int)
+    ready = rollout.ready_versions(states)
     live = ready[-1] if ready else None
     agrees = live == champion
     if live is None:
