@@ -7,12 +7,15 @@ Layout (hive-style, so Spark, pyarrow and DuckDB read it as one dataset)::
 One row per prediction: ``request_id`` (string), ``ts`` (UTC timestamp of the request; for batch
 rows the row's own event time, so a re-run lands in the same partitions), ``model_name``,
 ``model_version`` (string), one typed column per feature (so drift is computed per feature) and
-``prediction`` (float64, the probability of the positive class) and ``latency_ms`` (float64, the
-request's round trip as the client measured it; null for batch rows).
+``prediction`` (float64, the probability of the positive class), ``latency_ms`` (float64, the
+server's time for the request; null for batch rows) and ``role`` (``live``: answered a caller;
+``shadow``: the challenger's score of a live request, same ``request_id``; ``canary``: the challenger
+answered; ``verification``: the deployment's checks; null: ``live``).
 
-Online serving appends with :func:`log_predictions`: one new file per call and hour partition,
-written to a dot-file first and renamed into place, so readers never see half a file and
-concurrent writers never collide. Batch scoring (:mod:`include.batch.scoring`) writes the
+Online rows are written by Triton itself (:mod:`include.serving.triton.request_log`, in the python
+backend), for every client: buffered, then one new file per flush and hour partition, written to a
+dot-file first and renamed into place, so readers never see half a file and concurrent writers never
+collide. :func:`log_predictions` appends the same way from Python (tests, back-fills, other writers). Batch scoring (:mod:`include.batch.scoring`) writes the
 ``source=batch`` partitions from its Spark job (pyarrow in the Python workers with the ONNX scorer,
 Spark's writer with ``spark_udf``) and replaces a date's partitions on a re-run. An hour or a range is read
 with :func:`read_hour` / :func:`read_range`, which open only the partition folders of the hours asked
@@ -46,10 +49,14 @@ from include import settings
 from include.data.dataset import local_path
 from include.monitoring.log_schema import (
     BASE_COLUMNS,
+    CANARY,
     LATENCY,
+    LIVE,
     MISSING_COLUMN,
     PREDICTION,
     RESERVED,
+    ROLE,
+    SHADOW,
     SOURCE_COLUMN,
     TS_TYPE,
     UNREADABLE_FILE,
@@ -115,13 +122,14 @@ def log_predictions(
     ts: datetime | pd.Timestamp | str | Sequence | pd.Series | None = None,
     latency_ms: float | None = None,
     root: str | os.PathLike[str] | None = None,
+    role: str = LIVE,
 ) -> list[Path]:
     """Append one prediction per row of ``features`` and return the files written.
 
     ``predictions`` is the positive-class probability per row; a two-column probability array
     (what the project's pyfunc models return) is accepted and its second column taken.
     ``request_ids`` default to fresh uuid4 strings; ``ts`` (one value for all rows, or one per
-    row) defaults to now, UTC. ``latency_ms`` is the request's round trip (online serving).
+    row) defaults to now, UTC. ``latency_ms`` is the request's time (online serving); ``role``: see the module.
     Rows are split by the hour of their ``ts``: one new file per hour
     partition, never an edit of an existing file.
     """
@@ -142,6 +150,7 @@ def log_predictions(
     frame[PREDICTION] = scores
     if latency_ms is not None:
         frame[LATENCY] = float(latency_ms)
+    frame[ROLE] = role
     table = _to_table(frame)
 
     written = []
@@ -244,7 +253,7 @@ def read_range(
     """Predictions of ``model_name`` with ``start <= ts < end``, read from those hours' partitions only.
 
     Columns: ``request_id, ts, model_name, model_version``, the features, ``prediction``,
-    ``latency_ms`` and ``source``. ``features`` (name -> type keyword, e.g. a model config's feature types) selects
+    ``latency_ms``, ``role`` and ``source``. ``features`` (name -> type keyword, e.g. a model config's feature types) selects
     and orders the feature columns and types them (each file is read as declared); without it every feature
     column found in the files is returned. No data gives an empty frame with those columns. A file
     missing a column that other files have gives null in its rows.
@@ -365,7 +374,9 @@ def _select_columns(table: pa.Table, features: Mapping[str, str] | None) -> pa.T
         names = list(features)
     if LATENCY not in table.column_names:
         table = table.append_column(LATENCY, pa.nulls(table.num_rows, pa.float64()))
-    table = table.select([*BASE_COLUMNS, *names, PREDICTION, LATENCY, SOURCE_COLUMN])
+    if ROLE not in table.column_names:
+        table = table.append_column(ROLE, pa.nulls(table.num_rows, pa.string()))
+    table = table.select([*BASE_COLUMNS, *names, PREDICTION, LATENCY, ROLE, SOURCE_COLUMN])
     return table.set_column(1, "ts", table.column("ts").cast(TS_TYPE))
 
 
@@ -378,8 +389,19 @@ def _empty_frame(features: Mapping[str, str] | None) -> pd.DataFrame:
     ]
     for name, kind in (features or {}).items():
         fields.append((name, arrow_type(name, kind)))
-    fields += [(PREDICTION, pa.float64()), (LATENCY, pa.float64()), (SOURCE_COLUMN, pa.string())]
+    fields += [(PREDICTION, pa.float64()), (LATENCY, pa.float64()), (ROLE, pa.string()), (SOURCE_COLUMN, pa.string())]
     return pa.schema(fields).empty_table().to_pandas()
+
+
+def split_roles(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the rows that answered callers with the served version — ``live`` and null roles —, the challenger's
+    rows — ``shadow`` and ``canary`` —) of a frame read from the log; ``verification`` rows are in neither."""
+    if ROLE not in frame.columns:
+        return frame, frame.iloc[0:0]
+    role = frame[ROLE]
+    live = role.isna() | (role == LIVE)
+    challenger = role.isin([SHADOW, CANARY])
+    return frame[live.to_numpy()].reset_index(drop=True), frame[challenger.to_numpy()].reset_index(drop=True)
 
 
 # --- checks ----------------------------------------------------------------------------------

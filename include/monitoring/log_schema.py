@@ -2,7 +2,8 @@
 
 Every file of the log has ``request_id`` (string), ``ts`` (UTC timestamp, microseconds),
 ``model_name``, ``model_version`` (string), one column per feature, ``prediction`` (float64) and,
-for online rows, ``latency_ms`` (float64) (the layout: :mod:`include.monitoring.inference_log`).
+for online rows, ``latency_ms`` (float64) and ``role`` (string: ``live``, ``shadow``, ``canary``,
+``verification``; absent or null means ``live``) (the layout: :mod:`include.monitoring.inference_log`).
 Other writers get things wrong; :func:`read_file` reads one file conformed to those columns and the
 declared feature types and says what it could not read (:class:`ReadIssue`), so hourly monitoring
 reports it as data quality instead of losing the hour.
@@ -26,8 +27,10 @@ from include.data.dataset import ARROW_TYPES
 BASE_COLUMNS = ("request_id", "ts", "model_name", "model_version")
 PREDICTION = "prediction"
 LATENCY = "latency_ms"
+ROLE = "role"
+LIVE, SHADOW, CANARY, VERIFICATION = "live", "shadow", "canary", "verification"  # request_log.py's roles
 SOURCE_COLUMN = "source"
-RESERVED = frozenset({*BASE_COLUMNS, PREDICTION, LATENCY, SOURCE_COLUMN})
+RESERVED = frozenset({*BASE_COLUMNS, PREDICTION, LATENCY, ROLE, SOURCE_COLUMN})
 TS_TYPE = pa.timestamp("us", tz="UTC")
 # The declared types as the dataset reader reads them; the log keeps timestamps in microseconds.
 _ARROW_TYPES: dict[str, pa.DataType] = {**ARROW_TYPES, "timestamp": TS_TYPE}
@@ -42,8 +45,9 @@ _BASE_TYPES: dict[str, pa.DataType] = {
     "model_version": pa.string(),
     PREDICTION: pa.float64(),
     LATENCY: pa.float64(),
+    ROLE: pa.string(),
 }
-_OPTIONAL = frozenset({LATENCY})  # absent by design (batch rows): not a problem
+_OPTIONAL = frozenset({LATENCY, ROLE})  # absent by design (batch rows, older writers): not a problem
 _EXAMPLES = 3
 
 
@@ -107,7 +111,8 @@ def read_file(file: Path, types: Mapping[str, pa.DataType] | None) -> tuple[pa.T
     }
     columns: dict[str, pa.ChunkedArray] = {}
     base = {name: _BASE_TYPES[name] for name in BASE_COLUMNS}
-    for name, target in {**base, **feature_types, PREDICTION: pa.float64(), LATENCY: pa.float64()}.items():
+    for name, target in {**base, **feature_types, PREDICTION: pa.float64(), LATENCY: pa.float64(),
+                         ROLE: pa.string()}.items():
         if name not in table.column_names:
             if name not in _OPTIONAL and n:
                 issues.append(ReadIssue(MISSING_COLUMN, str(file), name, n, f"has no {name!r} column ({n} row(s))"))

@@ -1,22 +1,22 @@
-"""Online predictions through Triton, each request and response written to the inference log.
+"""Online predictions through Triton; Triton itself writes them to the inference log.
 
     from include.serving.online import predict
     probabilities = predict("credit_approval", applications)   # a DataFrame of feature columns
 
-The model is addressed by name: Triton answers with the version it serves (the champion), and that
-version is what the log records.
+The model is addressed by name: Triton answers with the version it serves (the champion). Logging
+happens in the server (:mod:`include.serving.triton.request_log`), for this client and any other, so
+this module writes nothing: a second, client-side copy would count every request twice. Pass
+``request_ids`` (one per row) to log the rows under your own ids, the key delayed labels arrive with.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from include import settings
-from include.monitoring import inference_log
 from include.serving.triton.client import TritonClient
 
 
@@ -26,17 +26,24 @@ def predict(
     *,
     client: TritonClient | None = None,
     request_ids: Sequence[str] | None = None,
-    log_root: str | None = None,
 ) -> np.ndarray:
-    """Positive-class probability per row of ``frame``; the rows, outputs and version go to the inference log."""
+    """Positive-class probability per row of ``frame`` (``[N]`` float64), logged by Triton under ``request_ids``."""
+    return predict_with_ids(model, frame, client=client, request_ids=request_ids)[0]
+
+
+def predict_with_ids(
+    model: str,
+    frame: pd.DataFrame,
+    *,
+    client: TritonClient | None = None,
+    request_ids: Sequence[str] | None = None,
+) -> tuple[np.ndarray, list[str] | None]:
+    """(probabilities ``[N]``, the id each row was logged under) — the server's ids when none are given."""
+    own = client is None
     client = client or TritonClient(settings.triton_url())
-    features = frame.reset_index(drop=True)
-    started = time.perf_counter()
-    scores, version = client.infer_with_version(model, features)
-    latency_ms = (time.perf_counter() - started) * 1000
-    if len(features):
-        inference_log.log_predictions(
-            model, version or "unknown", "online", features, scores,
-            request_ids=request_ids, latency_ms=latency_ms, root=log_root,
-        )
-    return scores
+    try:
+        scores, _, ids = client.infer_with_ids(model, frame.reset_index(drop=True), request_ids=request_ids)
+    finally:
+        if own:
+            client.close()
+    return scores, ids

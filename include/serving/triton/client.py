@@ -12,6 +12,11 @@ server much less than one per feature (``bench/online_serving.py``). For any oth
 ``[N, 1]`` with the datatype the model's metadata declares (``FP64``, ``INT64``, ``BOOL`` or ``BYTES``).
 Either way a column is checked against the datatype its own input declares: an integer column with
 missing or fractional values is refused before anything is sent.
+
+The server logs every row it scores (:mod:`include.serving.triton.request_log`): a caller passes its
+own ids per row (``request_ids``, the model's optional ``request_id`` input) or gets the ids the
+server made up back (:meth:`TritonClient.infer_with_ids`). ``role="verification"`` marks requests that
+are not live traffic (the deployment's checks), so monitoring leaves them out.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from urllib.parse import quote
 
 import httpx
 
-from include.serving.triton.model import CATEGORICAL_INPUT, NUMERIC_INPUT, PACKED_INPUTS
+from include.serving.triton.model import CATEGORICAL_INPUT, NUMERIC_INPUT, PACKED_INPUTS, REQUEST_ID, ROLE_PARAMETER
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,10 +72,22 @@ def _encode_bytes(items: Iterable[Any]) -> bytes:
     return b"".join(struct.pack("<I", len(b)) + b for b in (t.encode("utf-8") for t in texts))
 
 
+def _decode_bytes(data: bytes) -> list[str]:
+    """Triton's BYTES wire format back into text (each element: uint32 length, then the bytes)."""
+    out, offset = [], 0
+    while offset < len(data):
+        (length,) = struct.unpack_from("<I", data, offset)
+        out.append(data[offset + 4 : offset + 4 + length].decode("utf-8", "replace"))
+        offset += 4 + length
+    return out
+
+
 def _decode_output(output: dict, data: bytes) -> np.ndarray:
     import numpy as np
 
     datatype = output["datatype"]
+    if datatype == "BYTES":
+        return np.array(_decode_bytes(data), dtype=object).reshape(output["shape"])
     if datatype not in _NUMPY_TYPES:
         raise TritonError(f"output {output['name']!r}: unsupported datatype {datatype}")
     return np.frombuffer(data, dtype=_NUMPY_TYPES[datatype]).reshape(output["shape"])
@@ -83,6 +100,8 @@ class _Layout:
     datatypes: dict[str, str]  # feature column -> the datatype of its own input (the model's metadata)
     packed: dict[str, list[str]]  # packed input -> its columns (the config's parameters); empty: one input each
     max_batch: int
+    output: str = ""  # the scores' output (the first the model declares)
+    logged: bool = False  # the model takes and returns request ids (exports of include.serving.triton.repository)
 
     def tensors(self, frame: pd.DataFrame) -> list[tuple[str, list[int], str, bytes]]:
         """(input name, shape, datatype, payload) for every input the request sends."""
@@ -194,9 +213,11 @@ class TritonClient:
     def _layout(self, name: str, version: str | int | None) -> _Layout:
         key = (name, None if version is None else str(version))
         if key not in self._layouts:
-            inputs = self.metadata(name, version)["inputs"]
+            metadata = self.metadata(name, version)
+            inputs = metadata["inputs"]
+            outputs = [o["name"] for o in metadata.get("outputs", [])]
             config = self.config(name, version)
-            datatypes = {i["name"]: i["datatype"] for i in inputs if i["name"] not in PACKED_INPUTS}
+            datatypes = {i["name"]: i["datatype"] for i in inputs if i["name"] not in (*PACKED_INPUTS, REQUEST_ID)}
             parameters = config.get("parameters") or {}
             packed = {k: json.loads(v["string_value"]) for k, v in parameters.items() if k in PACKED_INPUTS}
             unknown = sorted({c for cols in packed.values() for c in cols} - set(datatypes))
@@ -204,60 +225,89 @@ class TritonClient:
                 raise TritonError(f"model {name}: the packed inputs list column(s) with no input of their own: "
                                   f"{', '.join(unknown)}")
             max_batch = int(config.get("max_batch_size") or DEFAULT_MAX_BATCH)
-            self._layouts[key] = _Layout(datatypes, packed, max_batch)
+            logged = REQUEST_ID in outputs and any(i["name"] == REQUEST_ID for i in inputs)
+            scores = next((o for o in outputs if o != REQUEST_ID), outputs[0] if outputs else "")
+            self._layouts[key] = _Layout(datatypes, packed, max_batch, scores, logged)
         return self._layouts[key]
 
-    def infer(self, name: str, frame: pd.DataFrame, version: str | int | None = None) -> np.ndarray:
+    def infer(self, name: str, frame: pd.DataFrame, version: str | int | None = None, *,
+              role: str | None = None) -> np.ndarray:
         """Score every row of ``frame`` (one column per feature); returns the first output, one value per row."""
-        return self.infer_with_version(name, frame, version)[0]
+        return self.infer_with_ids(name, frame, version, role=role)[0]
 
     def infer_with_version(
-        self, name: str, frame: pd.DataFrame, version: str | int | None = None
+        self, name: str, frame: pd.DataFrame, version: str | int | None = None, *, role: str | None = None
     ) -> tuple[np.ndarray, str | None]:
         """Like :meth:`infer`, plus the model version that answered (Triton's ``model_version``)."""
+        scores, answered, _ = self.infer_with_ids(name, frame, version, role=role)
+        return scores, answered
+
+    def infer_with_ids(
+        self, name: str, frame: pd.DataFrame, version: str | int | None = None, *,
+        request_ids: Iterable[str] | None = None, role: str | None = None,
+    ) -> tuple[np.ndarray, str | None, list[str] | None]:
+        """(scores, the version that answered, the id each row was logged under: None for a model that logs none).
+
+        ``request_ids``: one per row of ``frame``, sent as the ``request_id`` input (the server makes
+        them up otherwise); ``role``: the ``modelops_role`` request parameter (``verification``).
+        """
         import numpy as np
 
         layout = self._layout(name, version)
         missing = [c for c in layout.datatypes if c not in frame.columns]
         if missing:
             raise ValueError(f"frame is missing input column(s) of model {name}: {', '.join(missing)}")
+        ids = None if request_ids is None else [str(i) for i in request_ids]
+        if ids is not None and len(ids) != len(frame):
+            raise ValueError(f"request_ids: {len(ids)} id(s) for {len(frame)} row(s)")
         if frame.empty:
-            return np.empty(0, dtype=np.float64), None if version is None else str(version)
-        chunks = [self._infer_chunk(name, frame.iloc[i : i + layout.max_batch], layout, version)
+            return np.empty(0, dtype=np.float64), None if version is None else str(version), [] if layout.logged else None
+        chunks = [self._infer_chunk(name, frame.iloc[i : i + layout.max_batch], layout, version,
+                                    None if ids is None else ids[i : i + layout.max_batch], role)
                   for i in range(0, len(frame), layout.max_batch)]
-        versions = {v for _, v in chunks}
+        versions = {v for _, v, _ in chunks}
         if len(versions) > 1:  # a switch between chunks: the caller must not log one version for all rows
             raise TritonError(f"model {name} changed version during one request: {sorted(versions)}")
-        return np.concatenate([a for a, _ in chunks]), versions.pop()
+        logged = [i for _, _, chunk_ids in chunks for i in (chunk_ids or [])] if layout.logged else None
+        return np.concatenate([a for a, _, _ in chunks]), versions.pop(), logged
 
     def _infer_chunk(
-        self, name: str, frame: pd.DataFrame, layout: _Layout, version: str | int | None
-    ) -> tuple[np.ndarray, str | None]:
+        self, name: str, frame: pd.DataFrame, layout: _Layout, version: str | int | None,
+        request_ids: list[str] | None, role: str | None,
+    ) -> tuple[np.ndarray, str | None, list[str] | None]:
         tensors = layout.tensors(frame)
-        header = {"inputs": [{"name": n, "shape": shape, "datatype": datatype,
-                              "parameters": {"binary_data_size": len(data)}} for n, shape, datatype, data in tensors],
-                  "parameters": {"binary_data_output": True}}
+        if request_ids is not None and layout.logged:
+            tensors.append((REQUEST_ID, [len(frame), 1], "BYTES", _encode_bytes(request_ids)))
+        header: dict[str, Any] = {
+            "inputs": [{"name": n, "shape": shape, "datatype": datatype, "parameters": {"binary_data_size": len(data)}}
+                       for n, shape, datatype, data in tensors],
+            "parameters": {"binary_data_output": True, **({ROLE_PARAMETER: role} if role else {})},
+        }
+        if layout.logged:
+            header["outputs"] = [{"name": n, "parameters": {"binary_data": True}} for n in (layout.output, REQUEST_ID)]
         head = json.dumps(header).encode()
         response = self._request(
             "POST", f"{_model_path(name, version)}/infer", content=b"".join([head, *(t[3] for t in tensors)]),
             headers={HEADER_LENGTH: str(len(head)), "Content-Type": "application/octet-stream"},
         )
         arrays, answered_by = self._parse_response(response)
-        return arrays[0].reshape(-1), answered_by
+        if not layout.logged:
+            return next(iter(arrays.values())).reshape(-1), answered_by, None
+        return arrays[layout.output].reshape(-1), answered_by, [str(i) for i in arrays[REQUEST_ID].reshape(-1)]
 
     @staticmethod
-    def _parse_response(response: httpx.Response) -> tuple[list[np.ndarray], str | None]:
+    def _parse_response(response: httpx.Response) -> tuple[dict[str, np.ndarray], str | None]:
         body = response.content
         length = int(response.headers.get(HEADER_LENGTH, len(body)))
         result = json.loads(body[:length])
-        arrays, offset = [], length
+        arrays, offset = {}, length
         for output in result["outputs"]:
             size = output.get("parameters", {}).get("binary_data_size")
             if size is None:
                 import numpy as np
 
-                arrays.append(np.asarray(output["data"]).reshape(output["shape"]))
+                arrays[output["name"]] = np.asarray(output["data"]).reshape(output["shape"])
                 continue
-            arrays.append(_decode_output(output, body[offset : offset + size]))
+            arrays[output["name"]] = _decode_output(output, body[offset : offset + size])
             offset += size
         return arrays, result.get("model_version")

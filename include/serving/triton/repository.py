@@ -5,7 +5,10 @@ Layout, one folder per model, one per version::
     <repo>/<model>/config.pbtxt            inputs, output, batching, which versions serve, the packed columns
     <repo>/<model>/<version>/model.onnx    the scikit-learn pipeline as ONNX (:func:`include.serving.onnx.convert_to_onnx`)
     <repo>/<model>/<version>/model.py      python backend: a copy of :mod:`include.serving.triton.model`
+    <repo>/<model>/<version>/request_log.py  its inference log writer: a copy of :mod:`include.serving.triton.request_log`
     <repo>/<model>/<version>/export.json   what was exported from where (the no-op check), the I/O spec
+    <repo>/<model>/serving.json            the model's serving settings (inference log, challenger) the config carries
+    <repo>/<model>.challenger/...          the ``@challenger`` version while it runs in shadow or canary
 
 A request sends its rows in one of two forms (``max_batch_size`` and dynamic batching on; every
 input is ``optional`` to Triton and model.py names what a request lacks):
@@ -20,7 +23,13 @@ input is ``optional`` to Triton and model.py names what a request lacks):
   for curl and generic KServe clients).
 
 Requests of both forms batch together. The output ``probability`` (``TYPE_FP64``, ``[1]``) is the
-probability of the positive class.
+probability of the positive class; the output ``request_id`` (``TYPE_STRING``, ``[1]``) the id each row
+was logged under (a request may send its own in the optional ``request_id`` input).
+
+Every version logs what it scores (:mod:`include.serving.triton.request_log`); ``serving.json`` holds
+what the config's ``parameters`` pass to it (:func:`serving_parameters`): the model's settings
+(``config.serving``: :func:`write_serving_parameters`) and, while a challenger runs beside the champion,
+its Triton model, mode and timeout (:func:`include.serving.shadow`).
 
 model.py is the same file for every model and version: what differs (the packed columns, the
 ONNX output, the positive column) it reads from config.pbtxt's ``parameters`` and ``export.json``.
@@ -52,7 +61,8 @@ from include.files import replace_dir
 from include.serving import onnx
 from include.serving.onnx import ExportError
 from include.serving.triton import model as backend
-from include.serving.triton.model import CATEGORICAL_INPUT, MARKER, NUMERIC_INPUT, ONNX_FILE, PACKED_INPUTS
+from include.serving.triton import request_log
+from include.serving.triton.model import CATEGORICAL_INPUT, MARKER, NUMERIC_INPUT, ONNX_FILE, PACKED_INPUTS, REQUEST_ID
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,10 +73,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # 2: the packed inputs beside the per-feature ones; 3: missing values routed like scikit-learn;
-# 4: model.py is include/serving/triton/model.py copied unchanged (no per-model text in it)
-FORMAT = 4
+# 4: model.py is include/serving/triton/model.py copied unchanged (no per-model text in it);
+# 5: the server-side inference log (request_log.py beside model.py, the request_id input and output)
+FORMAT = 5
 MODEL_SOURCE = Path(backend.__file__)  # copied into every version folder as model.py
+LOG_SOURCE = Path(request_log.__file__)  # copied beside it as request_log.py
+LOG_FILE = "request_log.py"
 OUTPUT_NAME = "probability"
+SERVING_FILE = "serving.json"
+CHALLENGER_SUFFIX = ".challenger"
 MAX_BATCH_SIZE = 1024
 MAX_QUEUE_DELAY_US = 100
 
@@ -97,10 +112,10 @@ def triton_inputs(config: ModelConfig) -> list[dict[str, str]]:
     Raises :class:`ExportError` for a feature type ONNX cannot take, or a feature named like a packed input.
     """
     spec = onnx.input_spec(config)
-    reserved = [c["name"] for c in spec if c["name"] in PACKED_INPUTS]
+    reserved = [c["name"] for c in spec if c["name"] in (*PACKED_INPUTS, REQUEST_ID)]
     if reserved:
-        raise ExportError(f"{config.name}: feature column(s) {', '.join(reserved)} take the name of a packed input; "
-                          f"rename the column (the packed inputs are {', '.join(PACKED_INPUTS)})")
+        raise ExportError(f"{config.name}: feature column(s) {', '.join(reserved)} take the name of one of the model's "
+                          f"own inputs; rename the column (those are {', '.join((*PACKED_INPUTS, REQUEST_ID))})")
     return [{**c, "triton": TRITON_TYPES[c["type"]]} for c in spec]
 
 
@@ -108,7 +123,7 @@ def exporter_id() -> str:
     """Changes when anything that shapes the exported files changes (format, model.py, converter versions)."""
     from importlib.metadata import version
 
-    parts = [str(FORMAT), MODEL_SOURCE.read_text(), json.dumps(onnx.TARGET_OPSET, sort_keys=True)]
+    parts = [str(FORMAT), MODEL_SOURCE.read_text(), LOG_SOURCE.read_text(), json.dumps(onnx.TARGET_OPSET, sort_keys=True)]
     parts += [f"{pkg}=={version(pkg)}" for pkg in ("skl2onnx", "onnx")]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
@@ -128,6 +143,7 @@ def read_marker(version_dir: Path) -> dict | None:
             marker.get("format") == FORMAT
             and _sha256(version_dir / ONNX_FILE) == marker["onnx_sha256"]
             and _sha256(version_dir / "model.py") == marker["model_py_sha256"]
+            and _sha256(version_dir / LOG_FILE) == marker["request_log_sha256"]
         )
     except (OSError, ValueError, KeyError):
         return None
@@ -143,6 +159,39 @@ def exported_versions(repo_dir: Path | str, model_name: str) -> list[int]:
     return sorted(found)
 
 
+def challenger_name(model_name: str) -> str:
+    """The Triton model the ``@challenger`` version is loaded as, beside the champion's: ``<model>.challenger``.
+
+    Its own name, not another version of the model: Triton answers a request without a version with the
+    highest loaded version, and a newer challenger must never answer the callers of the champion.
+    """
+    return f"{model_name}{CHALLENGER_SUFFIX}"
+
+
+def serving_parameters(repo_dir: Path | str, triton_model: str) -> dict[str, str]:
+    """``<repo>/<triton_model>/serving.json``: the config.pbtxt ``parameters`` beyond the inputs ({} when absent)."""
+    try:
+        found = json.loads((Path(repo_dir) / triton_model / SERVING_FILE).read_text())
+    except FileNotFoundError:
+        return {}
+    return {str(k): str(v) for k, v in found.items()}
+
+
+def write_serving_parameters(repo_dir: Path | str, triton_model: str, parameters: dict[str, str]) -> bool:
+    """Replace ``serving.json`` (the config is rendered from it at the next :func:`set_served_versions`); True if changed."""
+    folder = Path(repo_dir) / triton_model
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({k: str(v) for k, v in sorted(parameters.items())}, indent=2) + "\n"
+    return _write_if_changed(folder / SERVING_FILE, text)
+
+
+def log_parameters(config: ModelConfig) -> dict[str, str]:
+    """The inference log's settings of ``config.serving`` as config.pbtxt parameters (read by model.py)."""
+    settings = config.serving.inference_log
+    return {"registry_model": config.name, "inference_log": "on" if settings.enabled else "off",
+            "log_flush_rows": str(settings.flush_rows), "log_flush_seconds": str(settings.flush_seconds)}
+
+
 def packed_columns(inputs: list[dict[str, str]]) -> dict[str, list[str]]:
     """The feature columns each packed input carries, in order; an input with no column is left out."""
     columns = {
@@ -152,19 +201,22 @@ def packed_columns(inputs: list[dict[str, str]]) -> dict[str, list[str]]:
     return {name: cols for name, cols in columns.items() if cols}
 
 
-def render_config(model_name: str, inputs: list[dict[str, str]], versions: Iterable[int]) -> str:
+def render_config(model_name: str, inputs: list[dict[str, str]], versions: Iterable[int],
+                  extra: dict[str, str] | None = None) -> str:
     """``config.pbtxt`` for the python backend; deterministic for the same arguments.
 
     Every input is optional to Triton: a request sends either the packed inputs or one input per
     feature, and model.py names what is missing. The ``parameters`` list each packed input's columns
-    (``GET /v2/models/<model>/config`` shows them to clients).
+    (``GET /v2/models/<model>/config`` shows them to clients) and ``extra`` (:func:`serving_parameters`).
     """
     listed = ", ".join(str(v) for v in sorted(set(versions)))
     packed = packed_columns(inputs)
     packed_types = {NUMERIC_INPUT: "TYPE_FP64", CATEGORICAL_INPUT: "TYPE_STRING"}
     declared = [(i["name"], i["triton"], 1) for i in inputs]
     declared += [(name, packed_types[name], len(cols)) for name, cols in packed.items()]
-    parameters = [("intra_op_threads", "1"), *((name, json.dumps(cols)) for name, cols in packed.items())]
+    declared.append((REQUEST_ID, "TYPE_STRING", 1))
+    parameters = [("intra_op_threads", "1"), *((name, json.dumps(cols)) for name, cols in packed.items()),
+                  *sorted((extra or {}).items())]
     lines = [
         "# Generated by include.serving.triton.repository: do not edit.",
         f"name: {json.dumps(model_name)}",
@@ -176,7 +228,8 @@ def render_config(model_name: str, inputs: list[dict[str, str]], versions: Itera
                    for name, dtype, width in declared),
         "]",
         "output [",
-        f"  {{ name: {json.dumps(OUTPUT_NAME)} data_type: TYPE_FP64 dims: [ 1 ] }}",
+        f"  {{ name: {json.dumps(OUTPUT_NAME)} data_type: TYPE_FP64 dims: [ 1 ] }},",
+        f"  {{ name: {json.dumps(REQUEST_ID)} data_type: TYPE_STRING dims: [ 1 ] }}",
         "]",
         f"dynamic_batching {{ max_queue_delay_microseconds: {MAX_QUEUE_DELAY_US} }}",
         "instance_group [ { kind: KIND_CPU count: 1 } ]",
@@ -223,7 +276,8 @@ def set_served_versions(repo_dir: Path | str, model_name: str, versions: Iterabl
             log.warning("%s: version %s has other inputs than version %s: not served beside it", model_name, v, primary)
         else:
             served.append(v)
-    if _write_if_changed(model_dir / "config.pbtxt", render_config(model_name, inputs, served)):
+    text = render_config(model_name, inputs, served, serving_parameters(repo_dir, model_name))
+    if _write_if_changed(model_dir / "config.pbtxt", text):
         log.info("%s: config.pbtxt now serves versions %s", model_name, served)
     return served
 
@@ -255,6 +309,7 @@ def _stage_export(client: MlflowClient, model_name: str, version: int, config: M
     staged.mkdir(parents=True)
     (staged / ONNX_FILE).write_bytes(onnx_model)
     shutil.copyfile(MODEL_SOURCE, staged / "model.py")
+    shutil.copyfile(LOG_SOURCE, staged / LOG_FILE)
     marker = {
         "format": FORMAT,
         "key": key,
@@ -267,6 +322,7 @@ def _stage_export(client: MlflowClient, model_name: str, version: int, config: M
         "parity": parity,
         "onnx_sha256": _sha256(staged / ONNX_FILE),
         "model_py_sha256": _sha256(staged / "model.py"),
+        "request_log_sha256": _sha256(staged / LOG_FILE),
     }
     (staged / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
     return marker
@@ -281,8 +337,13 @@ def export_version(
     keep_versions: Iterable[str | int] = (),
     *,
     sample: pd.DataFrame | None = None,
+    triton_model: str | None = None,
 ) -> Path:
     """Export registry version ``version`` to ``<repo>/<model>/<version>/`` and serve it beside ``keep_versions``.
+
+    ``triton_model``: the Triton model to export into, when not the registered model's own name (the
+    challenger's: :func:`challenger_name`). The config's inference log settings (``config.serving``) go
+    into ``serving.json``; a challenger set there is kept.
 
     A no-op when the same registry version was already exported by the same exporter and its files
     are intact; a corrupted or stale export is rebuilt. Conversion happens in a staging folder and
@@ -294,7 +355,8 @@ def export_version(
     converted, has no input example, or its export disagrees with scikit-learn (``ParityError``).
     """
     number = version_number(version)
-    model_dir = Path(repo_dir) / model_name
+    triton_model = triton_model or model_name
+    model_dir = Path(repo_dir) / triton_model
     version_dir = _export_if_stale(client, model_name, number, config, model_dir, sample)
     for kept in {version_number(v) for v in keep_versions} - {number}:
         if (model_dir / str(kept)).exists():
@@ -303,7 +365,9 @@ def export_version(
             except Exception as exc:  # ExportError, or the registry no longer has the version
                 log.warning("%s version %s: cannot export it again for this exporter (%s): %s", model_name, kept,
                             type(exc).__name__, exc)
-    set_served_versions(repo_dir, model_name, [number, *keep_versions], primary=number)
+    write_serving_parameters(repo_dir, triton_model, {**serving_parameters(repo_dir, triton_model),
+                                                      **log_parameters(config)})
+    set_served_versions(repo_dir, triton_model, [number, *keep_versions], primary=number)
     return version_dir
 
 

@@ -121,8 +121,10 @@ class TritonServer:
         log_path: Path | None = None,
         exit_timeout_s: int = 10,
         strict_readiness: bool = False,
+        inference_log: Path | str | None = None,
     ) -> None:
         self.install = TritonInstall.locate(venv)
+        self.inference_log = inference_log  # where the python backend writes; default: the project's log root
         self.host = host
         self.strict_readiness = strict_readiness
         self.server_id = f"modelops-{secrets.token_hex(4)}"  # tells our server from another on the same port
@@ -184,19 +186,23 @@ class TritonServer:
         if self.log_path is None:
             self.log_path = settings.state_dir() / "logs" / f"triton-{self.http_port}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        from include.monitoring.inference_log import log_root
+
+        env = self.install.environment()
+        env["MODELOPS_INFERENCE_LOG"] = str(log_root(self.inference_log))  # model.py logs every row it scores here
         with open(self.log_path, "ab") as log_file:
             self._process = subprocess.Popen(
                 self.command(),
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                env=self.install.environment(),
+                env=env,
                 cwd=self.model_repository,
                 start_new_session=True,
             )
         self._finalizer = weakref.finalize(self, _kill_group, self._process)
-        log.info("Started tritonserver (pid %s) on %s, repository %s, log %s",
-                 self.pid, self.url, self.model_repository, self.log_path)
+        log.info("Started tritonserver (pid %s) on %s, repository %s, log %s, inference log %s",
+                 self.pid, self.url, self.model_repository, self.log_path, env["MODELOPS_INFERENCE_LOG"])
         return self
 
     def is_ready(self) -> bool:
@@ -239,7 +245,12 @@ class TritonServer:
             return None
         timeout = self.exit_timeout_s + 5 if timeout is None else timeout
         if process.poll() is None:
-            _signal_group(process.pid, signal.SIGTERM)
+            # The server alone: it unloads its models, so each python backend stub runs finalize (and writes
+            # its buffered inference log) before it exits; the group is killed only after that.
+            try:
+                os.kill(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -1,0 +1,238 @@
+"""The server-side inference log: what Triton's python backend scored, buffered and written as Parquet row groups.
+
+:func:`include.serving.triton.repository.export_version` copies this file unchanged beside ``model.py``
+in every version folder; ``model.py`` imports it there (Triton puts the version folder on the stub's
+``sys.path``). Like ``model.py`` it runs in Triton's own virtualenv, so it imports only the standard
+library, numpy and pyarrow: the layout it writes is the one :mod:`include.monitoring.inference_log`
+reads (``<root>/model=<name>/source=online/date=YYYY-MM-DD/hour=HH/part-*.parquet``, the columns of
+:mod:`include.monitoring.log_schema`), and a test holds the two to the same paths and columns.
+
+:class:`RequestLog` buffers the rows of each executed batch in memory (``append`` only keeps references
+to the batch's arrays: the request path does no Parquet work) and a background thread writes them:
+when ``flush_rows`` rows are waiting or ``flush_seconds`` after the oldest waiting row, whichever
+comes first, as one new file per hour partition (one row group), written to a dot-file and renamed
+into place, so a reader never sees half a file. ``close()`` (the model's ``finalize``, on unload and on
+server shutdown) writes what is left. A process killed without ``finalize`` (SIGKILL, a crash of the
+stub) loses what was buffered: at most ``flush_rows`` rows or ``flush_seconds`` of traffic per model
+instance. A write that fails (disk full, permissions) is reported on stderr (Triton's log) and its
+rows are kept for the next flush, up to ``max_buffered_rows``; beyond that the oldest are dropped and
+counted in :attr:`RequestLog.dropped`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SOURCE = "online"
+LIVE, SHADOW, CANARY, VERIFICATION = "live", "shadow", "canary", "verification"
+ROLES = (LIVE, SHADOW, CANARY, VERIFICATION)
+ROOT_ENV = "MODELOPS_INFERENCE_LOG"
+TS_TYPE = pa.timestamp("us", tz="UTC")
+_ARROW = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "category": pa.string(), "string": pa.string()}
+_US_PER_HOUR = 3_600_000_000
+
+
+def partition(root: Path, model: str, hour_start_us: int) -> Path:
+    """``<root>/model=<model>/source=online/date=YYYY-MM-DD/hour=HH`` of the hour starting at ``hour_start_us``
+    (microseconds since the epoch, UTC)."""
+    stamp = time.gmtime(hour_start_us // 1_000_000)
+    return root / f"model={model}" / f"source={SOURCE}" / time.strftime("date=%Y-%m-%d", stamp) / time.strftime(
+        "hour=%H", stamp)
+
+
+def write_new_file(table: pa.Table, folder: Path) -> Path:
+    """``table`` as a new, uniquely named Parquet file in ``folder``: written to a dot-file, then renamed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"part-{time.time_ns()}-{uuid.uuid4().hex}.parquet"
+    target, temp = folder / name, folder / f".{name}.tmp"
+    try:
+        pq.write_table(table, temp)
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+    return target
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The rows of one executed batch (or part of it) as the backend scored them.
+
+    ``request_ids``: one per row; ``ts_us``: when the batch was executed (µs since the epoch, UTC);
+    ``numeric``: ``[N, k]`` float64 in the order of the log's numeric columns (or None);
+    ``categorical``: ``[N, m]`` of str (or None); ``scores``: ``[N]`` positive-class probability;
+    ``latency_ms``: one value per row (the server's time for the row's request, ms).
+    """
+
+    request_ids: list[str]
+    ts_us: int
+    version: str
+    numeric: np.ndarray | None
+    categorical: np.ndarray | None
+    scores: np.ndarray
+    latency_ms: np.ndarray
+    role: str
+
+    @property
+    def rows(self) -> int:
+        return len(self.request_ids)
+
+
+class RequestLog:
+    """One model instance's writer of the inference log; ``append`` per batch, ``close`` at ``finalize``.
+
+    ``columns``: the feature columns in the order the packed inputs carry them: ``numeric`` then
+    ``categorical``, each ``[(name, type keyword)]`` (``int``, ``float``, ``bool``, ``category``, ``string``).
+    """
+
+    def __init__(self, root: Path | str, model: str, numeric: list[tuple[str, str]],
+                 categorical: list[tuple[str, str]], *, flush_rows: int = 10_000, flush_seconds: float = 5.0,
+                 max_buffered_rows: int = 1_000_000) -> None:
+        if flush_rows < 1 or flush_seconds <= 0:
+            raise ValueError(f"flush_rows must be >= 1 and flush_seconds > 0, got {flush_rows} and {flush_seconds}")
+        self.root = Path(root)
+        self.model = model
+        self.numeric = numeric
+        self.categorical = categorical
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.max_buffered_rows = max_buffered_rows
+        self.written_rows = 0
+        self.dropped = 0
+        self.files = 0
+        self._pending: list[Batch] = []
+        self._pending_rows = 0
+        self._oldest: float | None = None
+        self._lock = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"inference-log-{model}", daemon=True)
+        self._thread.start()
+
+    def append(self, batch: Batch) -> None:
+        """Queue ``batch``'s rows; the writer thread flushes them (never the caller)."""
+        if batch.rows == 0:
+            return
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the inference log is closed")
+            self._pending.append(batch)
+            self._pending_rows += batch.rows
+            first = self._oldest is None
+            if first:
+                self._oldest = time.monotonic()
+            if first or self._pending_rows >= self.flush_rows:  # the writer sets its deadline, or flushes
+                self._lock.notify()
+
+    def flush(self) -> int:
+        """Write every queued row now (the caller's thread); returns how many were written."""
+        with self._lock:
+            batches, self._pending, self._pending_rows, self._oldest = self._pending, [], 0, None
+        return self._write(batches)
+
+    def close(self) -> None:
+        """Stop the writer thread and write what is left; a second call does nothing."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._lock.notify()
+        self._thread.join()
+        self.flush()
+
+    # --- the writer thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closed and not self._due():
+                    timeout = None if self._oldest is None else max(0.0, self._oldest + self.flush_seconds - time.monotonic())
+                    self._lock.wait(timeout)
+                if self._closed:
+                    return
+                batches, self._pending, self._pending_rows, self._oldest = self._pending, [], 0, None
+            self._write(batches)
+
+    def _due(self) -> bool:
+        return self._pending_rows >= self.flush_rows or (
+            self._oldest is not None and time.monotonic() - self._oldest >= self.flush_seconds)
+
+    def _write(self, batches: list[Batch]) -> int:
+        if not batches:
+            return 0
+        try:
+            written = 0
+            for hour, group in _by_hour(batches).items():
+                write_new_file(self.table(group), partition(self.root, self.model, hour))
+                written += sum(b.rows for b in group)
+                self.files += 1
+            self.written_rows += written
+            return written
+        except Exception as exc:  # keep the rows for the next flush; never take the server down
+            self._requeue(batches)
+            print(f"modelops inference log: writing {sum(b.rows for b in batches)} row(s) of {self.model} under "
+                  f"{self.root} failed ({type(exc).__name__}: {exc}); kept for the next flush", file=sys.stderr,
+                  flush=True)
+            return 0
+
+    def _requeue(self, batches: list[Batch]) -> None:
+        with self._lock:
+            self._pending = batches + self._pending
+            self._pending_rows += sum(b.rows for b in batches)
+            self._oldest = time.monotonic()
+            while self._pending_rows > self.max_buffered_rows and self._pending:
+                dropped = self._pending.pop(0)
+                self._pending_rows -= dropped.rows
+                self.dropped += dropped.rows
+
+    def table(self, batches: list[Batch]) -> pa.Table:
+        """The batches' rows as the log's Arrow table (columns of :mod:`include.monitoring.log_schema` + ``role``)."""
+        rows = sum(b.rows for b in batches)
+        columns: dict[str, pa.Array] = {
+            "request_id": pa.array([r for b in batches for r in b.request_ids], pa.string()),
+            "ts": pa.array(np.concatenate([np.full(b.rows, b.ts_us, dtype=np.int64) for b in batches]),
+                           pa.int64()).cast(TS_TYPE),
+            "model_name": pa.array([self.model] * rows, pa.string()),
+            "model_version": pa.array([b.version for b in batches for _ in range(b.rows)], pa.string()),
+        }
+        if self.numeric:
+            matrix = np.concatenate([b.numeric for b in batches])
+            for i, (name, kind) in enumerate(self.numeric):
+                columns[name] = _numeric(matrix[:, i], kind)
+        if self.categorical:
+            matrix = np.concatenate([b.categorical for b in batches])
+            for j, (name, _) in enumerate(self.categorical):
+                text = matrix[:, j]
+                columns[name] = pa.array(text, pa.string(), mask=text == "")  # the client sends a missing value as ""
+        columns["prediction"] = pa.array(np.concatenate([b.scores for b in batches]).astype(np.float64), pa.float64())
+        columns["latency_ms"] = pa.array(np.concatenate([b.latency_ms for b in batches]).astype(np.float64), pa.float64())
+        columns["role"] = pa.array([b.role for b in batches for _ in range(b.rows)], pa.string())
+        return pa.table(columns)
+
+
+def _numeric(values: np.ndarray, kind: str) -> pa.Array:
+    """A float64 column as its declared type; NaN is null, and so is a value the type cannot hold."""
+    floats = values.astype(np.float64)
+    target = _ARROW.get(kind, pa.float64())
+    if target == pa.float64():
+        return pa.array(floats, pa.float64(), from_pandas=True)
+    with np.errstate(invalid="ignore"):
+        usable = np.isfinite(floats) & (floats == np.round(floats)) & (np.abs(floats) < 2.0**63)
+    if target == pa.bool_():
+        return pa.array(np.where(usable, floats, 0) != 0, pa.bool_(), mask=~usable)
+    return pa.array(np.where(usable, floats, 0).astype(np.int64), pa.int64(), mask=~usable)
+
+
+def _by_hour(batches: list[Batch]) -> dict[int, list[Batch]]:
+    hours: dict[int, list[Batch]] = {}
+    for batch in batches:
+        hours.setdefault(batch.ts_us - batch.ts_us % _US_PER_HOUR, []).append(batch)
+    return hours
