@@ -16,6 +16,8 @@ promotion) or on demand. Only `@champion` is deployed: a `version` param must be
    on held-out rows.
 5. **mark_live**: checks that Triton answers with the version, sets the `serving.triton` tags from
    Triton's status (`live` on exactly one version, `standby`, `unloaded`) and writes an audit record.
+6. **stop_challenger**: when the new champion ran as the challenger on live traffic (shadow or canary),
+   its challenger copy is taken off Triton.
 
 If export, load, readiness or verification fails, **roll_back_failed_deployment**
 records the failure on the version, moves `@champion` back to the fallback, Triton serves it alone,
@@ -52,10 +54,11 @@ def build(config):
         ready = TritonModelReadyOperator(task_id="wait_ready", model=config.name, version=planned["version"], timeout=300)
         verified = t.verify(config.name, planned)
         live = t.mark_live(config.name, planned, verified)
+        stopped = t.stop_challenger(config.name, planned)
         recovered = t.roll_back_failed_deployment.override(pool=alias_pool(config.name))(config.name)
 
         # main flow
-        exported >> loaded >> ready >> verified >> live
+        exported >> loaded >> ready >> verified >> live >> stopped
         [exported, loaded, ready, verified] >> recovered
 
     return deployment()

@@ -170,6 +170,7 @@ class KubernetesTraining(_Strict):
 class TrainingConfig(_Strict):
     backend: Literal["local", "kubernetes"] = "local"
     schedule: str | None = Field(None, description="Cron or preset for scheduled retraining; none = on demand")
+    max_age_days: float | None = Field(None, gt=0, description="The champion is stale when its training data is older than this (days; freshness_<model> checks it daily, warns and proposes a retraining); none = never stale.")
     timeout_minutes: int = Field(60, gt=0)
     kubernetes: KubernetesTraining = KubernetesTraining()
 
@@ -178,6 +179,8 @@ class GatesConfig(_Strict):
     primary_metric: Literal["roc_auc", "accuracy", "f1", "precision", "recall", "log_loss"] = "roc_auc"
     minimum: float
     max_regression: float = Field(0.0, ge=0, description="Allowed drop vs the champion, in metric units.")
+    shadow: ShadowGate | None = Field(None, description="Promote only after the challenger won on live traffic "
+                                      "(serving.challenger.mode shadow or canary); none = no live evidence needed.")
 
     @property
     def higher_is_better(self) -> bool:
@@ -247,6 +250,50 @@ class ComplianceConfig(_Strict):
     screening: ScreeningConfig = Field(default_factory=ScreeningConfig, description="Personal-data screening of training batches and monitored hours.")
 
 
+class InferenceLogConfig(_Strict):
+    """The server-side inference log Triton's python backend writes (:mod:`include.serving.triton.request_log`)."""
+
+    enabled: bool = Field(True, description="Log every row Triton scores; off serves unmonitored (benchmarks only).")
+    flush_rows: int = Field(10_000, ge=1, description="Rows buffered per model instance before a row group is written.")
+    flush_seconds: float = Field(5.0, gt=0, le=3600, description="Seconds after which buffered rows are written anyway; "
+                                 "a crash loses at most this much traffic (or flush_rows rows).")
+
+
+class ChallengerServingConfig(_Strict):
+    """How the ``@challenger`` meets live traffic before its promotion (:mod:`include.serving.shadow`)."""
+
+    mode: Literal["off", "shadow", "canary"] = Field(
+        "off", description="shadow: scored on every live request, never answers; canary: answers canary_fraction "
+        "of requests (sticky per routing key); off: not loaded before promotion.")
+    canary_fraction: float = Field(0.05, gt=0, lt=1, description="Share of routing keys the challenger answers (canary).")
+    timeout_ms: float = Field(100, gt=0, description="Deadline of a challenger request; past it a canary request is "
+                              "answered by the champion and a shadow row is not logged.")
+
+
+class ServingConfig(_Strict):
+    inference_log: InferenceLogConfig = InferenceLogConfig()
+    challenger: ChallengerServingConfig = ChallengerServingConfig()
+
+
+class ShadowGate(_Strict):
+    """Promotion waits for live evidence of the challenger (shadow or canary rows) and judges it.
+
+    The evidence: the hours monitoring assessed with the candidate as challenger. It passes with at
+    least ``min_hours`` such hours and ``min_requests`` compared requests, when the challenger's
+    decisions agree with the champion's on at least ``min_agreement`` of them and no KPI is worse than
+    the champion's by more than its tolerance. Until then the promotion waits (deferred), at most
+    ``deadline_hours``; then it fails with the evidence it has.
+    """
+
+    min_hours: int = Field(1, ge=1, description="Assessed hours with the candidate in shadow/canary.")
+    min_requests: int = Field(100, ge=1, description="Requests both versions scored (shadow) or the challenger answered (canary).")
+    min_agreement: float = Field(0.0, ge=0, le=1, description="Share of requests on which both decide alike (shadow).")
+    max_kpi_drop: dict[str, float] = Field(default_factory=dict, description="KPI name -> how much worse than the "
+                                           "champion's (absolute, in the KPI's units) the challenger may be.")
+    deadline_hours: float = Field(72, gt=0, description="How long promotion waits for the evidence.")
+    poll_seconds: float = Field(300, gt=0, description="How often the waiting promotion looks for new evidence.")
+
+
 class ApprovalConfig(_Strict):
     required: bool = False
     timeout_hours: float = Field(72, gt=0)
@@ -302,6 +349,46 @@ class KpiConfig(_Strict):
         return self.metric != "approval_rate"
 
 
+EstimatedMetric = Literal["roc_auc", "precision", "recall", "accuracy"]
+
+
+class EstimatedMetricConfig(_Strict):
+    """A metric estimated every hour without labels (CBPE, :mod:`include.monitoring.performance_estimation`)
+    and how far its estimate may fall below the version's holdout value.
+
+    A fall counts only when the holdout value also lies above the estimate's band (estimate + 3 sampling
+    errors): beyond sampling noise. ``precision`` / ``recall`` / ``accuracy``: of the decision
+    score >= ``decision_threshold`` (the positive class).
+    """
+
+    metric: EstimatedMetric
+    max_drop: float = Field(gt=0, le=1, description="Warning when the estimate falls this far (absolute) below the holdout value.")
+    critical_drop: float | None = Field(None, gt=0, le=1, description="Critical (rollback + retrain) when it falls this far; none = never critical.")
+
+    @model_validator(mode="after")
+    def _critical_beyond_warning(self) -> EstimatedMetricConfig:
+        if self.critical_drop is not None and self.critical_drop < self.max_drop:
+            raise ValueError(f"critical_drop ({self.critical_drop}) must be >= max_drop ({self.max_drop})")
+        return self
+
+
+class EstimatedPerformanceConfig(_Strict):
+    """Label-free performance estimation of each monitored hour (NannyML's CBPE, fitted on the served
+    version's holdout predictions): estimates with confidence bands, findings ``estimated.<metric>``."""
+
+    metrics: list[EstimatedMetricConfig] = Field(default_factory=list, description="Metrics estimated every hour; empty = no estimation.")
+    calibrate: bool = Field(True, description="NannyML's step: calibrate the scores (isotonic, fitted on the holdout) when that lowers their calibration error in cross-validation.")
+    min_labelled_rows: int = Field(30, ge=1, description="Labelled rows an hour needs before the realised value and the estimate's error are recorded.")
+
+    @model_validator(mode="after")
+    def _distinct_metrics(self) -> EstimatedPerformanceConfig:
+        names = [m.metric for m in self.metrics]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"metrics: {', '.join(twice)} listed twice")
+        return self
+
+
 class MonitoringConfig(_Strict):
     schedule: str | None = "@hourly"
     cold_start_days: float = Field(7, ge=0, description="No drift alerts this long after a deployment.")
@@ -317,6 +404,7 @@ class MonitoringConfig(_Strict):
     data_quality_warning: float = Field(0.01, gt=0, le=1, description="Share of the hour's rows with an unusable value in one column (missing, wrong type, non-finite) or an unusable prediction that warns.")
     invalid_predictions_critical: float | None = Field(0.5, gt=0, le=1, description="Share of the hour's predictions missing, NaN, infinite or outside [0, 1] that is critical (the served version is broken: roll back); none = never critical.")
     traffic_lookback_hours: int = Field(24, ge=1, description="An hour without predictions warns when the median of the hours assessed this long before it reached min_rows.")
+    estimated_performance: EstimatedPerformanceConfig = Field(default_factory=EstimatedPerformanceConfig, description="Label-free performance estimation (CBPE) of each hour; off without metrics.")
 
 
 class AlertsConfig(_Strict):
@@ -350,6 +438,126 @@ class RetirementConfig(_Strict):
     aws_conn_id: str = Field("aws_default", description="Airflow connection of the S3 archive.")
 
 
+# --- evidence at evaluation (include/evaluation) and the gates that use it (include/governance/gates.py) ---
+
+_BandLabel = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-. ]{1,64}$")]
+_ESTIMATOR_PATTERN = r"^sklearn\.[A-Za-z0-9_.]+\.[A-Za-z0-9_]+$"
+
+
+class DerivedColumn(_Strict):
+    """A column computed at evaluation from a numeric feature by binning (``age_band`` from ``age``), for slices
+    and fairness: no new field in the data, the expectation suite or the served model's inputs.
+
+    ``bins``: increasing cut points; band ``i`` holds ``bins[i-1] <= value < bins[i]`` (left-closed), the first
+    band everything below ``bins[0]``, the last everything at or above ``bins[-1]``. Labels default to
+    ``lt30``, ``30-45``, ``45-60``, ``ge60`` for ``bins: [30, 45, 60]``; a missing value is the band ``missing``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: Identifier
+    source: str = Field(alias="from", description="The numeric feature binned.")
+    bins: list[float] = Field(min_length=1, description="Increasing cut points (left-closed bands).")
+    labels: list[_BandLabel] | None = Field(None, description="One per band (len(bins) + 1); default lt<b0>, <b0>-<b1>, ..., ge<bn>.")
+
+    @model_validator(mode="after")
+    def _increasing_and_labelled(self) -> DerivedColumn:
+        if any(b >= a for a, b in zip(self.bins[1:], self.bins, strict=False)):
+            raise ValueError(f"bins: must be strictly increasing, got {self.bins}")
+        if self.labels is not None:
+            if len(self.labels) != len(self.bins) + 1:
+                raise ValueError(f"labels: {len(self.bins) + 1} needed (one per band), got {len(self.labels)}")
+            if len(set(self.labels)) != len(self.labels) or "missing" in self.labels:
+                raise ValueError("labels: must be distinct and not 'missing' (the band of missing values)")
+        return self
+
+    @property
+    def band_labels(self) -> list[str]:
+        if self.labels is not None:
+            return list(self.labels)
+
+        def text(b: float) -> str:
+            return f"{b:g}"
+
+        middle = [f"{text(a)}-{text(b)}" for a, b in zip(self.bins, self.bins[1:], strict=False)]
+        return [f"lt{text(self.bins[0])}", *middle, f"ge{text(self.bins[-1])}"]
+
+
+class CalibrationConfig(_Strict):
+    """Probability calibration: measured on the holdout always (ECE + reliability curve), applied in training on request.
+
+    ``method``: ``sigmoid`` (Platt) or ``isotonic``, scikit-learn's ``CalibratedClassifierCV`` around the
+    estimator step (``ensemble=False``: one estimator fitted on the whole training split, its calibrator on
+    ``cv``-fold out-of-fold scores); ``none``: never calibrate. ``isotonic`` models cannot be served: skl2onnx
+    exports isotonic calibration as a nearest-threshold lookup instead of scikit-learn's interpolation, so the
+    ONNX export's parity check refuses them.
+    """
+
+    method: Literal["sigmoid", "isotonic", "none"] = Field("none", description="sigmoid | isotonic | none (never calibrate).")
+    max_ece: float | None = Field(
+        None, gt=0, le=1, description="Calibrate only when the uncalibrated model's out-of-fold ECE on the training split exceeds this; none = always (unless method is none).")
+    bins: int = Field(10, ge=2, le=100, description="Equal-width probability bins of the ECE and the reliability curve.")
+    cv: int = Field(5, ge=2, le=20, description="Stratified folds of the out-of-fold scores (decision and calibrator).")
+
+
+class SlicesConfig(_Strict):
+    """The primary metric per value of each column, and the ``slices`` gate against the champion's."""
+
+    columns: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        min_length=1, description="Features or derived columns; one slice per value (band).")
+    min_rows: int = Field(200, ge=1, description="Holdout rows a slice needs on both sides to be gated.")
+    tolerance: float | None = Field(
+        0.05, ge=0, description="Allowed drop vs the champion on any gated slice, in metric units; none = logged only.")
+
+
+class FairnessConfig(_Strict):
+    """fairlearn's group differences of the decision (score >= monitoring.decision_threshold) per sensitive column."""
+
+    sensitive_features: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        min_length=1, description="Features or derived columns (e.g. age_band).")
+    max_demographic_parity_difference: float | None = Field(None, ge=0, le=1, description="Gate; none = logged only.")
+    max_equalized_odds_difference: float | None = Field(None, ge=0, le=1, description="Gate; none = logged only.")
+    min_group_rows: int = Field(30, ge=1, description="Groups with fewer holdout rows are left out of the differences.")
+
+
+class BaselineConfig(_Strict):
+    """A simpler model trained on the same split, through the same preprocessing as the candidate."""
+
+    estimator: str = Field("sklearn.linear_model.LogisticRegression", pattern=_ESTIMATOR_PATTERN)
+    params: dict[str, int | float | str | bool | None] = Field(default_factory=dict)
+    margin: float | None = Field(
+        0.0, description="The candidate's primary metric must beat the baseline's by this (metric units; negative: may trail it by at most that much); none = logged only.")
+
+
+class ExplanationsConfig(_Strict):
+    """SHAP global feature importance per version (mean |SHAP value| per feature on holdout rows)."""
+
+    enabled: bool = True
+    top_k: int = Field(5, ge=1, le=50, description="Features in the version tag shap.top_features.")
+    sample_rows: int = Field(300, ge=10, description="Holdout rows explained by the tree / linear explainer.")
+    agnostic_rows: int = Field(40, ge=5, description="Rows explained by the model-agnostic (permutation) explainer, which is slower.")
+
+
+class EvidenceConfig(_Strict):
+    """What every new version carries from evaluation, and what the ``slices``, ``fairness`` and ``baseline`` gates
+    use. A sub-section left out is neither computed nor gated; without ``evidence`` nothing of it is."""
+
+    derived_columns: list[DerivedColumn] = Field(default_factory=list, description="Columns binned from numeric features.")
+    calibration: CalibrationConfig = CalibrationConfig()
+    slices: SlicesConfig | None = None
+    fairness: FairnessConfig | None = None
+    baseline: BaselineConfig | None = None
+    explanations: ExplanationsConfig = ExplanationsConfig()
+
+    @model_validator(mode="after")
+    def _distinct_derived(self) -> EvidenceConfig:
+        names = [d.name for d in self.derived_columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"derived_columns: declared twice: {', '.join(dupes)}")
+        return self
+
+
 class ModelConfig(_Strict):
     name: Identifier
     description: str = ""
@@ -361,9 +569,12 @@ class ModelConfig(_Strict):
     compliance: ComplianceConfig = ComplianceConfig()
     approval: ApprovalConfig = ApprovalConfig()
     batch: BatchConfig | None = Field(None, description="Daily batch scoring with Spark; none = online only.")
+    serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     alerts: AlertsConfig = AlertsConfig()
     retirement: RetirementConfig = RetirementConfig()
+    evidence: EvidenceConfig | None = Field(
+        None, description="Evidence at evaluation (calibration, slices, fairness, baseline, SHAP) and its gates; none = neither.")
 
     source: Path | None = Field(None, exclude=True)
 
@@ -388,9 +599,35 @@ class ModelConfig(_Strict):
                 raise ValueError(f"monitoring.kpis.{i}.per: {kpi.per!r} is not a feature")
             if kpi.metric == "outcome_per_unit" and self.dataset.outcome is None:
                 raise ValueError(f"monitoring.kpis.{i}.metric: outcome_per_unit needs dataset.outcome")
+        if self.gates.shadow is not None:
+            if self.serving.challenger.mode == "off":
+                raise ValueError("gates.shadow: needs serving.challenger.mode shadow or canary (live evidence)")
+            unknown = sorted(set(self.gates.shadow.max_kpi_drop) - {k.name for k in self.monitoring.kpis})
+            if unknown:
+                raise ValueError(f"gates.shadow.max_kpi_drop: {', '.join(unknown)} not in monitoring.kpis")
         floor = self.retirement.quality_floor
         if floor is not None and floor.kpi not in {k.name for k in self.monitoring.kpis}:
             raise ValueError(f"retirement.quality_floor.kpi: {floor.kpi!r} is not one of monitoring.kpis")
+        return self
+
+    @model_validator(mode="after")
+    def _evidence_columns(self) -> ModelConfig:
+        evidence = self.evidence
+        if evidence is None:
+            return self
+        types = {c.name: c.type for c in self.dataset.features}
+        for i, derived in enumerate(evidence.derived_columns):
+            if derived.name in self.dataset.column_types:
+                raise ValueError(f"evidence.derived_columns.{i}.name: {derived.name!r} is already a dataset column")
+            if types.get(derived.source) not in ("int", "float"):
+                raise ValueError(f"evidence.derived_columns.{i}.from: {derived.source!r} is not a numeric (int/float) feature")
+        known = set(types) | {d.name for d in evidence.derived_columns}
+        lists = [("slices.columns", evidence.slices.columns if evidence.slices else []),
+                 ("fairness.sensitive_features", evidence.fairness.sensitive_features if evidence.fairness else [])]
+        for key, columns in lists:
+            for i, column in enumerate(columns):
+                if column not in known:
+                    raise ValueError(f"evidence.{key}.{i}: {column!r} is neither a feature nor one of evidence.derived_columns")
         return self
 
 

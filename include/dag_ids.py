@@ -11,12 +11,13 @@ stage            DAG id (model ``credit_approval``)  DAG file
 ``monitor``      ``monitor_credit_approval``         ``dags/monitor.py``
 ``retire``       ``retire_credit_approval``          ``dags/retire.py``
 ``restore``      ``restore_credit_approval``         ``dags/restore.py``
+``freshness``    ``freshness_credit_approval``       ``dags/freshness.py``
 ===============  ==================================  ===================
 
 The stage is the DAG file's name. One DAG serves the whole installation rather than a model:
 ``audit_ledger`` (:data:`AUDIT_LEDGER`, ``dags/audit_ledger.py``). Everything that names a lifecycle DAG builds the id here: the DAG
 files, the drift webhook (it starts ``train_<model>``), monitoring (it starts ``rollback_<model>``
-and ``train_<model>``) and the messages that tell a person which DAG to trigger. Nothing parses an
+and ``train_<model>``), the daily freshness check (it proposes a ``train_<model>`` run) and the messages that tell a person which DAG to trigger. Nothing parses an
 id back into its model: a model name may hold underscores (``batch_score_credit_approval`` could be
 stage ``batch`` of model ``score_credit_approval``), so code that needs the model takes it from the
 DAG's own data (the failure notifier is built per model in the DAG file).
@@ -38,6 +39,7 @@ class Stage(StrEnum):
     MONITOR = "monitor"
     RETIRE = "retire"
     RESTORE = "restore"
+    FRESHNESS = "freshness"
 
 
 AUDIT_LEDGER = "audit_ledger"  # dags/audit_ledger.py: one DAG for the installation, not per model

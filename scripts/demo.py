@@ -62,8 +62,10 @@ def serve(config, run, bag, triton_url: str) -> bool:
                      request_ids=traffic[config.dataset.id_column].tolist())
     say(f"7. Sent {len(traffic)} applications to Triton at {triton_url}: mean default probability "
         f"{scores.mean():.3f}; {int((scores >= 0.5).sum())} would be declined")
-    logged = inference_log.read_hour(MODEL, datetime.now(UTC), source="online")  # logged at request time
-    say(f"   inference log: {len(logged)} online predictions under {inference_log.log_root()}")
+    time.sleep(config.serving.inference_log.flush_seconds + 1)  # Triton writes its buffered rows every few seconds
+    logged = inference_log.read_hour(MODEL, datetime.now(UTC), source="online")  # logged by Triton at request time
+    say(f"   inference log (written by Triton itself, for any client): {len(logged)} online predictions under "
+        f"{inference_log.log_root()}")
     say("   query Triton yourself with curl: see README, 'Online serving'")
     return True
 
@@ -105,8 +107,9 @@ def _hour_of_traffic(config, triton_url: str, hour, *, seed: int, drift: float =
 
     batch = generate_batch(600, seed=seed, start=hour.isoformat(), hours=1, drift=drift, concept_drift=concept_drift)
     features = batch[config.dataset.feature_names]
-    scores, version = TritonClient(triton_url).infer_with_version(MODEL, features)
-    # Timestamps of the simulated hour (include.serving.online.predict stamps requests with the current time).
+    # Triton logs what it serves at the current time; a simulated hour needs its own timestamps, so these
+    # requests are marked as not live (Triton's copy is left out of monitoring) and replayed into the log.
+    scores, version = TritonClient(triton_url).infer_with_version(MODEL, features, role="verification")
     inference_log.log_predictions(MODEL, version, "online", features, scores,
                                   request_ids=batch[config.dataset.id_column].tolist(), ts=batch["applied_at"])
     labels = batch.rename(columns={config.dataset.id_column: "request_id"})[["request_id", "defaulted", "repaid_amount"]]
@@ -190,7 +193,63 @@ def monitor(config, run, bag, triton_url: str) -> bool:
     challenger = alias_version(client, MODEL, CHALLENGER)
     if states.get("register") == "success" and challenger and (not before or before.version != challenger.version):
         say(f"   -> version {challenger.version} registered as @{CHALLENGER}: the promotion DAG runs its gates next")
+    if challenger:
+        return shadow_hour(config, run, bag, client, triton_url, str(challenger.version))
     return True
+
+
+def shadow_hour(config, run, bag, client, triton_url: str, version: str) -> bool:
+    """The challenger in shadow beside the champion on live requests, the hour's comparison and the shadow gate."""
+    import httpx
+    import pandas as pd
+
+    from include.config import ShadowGate
+    from include.demo.datagen import generate_batch
+    from include.governance.gates import shadow_gate
+    from include.monitoring import challenger, history
+    from include.promotion.registry import CHAMPION, alias_version
+    from include.serving import shadow
+    from include.serving.triton.client import TritonClient
+
+    champion = str(alias_version(client, MODEL, CHAMPION).version)
+    gate = ShadowGate(min_hours=1, min_requests=200, min_agreement=0.8, max_kpi_drop={"approval_rate": 0.05})
+    cfg = config.model_copy(update={
+        "serving": config.serving.model_copy(update={"challenger": config.serving.challenger.model_copy(
+            update={"mode": "shadow"})}),
+        "gates": config.gates.model_copy(update={"shadow": gate})})
+    say(f"12b. Version {version} in shadow beside champion {champion}: Triton scores every live request with both")
+    triton = TritonClient(triton_url)
+    shadow.start(client, triton, settings_repository(), cfg, version, actor="demo", reason="demo: shadow before promotion")
+    try:
+        traffic = generate_batch(300, seed=21)[config.dataset.feature_names]
+        for i, row in traffic.iterrows():  # plain KServe v2 JSON, as any client would send it
+            inputs = [{"name": c.name, "shape": [1, 1], "datatype": "BYTES" if c.type == "category" else
+                       "INT64" if c.type == "int" else "FP64", "data": [row[c.name] if c.type != "category" else
+                                                                        str(row[c.name])]}
+                      for c in config.dataset.features]
+            httpx.post(f"{triton_url}/v2/models/{MODEL}/infer", json={"id": f"shadow-demo-{i}", "inputs": inputs},
+                       timeout=30).raise_for_status()
+        time.sleep(config.serving.inference_log.flush_seconds + 2)
+        hour = pd.Timestamp.now(tz="UTC").floor("h")
+        states, dag_run = run(bag.get_dag(dag_id(Stage.MONITOR, MODEL)), dag_id(Stage.MONITOR, MODEL) + " (this hour)",
+                              logical_date=(hour + pd.Timedelta(hours=1)).to_pydatetime(), with_run=True)
+        found = challenger.evidence(client, history.monitoring_run(client, cfg), version).as_dict()
+        say(f"   -> the hour's comparison: {found['requests']} request(s) scored by both, agreement "
+            f"{(found['agreement'] or 0):.1%}, KPI drops (champion - challenger): "
+            + (", ".join(f"{k} {v:+.4f}" for k, v in found["kpi_drops"].items()) or "none yet"))
+        result = shadow_gate(cfg, found, champion=champion)
+        say(f"   -> shadow gate ({gate.min_hours}h, {gate.min_requests} requests, agreement >= {gate.min_agreement:.0%}, "
+            f"approval_rate drop <= 0.05): {'PASS' if result.passed else 'FAIL'}: {result.detail}")
+    finally:
+        shadow.stop(client, triton, settings_repository(), cfg, actor="demo", reason="demo: shadow hour done")
+        triton.close()
+    return True
+
+
+def settings_repository():
+    from include import settings
+
+    return settings.triton_repository()
 
 
 def govern(config, run, bag, client) -> bool:

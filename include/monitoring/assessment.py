@@ -9,14 +9,19 @@ One hour (a window, :mod:`include.monitoring.windows`) of one model is assessed 
   version's baseline (:func:`include.monitoring.history.kpi_baseline`): the mean of its first
   healthy days after the cold start, frozen on the version once those days have passed, and until
   then the KPIs it scored on its training holdout;
-* **data quality** (:mod:`include.monitoring.data_quality`).
+* **data quality** (:mod:`include.monitoring.data_quality`);
+* **estimated performance** without labels (``monitoring.estimated_performance``): CBPE's estimates of
+  the hour's ROC AUC / precision / recall / accuracy against the version's holdout values
+  (:mod:`include.monitoring.performance_estimation`).
 
 :func:`assess` decides the tier (thresholds in the model's ``monitoring`` config):
 
 * ``warning``: the share of drifted features reaches ``drift.warning``, or a KPI fell by at least
-  its ``max_drop``, or a data-quality finding (below);
+  its ``max_drop``, or an estimated metric fell by its ``max_drop`` beyond its band (``estimated.<metric>``),
+  or a data-quality finding (below);
 * ``critical``: the drifted share reaches ``drift.critical`` **and** a KPI fell by its ``max_drop``,
-  or invalid predictions reach ``invalid_predictions_critical``: the model is rolled back and retrained;
+  or invalid predictions reach ``invalid_predictions_critical``, or an estimated metric fell by its
+  ``critical_drop``: the model is rolled back and retrained;
 * during the first ``cold_start_days`` after a deployment no drift finding is raised (so nothing
   is critical from drift either); KPI drops and data-quality findings still warn.
 
@@ -93,6 +98,7 @@ from include.monitoring.data_quality import (
 )
 from include.monitoring.findings import Finding
 from include.monitoring.kpis import KPI_PREFIX, compute_kpis, drops
+from include.monitoring.performance_estimation import findings as estimated_findings
 
 if TYPE_CHECKING:
     from include.governance.screening import ScreeningReport
@@ -130,6 +136,7 @@ class HourAssessment:
     findings: list[Finding] = field(default_factory=list)
     data_quality: list[DataQualityIssue] = field(default_factory=list)  # all, whether they count or not
     notes: list[str] = field(default_factory=list)  # for people: e.g. what the Evidently report leaves out
+    estimated: dict[str, dict] = field(default_factory=dict)  # per metric: CBPE's estimate (performance_estimation)
 
     def as_dict(self) -> dict:
         """JSON-ready (an XCom): findings and data-quality issues as dicts."""
@@ -160,6 +167,7 @@ def assess(
     data_quality: Sequence[DataQualityIssue] = (),
     notes: Sequence[str] = (),
     personal_data: Finding | None = None,
+    estimated: Mapping[str, Mapping] | None = None,
 ) -> HourAssessment:
     """Decide the tier of one hour from its predictions (joined to the delayed labels), its drift report
     and its data-quality issues (the rules: the module docstring).
@@ -167,7 +175,8 @@ def assess(
     ``drift_report``: a :class:`include.monitoring.drift.DriftReport`, or None when drift could not be checked
     (a ``no_reference_profile`` issue says why). ``frame``: one row per prediction with
     ``prediction`` and the columns the KPIs need; it may be empty. ``personal_data``: the hour's
-    :func:`personal_data_finding`, if any.
+    :func:`personal_data_finding`, if any. ``estimated``: the hour's estimated performance
+    (:func:`include.monitoring.performance_estimation.hour_estimates`), if any.
     """
     mon = config.monitoring
     rows = len(frame)
@@ -204,14 +213,16 @@ def assess(
                 f"{k.name} {kpis[k.name].value:.4f} vs baseline {baseline[k.name]:.4f} ({baseline_source})")
         for k in mon.kpis if fell.get(k.name, float("-inf")) >= k.max_drop
     ]
+    est_findings, est_critical = estimated_findings(mon.estimated_performance, estimated or {})
     quality_findings = [i.finding() for i in issues if i.fires]
     drift_warns = share >= mon.drift.warning
-    findings = ([drift_finding] if drift_warns and not cold else []) + kpi_findings + quality_findings + personal
+    findings = (([drift_finding] if drift_warns and not cold else []) + kpi_findings + est_findings + quality_findings
+                + personal)
     drift_critical = not cold and share >= mon.drift.critical and bool(kpi_findings)
     invalid = next((i for i in issues if i.kind == INVALID_PREDICTIONS), None)
     broken = (invalid is not None and mon.invalid_predictions_critical is not None
               and invalid.value >= mon.invalid_predictions_critical)
-    if drift_critical or broken:
+    if drift_critical or broken or est_critical:
         parts = []
         if drift_critical:
             parts.append(f"drift {share:.2f} >= {mon.drift.critical} and "
@@ -219,19 +230,23 @@ def assess(
         if broken:
             parts.append(f"{invalid.value:.0%} of the predictions are invalid, >= invalid_predictions_critical="
                          f"{mon.invalid_predictions_critical}: the served version is broken")
+        parts += [f.detail for f in est_critical]
         value, threshold = ((share, mon.drift.critical) if drift_critical
-                            else (invalid.value, mon.invalid_predictions_critical))
+                            else (invalid.value, mon.invalid_predictions_critical) if broken
+                            else (est_critical[0].value, est_critical[0].threshold))
         findings.insert(0, Finding(CRITICAL, value, threshold, "; ".join(parts)))
-    level = "critical" if drift_critical or broken or pii_level == "critical" else "warning" if findings else "ok"
+    level = ("critical" if drift_critical or broken or est_critical or pii_level == "critical"
+             else "warning" if findings else "ok")
     reason = "; ".join(f"{f.name}: {f.detail}" for f in findings) or (
         f"healthy: {drift_finding.detail}" + (" (cold start: drift not alerted)" if cold and drift_warns else "")
     )
     return HourAssessment(
         config.name, version, hour.isoformat(), rows, level, reason, cold_start=cold,
-        healthy=not drift_warns and not kpi_findings and not personal and all(f.name == GAP for f in quality_findings),
+        healthy=(not drift_warns and not kpi_findings and not est_findings and not personal
+                 and all(f.name == GAP for f in quality_findings)),
         drift=drift_report.as_dict() if drift_report is not None else None,
         kpis={k: v.as_dict() for k, v in kpis.items()}, baseline=dict(baseline), baseline_source=baseline_source,
-        drops=fell, findings=findings, data_quality=issues, notes=list(notes),
+        drops=fell, findings=findings, data_quality=issues, notes=list(notes), estimated=dict(estimated or {}),
     )
 
 

@@ -3,7 +3,9 @@
 Everything measured per hour goes to that run as MLflow metrics (step = hours since the epoch,
 :func:`include.monitoring.windows.hour_step`; timestamp = the hour), so their history plots in the
 MLflow UI (:func:`log_hour`): among them ``data_quality.<kind>`` (rows, values or files concerned,
-0 when none) for every kind each hour and ``data_quality.<kind>.<column>`` where a column had some.
+0 when none) for every kind each hour, ``data_quality.<kind>.<column>`` where a column had some, and
+the estimated performance ``estimated.<metric>`` with its band, holdout value, drop and (once labels
+arrived) realised value and absolute error (:func:`include.monitoring.performance_estimation.metric_values`).
 Re-assessing an hour adds a point at the same step; the last written wins when read back.
 
 Read back: which hours were assessed (:func:`assessed_windows`, from the ``rows`` metric written
@@ -30,6 +32,7 @@ from include.governance import audit
 from include.monitoring.assessment import LEVELS, HourAssessment
 from include.monitoring.data_quality import DATA_QUALITY, DATA_QUALITY_KINDS
 from include.monitoring.kpis import KPI_PREFIX
+from include.monitoring.performance_estimation import metric_values as estimated_metrics
 from include.monitoring.windows import hour_step
 
 log = logging.getLogger(__name__)
@@ -133,6 +136,7 @@ def log_hour(client: MlflowClient, run_id: str, assessment: HourAssessment, late
             values[f"{KPI_PREFIX}{name}"] = kpi["value"]
     for name, drop in assessment.drops.items():
         values[f"kpi_drop.{name}"] = drop
+    values.update(estimated_metrics(assessment.estimated))  # estimated.<metric>[.lower/.upper/.realised/...] (CBPE)
     for kind in DATA_QUALITY_KINDS:
         values[f"{DATA_QUALITY}.{kind}"] = float(sum(i.count for i in assessment.data_quality if i.kind == kind))
     for issue in assessment.data_quality:

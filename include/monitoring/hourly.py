@@ -25,10 +25,11 @@ from mlflow.tracking import MlflowClient
 
 from include.config import ModelConfig
 from include.governance.screening import screen_frame
-from include.monitoring import data_quality, drift, history, inference_log, windows
+from include.monitoring import challenger, data_quality, drift, history, inference_log, windows
 from include.monitoring.assessment import HourAssessment, assess, personal_data_finding
 from include.monitoring.delayed_labels import join_labels
 from include.monitoring.findings import Finding
+from include.monitoring.performance_estimation import estimate_hour
 from include.monitoring.reference_profile import ReferenceProfile, load_profile
 from include.monitoring.response import served_version
 
@@ -43,6 +44,7 @@ class HourResult:
     monitoring_run_id: str
     report_path: str | None = None  # artifact path on the monitoring run
     report_uri: str | None = None
+    challenger: challenger.ChallengerHour | None = None  # the @challenger's rows of the hour (shadow / canary)
 
 
 def assess_window(
@@ -62,8 +64,9 @@ def assess_window(
     the declared feature types, checks the data, and, with ``min_rows`` rows and a version
     (:func:`include.monitoring.response.served_version`: the one most rows were served by, else
     ``champion``), joins the delayed labels, checks drift against the version's reference profile
-    and computes the KPIs against its baseline; then the tier (:func:`assess`), the metrics
-    (:func:`include.monitoring.history.log_hour`) and Evidently's HTML report under
+    and computes the KPIs against its baseline, estimates the performance without labels (CBPE on the
+    version's holdout predictions, :func:`include.monitoring.performance_estimation.estimate_hour`);
+    then the tier (:func:`assess`), the metrics (:func:`include.monitoring.history.log_hour`) and Evidently's HTML report under
     ``reports/YYYY-MM-DD/HH00/`` of the monitoring run. What is wrong with the data becomes a
     data-quality issue, never an exception; a failing HTML report becomes a note. Errors of MLflow
     itself (the store unreachable) are raised. ``now``: the time up to which delayed labels have
@@ -73,7 +76,7 @@ def assess_window(
     mon = config.monitoring
     types = {c.name: c.type for c in config.dataset.features}
     read = inference_log.read_checked(config.name, start, end, features=types, root=root)
-    frame = read.frame
+    frame, challenger_rows = inference_log.split_roles(read.frame)  # the champion's hour: the rows that answered
     personal, personal_columns = screen_hour(config, frame)
     version = served_version(frame["model_version"], champion)
     run_id = history.monitoring_run(client, config)
@@ -84,7 +87,7 @@ def assess_window(
         expected = history.expected_rows(client, run_id, start, mon.traffic_lookback_hours)
         issues.append(data_quality.no_rows(config, start, end, expected))
     decide = len(frame) >= mon.min_rows and version is not None
-    profile = report = deployed = None
+    profile = report = deployed = estimated = None
     baseline: dict[str, float] = {}
     source = "none"
     if decide:
@@ -94,6 +97,12 @@ def assess_window(
     if decide:
         frame, label_issues = join_labels(config, frame, start, end, now=now)
         issues += label_issues
+    compared = None
+    if not challenger_rows.empty:
+        challenger_rows, _ = join_labels(config, challenger_rows, start, end, now=now)
+        compared = challenger.assess_challenger(config, frame, challenger_rows)
+    if decide:
+        estimated = estimate_hour(client, config, version, frame)  # CBPE, without labels (monitoring.estimated_performance)
         if profile is not None:
             report = drift.detect_drift(profile, frame, drift_share=mon.drift.drift_share)
             issues += data_quality.drift_quality(report, issues, mon.data_quality_warning)
@@ -110,9 +119,13 @@ def assess_window(
     if personal_columns:  # a constant's value, a wrongly typed example: not from a column holding personal data
         issues = [_withheld(i) if i.column in personal_columns else i for i in issues]
     assessment = assess(config, hour=start, frame=frame, version=version, drift_report=report, deployed_at=deployed,
-                        baseline=baseline, baseline_source=source, data_quality=issues, personal_data=personal)
+                        baseline=baseline, baseline_source=source, data_quality=issues, personal_data=personal,
+                        estimated=estimated)
     history.log_hour(client, run_id, assessment, frame["latency_ms"], window_hours=windows.covered_hours(start, end))
-    result = HourResult(assessment, run_id)
+    result = HourResult(assessment, run_id, challenger=compared)
+    if compared is not None:
+        challenger.log_challenger_hour(client, run_id, start, compared)
+        assessment.notes.append(f"challenger: {compared.summary()}")
     if profile is not None and personal_columns:
         assessment.notes.append("Evidently report not written: the hour's inputs hold personal data "
                                 f"({', '.join(personal_columns)}), and the report would show their values")

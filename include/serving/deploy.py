@@ -23,6 +23,7 @@ from include.config import ModelConfig
 from include.promotion import rollout
 from include.promotion.registry import CHAMPION, alias_version
 from include.promotion.rollout import DeploymentError, DeploymentPlan
+from include.monitoring.log_schema import VERIFICATION
 from include.serving import onnx
 from include.serving.triton.repository import export_version
 
@@ -145,9 +146,9 @@ def verify(client: MlflowClient, triton: TritonClient, config: ModelConfig, vers
     model = config.name
     frame = verification_frame(client, config, version, rows)
     try:
-        smoke = triton.infer(model, frame.head(1), version=version)
+        smoke = triton.infer(model, frame.head(1), version=version, role=VERIFICATION)
         log.info("Smoke inference on %s version %s: %s", model, version, smoke)
-        served = triton.infer(model, frame, version=version)
+        served = triton.infer(model, frame, version=version, role=VERIFICATION)  # logged, never monitored as live
         registered = mlflow.pyfunc.load_model(client.get_model_version_download_uri(model, version))
         expected = np.asarray(registered.predict(frame))[:, 1]
         result = onnx.check_parity(expected, served, labels=frame.index, tolerance=tolerance,

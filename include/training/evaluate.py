@@ -52,14 +52,18 @@ def _log_plots(client: MlflowClient, run_id: str, y_true: np.ndarray, proba: np.
 
 
 def evaluate_run(client: MlflowClient, config: ModelConfig, dataset_uri: str, run_id: str) -> dict[str, float]:
-    """Score the run's model on the holdout split and log metrics (``roc_auc``, ``f1``…) and plots."""
+    """Score the run's model on the holdout split and log metrics (``roc_auc``, ``f1``…) and plots.
+
+    With an ``evidence`` section, also the evidence of :func:`include.evaluation.evidence.log_evidence`
+    (calibration, slices, fairness, baseline, SHAP); the returned dict stays the six holdout metrics.
+    """
     import mlflow.sklearn
 
     model_uri = client.get_run(run_id).data.tags.get(MODEL_URI_TAG)
     if not model_uri:
         raise ValueError(f"run {run_id} has no {MODEL_URI_TAG} tag: training did not log a model")
     model = mlflow.sklearn.load_model(model_uri)
-    _, holdout = holdout_split(read_dataset(dataset_uri, config.dataset.column_types), config)
+    train, holdout = holdout_split(read_dataset(dataset_uri, config.dataset.column_types), config)
     x, y = features_and_target(holdout, config)
     if y.nunique() < 2:
         raise ValueError(f"holdout split of {dataset_uri} has a single class in {config.dataset.target.name}")
@@ -71,5 +75,13 @@ def evaluate_run(client: MlflowClient, config: ModelConfig, dataset_uri: str, ru
         if kpi.value is not None:  # the version's first KPI baseline, until it has served healthy days
             client.log_metric(run_id, f"{KPI_PREFIX}{name}", kpi.value)
     _log_plots(client, run_id, y.to_numpy(), proba)
+    # CBPE's reference for hourly estimated performance: evidence/holdout_predictions.parquet (scores + labels)
+    from include.monitoring.performance_estimation import log_holdout_predictions
+
+    log_holdout_predictions(client, run_id, config, y, proba)
+    if config.evidence is not None:  # calibration, slices, fairness, baseline, SHAP: include.evaluation
+        from include.evaluation.evidence import log_evidence
+
+        log_evidence(client, config, run_id, model=model, train=train, holdout=holdout, proba=proba)
     log.info("Holdout metrics for run %s: %s", run_id, values)
     return values

@@ -2,7 +2,8 @@
 
 It runs as a local subprocess (embedded default) or as the command of a Kubernetes pod built from
 the project's image. It reads the dataset, checks it is the data that was validated (fingerprint),
-fits the configured scikit-learn estimator on the training split and logs the model, with its
+fits the configured scikit-learn estimator on the training split (calibrated when ``evidence.calibration``
+asks: :func:`include.evaluation.calibration.fit_model`) and logs the model, with its
 signature and an input example, into the MLflow run created by the validation step, with the
 training features' drift reference profile under ``reference_profile/`` (:mod:`include.monitoring.reference_profile`). The
 model URI is left as the run tag ``modelops.model_uri`` so any backend hands it over the same way.
@@ -175,7 +176,14 @@ def train(config: ModelConfig, dataset_uri: str, run_id: str, *, expected_finger
     x_train, y_train = features_and_target(train_df, config)
     model = build_estimator(config)
     log.info("Training %s on %d rows (%d held out)", config.model.estimator, len(train_df), len(holdout_df))
-    model.fit(x_train, y_train)
+    calibration: dict | None = None
+    if config.evidence is None:
+        model.fit(x_train, y_train)
+    else:  # calibrated as evidence.calibration asks: include.evaluation.calibration
+        from include.evaluation.calibration import fit_model
+
+        model, calibration = fit_model(model, x_train, y_train, config.evidence.calibration, config.model.random_state)
+        log.info("Calibration: %s", calibration["reason"])
 
     trusted = sklearn_types_to_trust(model)
     example = x_train.head(5)
@@ -198,6 +206,12 @@ def train(config: ModelConfig, dataset_uri: str, run_id: str, *, expected_finger
             pip_requirements=_pip_requirements(),
         )
         mlflow.set_tags({MODEL_URI_TAG: info.model_uri, **lineage.training_run_tags()})
+        if calibration is not None:
+            from include.evaluation.calibration import METHOD_TAG, OOF_ECE_METRIC
+
+            mlflow.set_tag(METHOD_TAG, calibration["method"])
+            if "oof_ece" in calibration:
+                mlflow.log_metric(OOF_ECE_METRIC, calibration["oof_ece"])
     log.info("Logged model %s to run %s", info.model_uri, run_id)
     return info.model_uri
 

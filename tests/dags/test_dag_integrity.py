@@ -54,7 +54,7 @@ FAMILIES = {
         "params": {"version"},
         "upstream": {
             "plan": set(), "export": {"plan"}, "load": {"plan", "export"}, "wait_ready": {"plan", "load"},
-            "verify": {"plan", "wait_ready"}, "mark_live": {"plan", "verify"},
+            "verify": {"plan", "wait_ready"}, "mark_live": {"plan", "verify"}, "stop_challenger": {"plan", "mark_live"},
             "roll_back_failed_deployment": {"export", "load", "wait_ready", "verify"},
         },
     },
@@ -98,9 +98,17 @@ FAMILIES = {
         "params": {"version", "reason"},
         "upstream": {"check_archive": set(), "restore": {"check_archive"}},
     },
+    "freshness": {
+        "tags": ("training", "freshness"),
+        "params": {"dry_run"},
+        "upstream": {
+            "check": set(), "route": {"check"}, "propose": {"check", "route"}, "trigger_retrain": {"propose"},
+            "notify": {"check", "route", "trigger_retrain"},
+        },
+    },
 }
 # Tasks that do not simply follow success: the recoveries run only when the main flow failed, and notify
-# reports whatever the monitoring branch chose (the branches not taken are skipped). All others: all_success.
+# reports whatever the monitoring or freshness branch chose (the branches not taken are skipped). All others: all_success.
 TRIGGER_RULES = {
     "roll_back_failed_deployment": "one_failed",
     "restore_after_failed_rollback": "one_failed",
@@ -191,8 +199,8 @@ def test_tags_retries_docs_and_no_catchup(dagbag):
 
 def test_schedules_follow_the_lifecycle(dagbag):
     """Promotion on a new @challenger, deployment on a new @champion, monitoring hourly on data intervals,
-    batch scoring, training and retirement on their configured schedules, rollback and restore only when
-    triggered."""
+    batch scoring, training and retirement on their configured schedules, the freshness check daily when
+    training.max_age_days is set, rollback and restore only when triggered."""
     for family, config, dag in _family_dags(dagbag):
         timetable = dag.timetable
         if family in ("promote", "deploy"):
@@ -210,6 +218,8 @@ def test_schedules_follow_the_lifecycle(dagbag):
             assert timetable.expression == CronDataIntervalTimetable(config.monitoring.schedule, timezone="UTC").expression
         elif family == "batch_score":
             assert dag.schedule == config.batch.schedule, dag.dag_id
+        elif family == "freshness":  # daily when the model has a maximum data age, else on demand
+            assert dag.schedule == ("@daily" if config.training.max_age_days is not None else None), dag.dag_id
         else:
             assert dag.schedule == config.training.schedule, dag.dag_id
 

@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
     (Stage.ROLLBACK, "rollback_credit_approval"),
     (Stage.BATCH_SCORE, "batch_score_credit_approval"),
     (Stage.MONITOR, "monitor_credit_approval"),
+    (Stage.RETIRE, "retire_credit_approval"),
+    (Stage.RESTORE, "restore_credit_approval"),
+    (Stage.FRESHNESS, "freshness_credit_approval"),
 ])
 def test_each_stage_names_its_dag(stage, expected):
     assert dag_id(stage, "credit_approval") == expected

@@ -1,11 +1,15 @@
-"""The promotion DAG's human approval, with the human's answer in the audit ledger."""
+"""The promotion DAG's operators: the human approval (its answer in the audit ledger) and the wait for live evidence."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from airflow.providers.standard.exceptions import HITLTimeoutError
 from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import BaseOperator
 
 from modelops.context import ids
 
@@ -58,3 +62,40 @@ class AuditedApprovalOperator(ApprovalOperator):
         audit.write(MlflowHook().client, audit.AuditRecord(
             action=action, model=self.model, version=str(version) if version else None, actor=actor, reason=reason,
             details=details, **ids(context)))
+
+
+class ShadowEvidenceSensor(BaseOperator):
+    """Waits, deferred (no worker slot held), for the live evidence the ``shadow`` gate needs of ``version``.
+
+    Returns the evidence (:meth:`include.monitoring.challenger.Evidence.as_dict`) when it is enough or when
+    ``gates.shadow.deadline_hours`` have passed since the wait began; the gate task judges it.
+    """
+
+    template_fields: Sequence[str] = ("version",)
+
+    def __init__(self, *, model: str, version: str, deadline_hours: float, poll_seconds: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.version = version
+        self.deadline_hours = deadline_hours
+        self.poll_seconds = poll_seconds
+
+    def execute(self, context: Any) -> dict:
+        from modelops.promotion.triggers import ShadowEvidenceTrigger, challenger_evidence
+
+        evidence, ready = challenger_evidence(self.model, str(self.version))
+        if ready:
+            return evidence
+        self.log.info("%s version %s: waiting up to %sh for live evidence (so far %s)", self.model, self.version,
+                      self.deadline_hours, evidence)
+        self.defer(
+            trigger=ShadowEvidenceTrigger(model=self.model, version=str(self.version),
+                                          deadline=time.time() + self.deadline_hours * 3600,
+                                          poll_seconds=self.poll_seconds),
+            method_name="execute_complete",
+            timeout=timedelta(hours=self.deadline_hours, minutes=30),
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict:
+        self.log.info("%s version %s: %s with evidence %s", self.model, self.version, event["status"], event["evidence"])
+        return event["evidence"] or {}

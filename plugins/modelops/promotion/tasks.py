@@ -59,6 +59,10 @@ def check_gates(model: str, version: str, **context: Any) -> str:
 
     config = get_model_config(model)
     client = MlflowHook().client
+    if config.evidence is not None:  # the version carries its run's evidence tags (shap.top_features, calibration.method)
+        from include.evaluation.evidence import tag_version
+
+        tag_version(client, model, version)
     candidate = client.get_model_version(model, version)
     champion = registry.alias_version(client, model, registry.CHAMPION)
     if champion is not None and str(champion.version) == version:
@@ -106,3 +110,63 @@ def promote(model: str, version: str, gate_summary: str, **context: Any) -> dict
         "run_id": client.get_model_version(model, version).run_id, "dag_run_id": keys["run_id"],
     }
     return {"champion": version, "previous_champion": previous}
+
+
+# --- live evidence: the challenger in shadow or canary, then the shadow gate -------------------------
+
+
+@task
+def start_challenger(model: str, version: str, gate_summary: str, **context: Any) -> dict | None:
+    """Put the candidate (it passed the offline gates) on live traffic beside the champion (``serving.challenger``)."""
+    from include.promotion import registry
+    from include.serving import shadow
+    from modelops.serving.hooks import TritonHook
+
+    config = get_model_config(model)
+    client = MlflowHook().client
+    champion = registry.alias_version(client, model, registry.CHAMPION)
+    if champion is None or str(champion.version) == version:
+        log.info("%s: no other champion to compare version %s with on live traffic", model, version)
+        return None
+    keys, hook = ids(context), TritonHook()
+    return shadow.start(client, hook.client, hook.model_repository, config, version, actor=actor(context),
+                        reason=f"passed the offline gates; compared with champion {champion.version} on live traffic",
+                        dag_id=keys["dag_id"], run_id=keys["run_id"])
+
+
+@task
+def check_shadow_gate(model: str, version: str, evidence: dict, gate_summary: str, **context: Any) -> str:
+    """Judge the live evidence; recorded on the version beside the offline gates. A failure stops the challenger."""
+    import json
+
+    from include.governance import audit
+    from include.governance.gates import shadow_gate
+    from include.promotion import registry
+    from include.serving import shadow
+    from modelops.serving.hooks import TritonHook
+
+    config = get_model_config(model)
+    client = MlflowHook().client
+    champion = registry.alias_version(client, model, registry.CHAMPION)
+    champion_version = None if champion is None or str(champion.version) == version else str(champion.version)
+    result = shadow_gate(config, evidence, champion=champion_version)
+    tags = client.get_model_version(model, version).tags or {}
+    detail = [r for r in json.loads(tags.get("gates.detail") or "[]") if r.get("gate") != "shadow"]
+    detail.append({"gate": result.gate, "passed": result.passed, "value": result.value,
+                   "threshold": result.threshold, "detail": result.detail})
+    client.set_model_version_tag(model, version, "gate.shadow", "passed" if result.passed else "failed")
+    client.set_model_version_tag(model, version, "gates.detail", json.dumps(detail, default=str))
+    client.set_model_version_tag(model, version, "gates.result",
+                                 "passed" if all(r["passed"] for r in detail) else "failed")
+    summary = f"{gate_summary}\n- {'PASS' if result.passed else 'FAIL'} shadow: {result.detail}"
+    if result.passed:
+        log.info("%s version %s: %s", model, version, result.detail)
+        return summary
+    keys, hook = ids(context), TritonHook()
+    audit.write(client, audit.AuditRecord(
+        action="reject", model=model, version=version, actor=actor(context), reason=summary,
+        dag_id=keys["dag_id"], run_id=keys["run_id"], details={"gates": [result.__dict__], "evidence": evidence,
+                                                               "champion": champion_version}))
+    shadow.stop(client, hook.client, hook.model_repository, config, actor=actor(context), only_version=version,
+                reason=f"version {version} failed the shadow gate", dag_id=keys["dag_id"], run_id=keys["run_id"])
+    raise AirflowFailException(f"{model} version {version} not promoted: {result.detail}")

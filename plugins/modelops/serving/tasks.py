@@ -199,3 +199,15 @@ def restore_after_failed_rollback(model: str, **context: Any) -> dict:
     except DeploymentError as exc:
         raise _fail(exc) from None
     return _alerted(model, planned.version, recovery, keys)
+
+
+@task
+def stop_challenger(model: str, plan: dict, **context: Any) -> str | None:
+    """The new champion was the challenger on live traffic: take its challenger copy off Triton."""
+    from include.serving import shadow
+
+    hook = TritonHook()
+    keys = ids(context)
+    return shadow.stop(MlflowHook().client, hook.client, hook.model_repository, get_model_config(model),
+                       actor=actor(context), only_version=plan["version"], reason=f"version {plan['version']} is live "
+                       "as the champion", dag_id=keys["dag_id"], run_id=keys["run_id"])

@@ -52,6 +52,7 @@ def test_round_trip_keeps_values_and_types(tmp_path: Path) -> None:
         *features.columns,
         "prediction",
         "latency_ms",
+        "role",
         "source",
     ]
     assert got["request_id"].tolist() == ids
@@ -144,6 +145,7 @@ def test_an_hour_without_data_is_an_empty_frame_with_the_right_columns(tmp_path:
         *FEATURE_TYPES,
         "prediction",
         "latency_ms",
+        "role",
         "source",
     ]
     assert str(empty["ts"].dtype) == "datetime64[us, UTC]"
@@ -155,6 +157,7 @@ def test_an_hour_without_data_is_an_empty_frame_with_the_right_columns(tmp_path:
         "model_version",
         "prediction",
         "latency_ms",
+        "role",
         "source",
     ]
 
@@ -174,6 +177,7 @@ def test_feature_selection_and_the_source_filter(tmp_path: Path) -> None:
         "age",
         "prediction",
         "latency_ms",
+        "role",
         "source",
     ]
     assert sorted(both["source"].unique()) == ["batch", "online"]

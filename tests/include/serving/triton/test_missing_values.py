@@ -154,8 +154,8 @@ def test_deployment_verification_names_the_cases_where_triton_differs(served_for
     client, config, _ = forest_version
 
     class Skewed(TritonClient):
-        def infer(self, name, frame, version=None):
-            scores = super().infer(name, frame, version)
+        def infer(self, name, frame, version=None, **kwargs):
+            scores = super().infer(name, frame, version, **kwargs)
             return np.where(frame.index == "annual_income missing", scores + 0.01, scores)
 
     with Skewed(served_forest) as triton, pytest.raises(

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from include.serving.triton import model as backend
-from include.serving.triton import repository
+from include.serving.triton import repository, request_log
 from include.serving.triton.repository import export_version
 
 if TYPE_CHECKING:
@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 TOLERANCE = 1e-6
 # what Triton's virtualenv holds (requirements-triton.txt) besides the standard library
-AVAILABLE_IN_TRITON = {"numpy", "onnxruntime", "triton_python_backend_utils"}
+AVAILABLE_IN_TRITON = {"numpy", "onnxruntime", "triton_python_backend_utils", "pyarrow"}
+BESIDE_MODEL_PY = {"request_log"}  # copied into the version folder with it
 
 
 class FakeTritonError:
@@ -91,15 +92,28 @@ def exported(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 @pytest.fixture
-def served(exported: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+def served(exported: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     """An initialised TritonPythonModel of the exported version 1, from the exported model.py."""
     module = _load(exported / "model.py")
     assert module.pb_utils is None  # no Triton here
     monkeypatch.setattr(module, "pb_utils", FAKE_PB_UTILS)
+    monkeypatch.setenv("MODELOPS_INFERENCE_LOG", str(tmp_path / "log"))
     instance = module.TritonPythonModel()
     instance.initialize({"model_repository": str(exported.parent), "model_version": exported.name,
+                         "model_name": exported.parent.name,
                          "model_config": _config_json((exported.parent / "config.pbtxt").read_text())})
-    return instance
+    yield instance
+    instance.finalize()
+
+
+def test_without_a_log_folder_the_version_refuses_to_load(exported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = _load(exported / "model.py")
+    monkeypatch.setattr(module, "pb_utils", FAKE_PB_UTILS)
+    monkeypatch.delenv("MODELOPS_INFERENCE_LOG", raising=False)
+    with pytest.raises(ValueError, match="MODELOPS_INFERENCE_LOG is not set"):
+        module.TritonPythonModel().initialize({
+            "model_repository": str(exported.parent), "model_version": exported.name, "model_name": "m",
+            "model_config": _config_json((exported.parent / "config.pbtxt").read_text())})
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +142,9 @@ def _named(frame, config) -> FakeRequest:
 
 def _scores(response: FakeResponse) -> np.ndarray:
     assert response.error is None, response.error.message
-    [tensor] = response.output_tensors
-    assert tensor.name() == repository.OUTPUT_NAME
+    tensor, ids = response.output_tensors
+    assert tensor.name() == repository.OUTPUT_NAME and ids.name() == "request_id"
+    assert ids.as_numpy().shape == tensor.as_numpy().shape
     return tensor.as_numpy()
 
 
@@ -150,7 +165,13 @@ def test_model_py_imports_only_what_tritons_virtualenv_holds() -> None:
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
 
-    assert imported - set(sys.stdlib_module_names) - {"__future__"} == AVAILABLE_IN_TRITON
+    assert imported - set(sys.stdlib_module_names) - {"__future__"} == AVAILABLE_IN_TRITON - {"pyarrow"} | BESIDE_MODEL_PY
+    log_tree = ast.parse(Path(request_log.__file__).read_text())
+    log_imports = {alias.name.split(".")[0] for node in ast.walk(log_tree) if isinstance(node, ast.Import)
+                   for alias in node.names}
+    log_imports |= {node.module.split(".")[0] for node in ast.walk(log_tree)
+                    if isinstance(node, ast.ImportFrom) and node.module}
+    assert log_imports - set(sys.stdlib_module_names) - {"__future__"} == {"numpy", "pyarrow"}
 
 
 def test_both_forms_batched_together_each_get_their_own_rows(served, registry: Registry, sklearn_model) -> None:
@@ -218,3 +239,29 @@ def test_a_config_whose_packed_columns_are_not_the_exported_inputs_does_not_load
     with pytest.raises(ValueError, match=r"packed columns .* are not the inputs .* this version was exported with"):
         module.TritonPythonModel().initialize({"model_repository": str(exported.parent),
                                                "model_version": exported.name, "model_config": json.dumps(config)})
+
+
+def test_every_scored_row_is_logged_once_the_instance_finalizes(exported: Path, registry: Registry,
+                                                                monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    module = _load(exported / "model.py")
+    monkeypatch.setattr(module, "pb_utils", FAKE_PB_UTILS)
+    monkeypatch.setenv("MODELOPS_INFERENCE_LOG", str(tmp_path / "log"))
+    instance = module.TritonPythonModel()
+    instance.initialize({"model_repository": str(exported.parent), "model_version": exported.name, "model_name": "x",
+                         "model_config": _config_json((exported.parent / "config.pbtxt").read_text())})
+    rows = registry.holdout.head(4)
+    ids = FakeTensor("request_id", np.array([[b"a"], [b"b"], [b"c"]], dtype=object))
+    request = _packed(rows.head(3), registry.config)
+    request.tensors.append(ids)
+    responses = instance.execute([request, _named(rows.tail(1), registry.config)])
+    instance.finalize()
+
+    logged = pq.read_table(next((tmp_path / "log").rglob("*.parquet"))).to_pandas()
+    returned = [r.output_tensors[1].as_numpy().ravel().tolist() for r in responses]
+    assert returned[0] == [b"a", b"b", b"c"] and len(returned[1]) == 1
+    assert logged["request_id"].tolist() == ["a", "b", "c", returned[1][0].decode()]
+    assert set(logged["model_name"]) == {registry.name} and set(logged["model_version"]) == {"1"}
+    np.testing.assert_allclose(logged["prediction"], np.concatenate([_scores(r).ravel() for r in responses]))
+    assert logged["age"].tolist() == rows["age"].tolist() and logged["region"].tolist() == rows["region"].tolist()

@@ -68,7 +68,7 @@ def test_export_writes_the_layout_triton_loads(registry: Registry, repo: Path) -
     version_dir = export_version(registry.client, registry.name, 1, registry.config, repo)
 
     assert version_dir == repo / registry.name / "1"
-    assert sorted(p.name for p in version_dir.iterdir()) == ["export.json", "model.onnx", "model.py"]
+    assert sorted(p.name for p in version_dir.iterdir()) == ["export.json", "model.onnx", "model.py", "request_log.py"]
     config = (repo / registry.name / "config.pbtxt").read_text()
     assert f'name: "{registry.name}"' in config
     assert 'backend: "python"' in config
@@ -200,7 +200,7 @@ def test_a_model_skl2onnx_cannot_convert_is_refused_and_nothing_is_left(registry
         export_version(registry.client, registry.name, "3", registry.config, repo, keep_versions=["1"])
 
     assert _snapshot(repo) == before
-    assert sorted(p.name for p in (repo / registry.name).iterdir()) == ["1", "config.pbtxt"]
+    assert sorted(p.name for p in (repo / registry.name).iterdir()) == ["1", "config.pbtxt", "serving.json"]
 
 
 def test_the_export_checks_parity_on_every_missing_and_unseen_value(registry: Registry, repo: Path) -> None:
@@ -237,7 +237,7 @@ def test_a_feature_named_like_a_packed_input_is_refused(registry: Registry) -> N
                 for c in registry.config.dataset.features]
     config = registry.config.model_copy(update={"dataset": registry.config.dataset.model_copy(update={"features": features})})
 
-    with pytest.raises(ExportError, match=r"feature column\(s\) numeric_features take the name of a packed input"):
+    with pytest.raises(ExportError, match=r"feature column\(s\) numeric_features take the name of one of the model.s own inputs"):
         repository.triton_inputs(config)
 
 

@@ -303,3 +303,48 @@ def test_buffered_rows_are_written_when_the_server_shuts_down(triton_venv: Path,
     frame = inference_log.read_range(registry.name, pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=2),
                                      pd.Timestamp.now(tz="UTC"), root=root)
     assert sorted(frame["request_id"]) == [f"s{i}" for i in range(5)]
+
+
+def test_the_hour_compares_the_shadow_with_the_champion_and_the_gate_judges_it(
+        in_shadow, triton: TritonClient, registry: Registry, log_root: Path) -> None:
+    from include.config import ShadowGate
+    from include.governance.gates import shadow_evidence_ready, shadow_gate
+    from include.monitoring import challenger, history
+    from include.monitoring.hourly import assess_window
+
+    rows = registry.holdout.iloc[140:200]
+    ids = [f"gate-{i}" for i in range(len(rows))]
+    triton.infer_with_ids(registry.name, rows, request_ids=ids)
+    _rows(registry, log_root, ids)
+    shadowed = _rows(registry, log_root, ids)
+    assert (shadowed["role"] == "shadow").sum() == len(rows)
+    hour = pd.Timestamp.now(tz="UTC").floor("h")
+
+    result = assess_window(registry.client, in_shadow, hour, hour + pd.Timedelta(hours=1), champion="1",
+                           root=str(log_root), check_gaps=False)
+
+    champion = registry.pyfunc("1").predict(rows)[:, 1]
+    other = registry.pyfunc("2").predict(rows)[:, 1]
+    assert result.challenger is not None and result.challenger.version == "2" and result.challenger.mode == "shadow"
+    assert result.challenger.requests >= len(rows)
+    found = challenger.evidence(registry.client, history.monitoring_run(registry.client, in_shadow), "2").as_dict()
+    assert found["hours"] == 1 and found["requests"] == result.challenger.requests
+    assert found["agreement"] == pytest.approx(result.challenger.agreement)
+    assert 0.5 < found["agreement"] <= 1.0
+    # the rows of this test alone agree as the two registry models do
+    assert np.mean((champion >= 0.5) == (other >= 0.5)) > 0.5
+    assert "approval_rate" in found["kpi_drops"]
+
+    lenient = in_shadow.model_copy(update={"gates": in_shadow.gates.model_copy(update={"shadow": ShadowGate(
+        min_hours=1, min_requests=50, min_agreement=0.5, max_kpi_drop={"approval_rate": 0.5})})})
+    strict = in_shadow.model_copy(update={"gates": in_shadow.gates.model_copy(update={"shadow": ShadowGate(
+        min_hours=1, min_requests=50, min_agreement=1.0, max_kpi_drop={"approval_rate": -1.0})})})
+    waiting = in_shadow.model_copy(update={"gates": in_shadow.gates.model_copy(update={"shadow": ShadowGate(
+        min_hours=2, min_requests=50)})})
+
+    assert shadow_evidence_ready(lenient, found) and not shadow_evidence_ready(waiting, found)
+    assert shadow_gate(lenient, found, champion="1").passed
+    failed = shadow_gate(strict, found, champion="1")
+    assert not failed.passed and "approval_rate worse than the champion's" in failed.detail
+    assert not shadow_gate(waiting, found, champion="1").passed  # the deadline came before the evidence
+    assert shadow_gate(strict, None, champion=None).passed  # no champion: nothing to compare with
