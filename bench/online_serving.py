@@ -45,6 +45,7 @@ read). Results go to stdout and, as Markdown, to ``bench/results/online_serving.
 
     bash scripts/setup_triton.sh
     PYTHONPATH=. .venv/bin/python bench/online_serving.py --concurrency 1,16
+    PYTHONPATH=. .venv/bin/python bench/online_serving.py --servers triton --duration 0   # the log on/off part only
     PYTHONPATH=. python bench/online_serving.py --servers triton --clients 10   # a python with tritonclient
 """
 
@@ -62,7 +63,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -405,7 +406,7 @@ def run_level(target: Target, concurrency: int, warmup: float, duration: float) 
     generator = LoadGenerator(target)
     warmed = len(generator.run(concurrency, warmup)) if warmup > 0 else 0
     result, _ = measure(generator, concurrency, duration)
-    return Result(**{**result.__dict__, "warmup_requests": warmed})
+    return replace(result, warmup_requests=warmed)
 
 
 def measure(generator: LoadGenerator, concurrency: int, duration: float) -> tuple[Result, list[int]]:
@@ -479,6 +480,14 @@ def stub_cpu(pgid: int, marker: str) -> tuple[float, float]:
     return main / tick, other / tick
 
 
+def _spread(values: list[float], spec: str) -> str:
+    """``median (min .. max)`` of ``values``, each formatted with ``spec``."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return f"{median:{spec}} ({ordered[0]:{spec}} .. {ordered[-1]:{spec}})"
+
+
 def _merged(results: list[Result], latencies: list[list[int]], warmed: int) -> Result:
     merged = sorted(x for run in latencies for x in run)
     return Result(results[0].server, results[0].concurrency, sum(r.requests for r in results),
@@ -517,8 +526,8 @@ def compare_logging(on: Target, off: Target, markers: dict[str, str], levels: li
                   f"server {r.server_us_per_request:6.0f} CPU-µs/request  stub {main:5.0f} + {other:4.0f} CPU-µs/request "
                   f"({rounds} rounds)", flush=True)
         print(f"{'log on/off':>12} c={level:<3} throughput {result.ratio:.3f} (rounds "
-              f"{min(result.round_ratios):.3f}..{max(result.round_ratios):.3f})  p99 {result.p99_delta_ms:+.2f} ms "
-              f"(rounds {min(result.round_p99_deltas_ms):+.2f}..{max(result.round_p99_deltas_ms):+.2f})", flush=True)
+              f"{_spread(result.round_ratios, '.3f')})  p99 {result.p99_delta_ms:+.2f} ms "
+              f"(rounds {_spread(result.round_p99_deltas_ms, '+.2f')})", flush=True)
         out.append(result)
     return out
 
@@ -755,14 +764,15 @@ def render_logging(levels: list[LogLevel], args: argparse.Namespace, config, log
             lines.append(f"| {level.concurrency} | `{model}` | {state} | {result.requests} | {result.throughput:,.0f} | "
                          f"{result.p50_ms:.2f} | {result.p99_ms:.2f} | {result.server_us_per_request:,.0f} | "
                          f"{main:,.0f} | {other:,.0f} |")
-    lines += ["", f"| concurrency | throughput on / off (target >= {THROUGHPUT_FLOOR:.2f}) | per round | "
-                  f"p99 on - off, ms (target <= {P99_BUDGET_MS:g}) | per round, ms | targets met |",
-              "|---:|---:|---:|---:|---:|---|"]
+    lines += ["", f"| concurrency | throughput on / off (target >= {THROUGHPUT_FLOOR:.2f}) | per round: median "
+                  f"(min .. max) | p99 on - off, ms (target <= {P99_BUDGET_MS:g}) | per round: median (min .. max) | "
+                  f"stub CPU-µs / request on - off | targets met |",
+              "|---:|---:|---:|---:|---:|---:|---|"]
     for level in levels:
         met = level.ratio >= THROUGHPUT_FLOOR and level.p99_delta_ms <= P99_BUDGET_MS
-        lines.append(f"| {level.concurrency} | {level.ratio:.3f} | {min(level.round_ratios):.3f} .. "
-                     f"{max(level.round_ratios):.3f} | {level.p99_delta_ms:+.2f} | "
-                     f"{min(level.round_p99_deltas_ms):+.2f} .. {max(level.round_p99_deltas_ms):+.2f} | "
+        extra = sum(level.stub_us_per_request(level.on.server)) - sum(level.stub_us_per_request(level.off.server))
+        lines.append(f"| {level.concurrency} | {level.ratio:.3f} | {_spread(level.round_ratios, '.3f')} | "
+                     f"{level.p99_delta_ms:+.2f} | {_spread(level.round_p99_deltas_ms, '+.2f')} | {extra:+,.0f} | "
                      f"{'yes' if met else 'no'} |")
     roles = ", ".join(f"{role} {count}" for role, count in sorted(logged.roles.items()))
     lines += ["", f"Rows in the inference log after the server stopped: **{logged.rows:,}** in {logged.files} Parquet "
@@ -802,9 +812,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=float, default=0.0, metavar="SECONDS",
                         help="also compare the project's Triton client with tritonclient[http] for SECONDS per row "
                              "(0: skip; needs tritonclient importable)")
-    parser.add_argument("--log-rounds", type=int, default=6,
+    parser.add_argument("--log-rounds", type=int, default=10,
                         help="rounds of the inference log on/off comparison per level (0: skip it)")
-    parser.add_argument("--log-duration", type=float, default=4.0,
+    parser.add_argument("--log-duration", type=float, default=3.0,
                         help="measured seconds per round per model of the inference log comparison")
     parser.add_argument("--output", type=Path, default=RESULTS, help="Markdown results file")
     args = parser.parse_args(argv)

@@ -121,11 +121,13 @@ def assess_challenger(config: ModelConfig, live: pd.DataFrame, challenger: pd.Da
 
 
 def log_challenger_hour(client: MlflowClient, run_id: str, hour: pd.Timestamp, result: ChallengerHour) -> None:
-    """``result``'s metrics on the monitoring run at ``hour``'s step (re-assessing the hour overwrites them)."""
+    """``result``'s metrics on the monitoring run at ``hour``'s step, stamped now: re-assessing the hour (or a
+    new challenger in the same hour) is the latest write of the step, which :func:`evidence` reads."""
+    import time
+
     from include.monitoring.history import hour_step
 
-    stamp = pd.Timestamp(hour)
-    ts, step = int(stamp.timestamp() * 1000), hour_step(stamp)
+    ts, step = int(time.time() * 1000), hour_step(pd.Timestamp(hour))
     client.log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in result.metrics().items()
                                       if np.isfinite(v)])
 

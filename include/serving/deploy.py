@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.config import ModelConfig
+from include.monitoring.log_schema import VERIFICATION
 from include.promotion import rollout
 from include.promotion.registry import CHAMPION, alias_version
 from include.promotion.rollout import DeploymentError, DeploymentPlan
-from include.monitoring.log_schema import VERIFICATION
 from include.serving import onnx
 from include.serving.triton.repository import export_version
 

@@ -24,6 +24,18 @@ from modelops.mlflow_hook import MlflowHook
 
 log = logging.getLogger(__name__)
 
+def _stop_canary(client, config, compared, context: dict) -> None:
+    """A canary's hour was critical: take it off live traffic now (the promotion's shadow gate then fails)."""
+    from include.serving import shadow
+    from modelops.serving.hooks import TritonHook
+
+    hook, keys = TritonHook(), ids(context)
+    stopped = shadow.stop(client, hook.client, hook.model_repository, config, actor=actor(context),
+                          only_version=compared.version, reason="critical canary hour: " + "; ".join(compared.critical),
+                          dag_id=keys["dag_id"], run_id=keys["run_id"])
+    log.warning("%s: canary version %s stopped: %s", config.name, stopped, "; ".join(compared.critical))
+
+
 ROLLBACK_TASK = "trigger_rollback"
 RETRAIN_TASK = "trigger_retrain"
 NOTIFY_TASK = "notify"
@@ -103,6 +115,8 @@ def assess(model: str, **context: Any) -> dict:
     champion = _version(alias_version(client, model, CHAMPION))
     hour = assess_window(client, config, start, end, champion=champion, check_gaps=window.check_gaps)
     assessed, version = hour.assessment, hour.assessment.version
+    if hour.challenger is not None and hour.challenger.critical:
+        _stop_canary(client, config, hour.challenger, context)
 
     fired = cooldown.due(assessed, cooldown.alert_state(client, hour.monitoring_run_id),
                          config.monitoring.cooldown_hours)
