@@ -25,7 +25,7 @@ What differs per model is read at ``initialize``, never written into this file:
 
 Each row's request id: the request's optional ``request_id`` input (BYTES ``[N, 1]``, one per row),
 else the request's own ``id`` (``id`` for one row, ``id/i`` for row ``i`` of several), else a new
-uuid4. The ids come back in the ``request_id`` output (BYTES ``[N, 1]``), so a caller that sent none
+one (32 hex digits: a random prefix per process and a counter). The ids come back in the ``request_id`` output (BYTES ``[N, 1]``), so a caller that sent none
 can join its delayed labels to the log. A request parameter ``modelops_role`` (``verification``) marks
 traffic that is not live (the deployment's checks): it is logged with that role and never shadowed.
 
@@ -55,6 +55,7 @@ UTF-8) is answered with ``INVALID_ARG`` (HTTP 400) naming the problem; any other
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -282,7 +283,7 @@ class TritonPythonModel:
                 return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
         if request_id:
             return [request_id] if rows == 1 else [f"{request_id}/{i}" for i in range(rows)]
-        return [uuid.uuid4().hex for _ in range(rows)]
+        return [f"{_ID_PREFIX}{next(_ID_COUNTER):012x}" for _ in range(rows)]
 
     def _routed(self, key: str) -> bool:
         """Whether a canary request with this routing key goes to the challenger (sticky: a hash of the key)."""
@@ -292,16 +293,9 @@ class TritonPythonModel:
     # --- the inference log ----------------------------------------------------------------------
 
     def _log(self, part: tuple, scores: np.ndarray, ts_us: int, role: str, latency_ms: float) -> None:
-        if self.log is None:
-            return
-        import request_log
-
-        numeric, categorical, rows, ids = part
-        self.log.append(request_log.Batch(
-            request_ids=ids, ts_us=ts_us, version=self.version,
-            numeric=None if numeric is None else numeric.astype(np.float64, copy=False),
-            categorical=categorical, scores=np.asarray(scores, dtype=np.float64).reshape(-1),
-            latency_ms=np.full(rows, latency_ms), role=role))
+        """Hand the rows to the log's writer: references only, the Arrow work happens in its thread."""
+        if self.log is not None:
+            self.log.append((part[3], ts_us, self.version, part[0], part[1], scores, latency_ms, role))  # request_log.Batch
 
     # --- the challenger ---------------------------------------------------------------------------
 
@@ -326,7 +320,7 @@ class TritonPythonModel:
                 raise RuntimeError(response.error().message())
             return pb_utils.get_output_tensor_by_name(response, self.output).as_numpy().astype(np.float64)
         except Exception as exc:  # noqa: BLE001 - the caller is answered by this version instead
-            _report(f"{role} request to {self.challenger} failed: {exc}")
+            _report(f"{role} request to {self.challenger} failed: {type(exc).__name__}: {exc}")
             return None
 
     def _enqueue_shadow(self, part: tuple, ts_us: int) -> None:
@@ -338,15 +332,23 @@ class TritonPythonModel:
 
     def _shadow_worker(self) -> None:
         while (job := self._shadow.get()) is not None:
-            self._challenger_scores(*job, SHADOW)
+            try:
+                self._challenger_scores(*job, SHADOW)
+            except Exception as exc:  # noqa: BLE001 - the worker outlives any one job
+                _report(f"shadow worker: {type(exc).__name__}: {exc}")
 
 
+_ID_PREFIX = uuid.uuid4().hex[:20]  # per process: ids made up here are unique without a uuid4 per row
+_ID_COUNTER = itertools.count()
 _last_report = [0.0]
 
 
 def _report(message: str) -> None:
-    """A problem for Triton's log (stderr), at most one line a second: a failing challenger must not flood it."""
+    """A problem for Triton's log, at most one line a second: a failing challenger must not flood it."""
     now = time.monotonic()
     if now - _last_report[0] >= 1.0:
         _last_report[0] = now
-        print(f"modelops model.py: {message}", file=sys.stderr, flush=True)
+        try:
+            pb_utils.Logger.log_warn(f"modelops model.py: {message}")
+        except Exception:  # noqa: BLE001 - no Triton logger here (tests) or in this thread: stderr
+            print(f"modelops model.py: {message}", file=sys.stderr, flush=True)

@@ -15,7 +15,7 @@ into place, so a reader never sees half a file. ``close()`` (the model's ``final
 server shutdown) writes what is left. A process killed without ``finalize`` (SIGKILL, a crash of the
 stub) loses what was buffered: at most ``flush_rows`` rows or ``flush_seconds`` of traffic per model
 instance. A write that fails (disk full, permissions) is reported on stderr (Triton's log) and its
-rows are kept for the next flush, up to ``max_buffered_rows``; beyond that the oldest are dropped and
+rows are kept for the next flush (``flush_seconds`` later), up to ``max_buffered_rows``; beyond that the oldest are dropped and
 counted in :attr:`RequestLog.dropped`.
 """
 
@@ -26,7 +26,6 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,28 +62,20 @@ def write_new_file(table: pa.Table, folder: Path) -> Path:
     return target
 
 
-@dataclass(frozen=True)
-class Batch:
-    """The rows of one executed batch (or part of it) as the backend scored them.
+class Batch(tuple):
+    """The rows of one executed request as the backend scored them: a plain tuple, cheap to make on the request path.
 
-    ``request_ids``: one per row; ``ts_us``: when the batch was executed (µs since the epoch, UTC);
-    ``numeric``: ``[N, k]`` float64 in the order of the log's numeric columns (or None);
-    ``categorical``: ``[N, m]`` of str (or None); ``scores``: ``[N]`` positive-class probability;
-    ``latency_ms``: one value per row (the server's time for the row's request, ms).
+    ``(request_ids, ts_us, version, numeric, categorical, scores, latency_ms, role)``: one id per row;
+    when the request was executed (µs since the epoch, UTC); the version that scored it;
+    ``numeric`` ``[N, k]`` float64 in the order of the log's numeric columns (or None); ``categorical``
+    ``[N, m]`` of str (or None); ``scores`` ``[N]`` or ``[N, 1]`` positive-class probability; the
+    server's time for the request (ms, one value); its role.
     """
 
-    request_ids: list[str]
-    ts_us: int
-    version: str
-    numeric: np.ndarray | None
-    categorical: np.ndarray | None
-    scores: np.ndarray
-    latency_ms: np.ndarray
-    role: str
+    __slots__ = ()
 
-    @property
-    def rows(self) -> int:
-        return len(self.request_ids)
+    def __new__(cls, request_ids, ts_us, version, numeric, categorical, scores, latency_ms, role):
+        return tuple.__new__(cls, (request_ids, ts_us, version, numeric, categorical, scores, latency_ms, role))
 
 
 class RequestLog:
@@ -112,20 +103,22 @@ class RequestLog:
         self._pending: list[Batch] = []
         self._pending_rows = 0
         self._oldest: float | None = None
+        self._retry_at = 0.0  # after a failed write, not before this (monotonic seconds)
         self._lock = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"inference-log-{model}", daemon=True)
         self._thread.start()
 
     def append(self, batch: Batch) -> None:
-        """Queue ``batch``'s rows; the writer thread flushes them (never the caller)."""
-        if batch.rows == 0:
+        """Queue ``batch``'s rows (a reference, no copy); the writer thread flushes them (never the caller)."""
+        rows = len(batch[0])
+        if rows == 0:
             return
         with self._lock:
             if self._closed:
                 raise RuntimeError("the inference log is closed")
             self._pending.append(batch)
-            self._pending_rows += batch.rows
+            self._pending_rows += rows
             first = self._oldest is None
             if first:
                 self._oldest = time.monotonic()
@@ -154,7 +147,11 @@ class RequestLog:
         while True:
             with self._lock:
                 while not self._closed and not self._due():
-                    timeout = None if self._oldest is None else max(0.0, self._oldest + self.flush_seconds - time.monotonic())
+                    if self._oldest is None:
+                        timeout = None
+                    else:
+                        due = max(self._oldest + self.flush_seconds, self._retry_at)
+                        timeout = max(0.01, due - time.monotonic())
                     self._lock.wait(timeout)
                 if self._closed:
                     return
@@ -162,8 +159,11 @@ class RequestLog:
             self._write(batches)
 
     def _due(self) -> bool:
+        now = time.monotonic()
+        if now < self._retry_at:
+            return False
         return self._pending_rows >= self.flush_rows or (
-            self._oldest is not None and time.monotonic() - self._oldest >= self.flush_seconds)
+            self._oldest is not None and now - self._oldest >= self.flush_seconds)
 
     def _write(self, batches: list[Batch]) -> int:
         if not batches:
@@ -172,13 +172,13 @@ class RequestLog:
             written = 0
             for hour, group in _by_hour(batches).items():
                 write_new_file(self.table(group), partition(self.root, self.model, hour))
-                written += sum(b.rows for b in group)
+                written += sum(len(b[0]) for b in group)
                 self.files += 1
             self.written_rows += written
             return written
         except Exception as exc:  # keep the rows for the next flush; never take the server down
             self._requeue(batches)
-            print(f"modelops inference log: writing {sum(b.rows for b in batches)} row(s) of {self.model} under "
+            print(f"modelops inference log: writing {sum(len(b[0]) for b in batches)} row(s) of {self.model} under "
                   f"{self.root} failed ({type(exc).__name__}: {exc}); kept for the next flush", file=sys.stderr,
                   flush=True)
             return 0
@@ -186,36 +186,45 @@ class RequestLog:
     def _requeue(self, batches: list[Batch]) -> None:
         with self._lock:
             self._pending = batches + self._pending
-            self._pending_rows += sum(b.rows for b in batches)
+            self._pending_rows += sum(len(b[0]) for b in batches)
             self._oldest = time.monotonic()
+            self._retry_at = self._oldest + self.flush_seconds  # back off: a full disk is not fixed in a loop
             while self._pending_rows > self.max_buffered_rows and self._pending:
                 dropped = self._pending.pop(0)
-                self._pending_rows -= dropped.rows
-                self.dropped += dropped.rows
+                self._pending_rows -= len(dropped[0])
+                self.dropped += len(dropped[0])
 
     def table(self, batches: list[Batch]) -> pa.Table:
         """The batches' rows as the log's Arrow table (columns of :mod:`include.monitoring.log_schema` + ``role``)."""
-        rows = sum(b.rows for b in batches)
+        counts = np.fromiter((len(b[0]) for b in batches), dtype=np.int64, count=len(batches))
+        rows = int(counts.sum())
         columns: dict[str, pa.Array] = {
-            "request_id": pa.array([r for b in batches for r in b.request_ids], pa.string()),
-            "ts": pa.array(np.concatenate([np.full(b.rows, b.ts_us, dtype=np.int64) for b in batches]),
+            "request_id": pa.array([r for b in batches for r in b[0]], pa.string()),
+            "ts": pa.array(np.repeat(np.fromiter((b[1] for b in batches), np.int64, len(batches)), counts),
                            pa.int64()).cast(TS_TYPE),
-            "model_name": pa.array([self.model] * rows, pa.string()),
-            "model_version": pa.array([b.version for b in batches for _ in range(b.rows)], pa.string()),
+            "model_name": pa.array([self.model], pa.string()).take(pa.array(np.zeros(rows, dtype=np.int64))),
+            "model_version": _repeat([b[2] for b in batches], counts),
         }
         if self.numeric:
-            matrix = np.concatenate([b.numeric for b in batches])
+            matrix = np.concatenate([b[3] for b in batches]).astype(np.float64, copy=False)
             for i, (name, kind) in enumerate(self.numeric):
                 columns[name] = _numeric(matrix[:, i], kind)
         if self.categorical:
-            matrix = np.concatenate([b.categorical for b in batches])
+            matrix = np.concatenate([b[4] for b in batches])
             for j, (name, _) in enumerate(self.categorical):
                 text = matrix[:, j]
                 columns[name] = pa.array(text, pa.string(), mask=text == "")  # the client sends a missing value as ""
-        columns["prediction"] = pa.array(np.concatenate([b.scores for b in batches]).astype(np.float64), pa.float64())
-        columns["latency_ms"] = pa.array(np.concatenate([b.latency_ms for b in batches]).astype(np.float64), pa.float64())
-        columns["role"] = pa.array([b.role for b in batches for _ in range(b.rows)], pa.string())
+        scores = np.concatenate([np.asarray(b[5], dtype=np.float64).reshape(-1) for b in batches])
+        columns["prediction"] = pa.array(scores, pa.float64())
+        latency = np.repeat(np.fromiter((b[6] for b in batches), np.float64, len(batches)), counts)
+        columns["latency_ms"] = pa.array(latency, pa.float64())
+        columns["role"] = _repeat([b[7] for b in batches], counts)
         return pa.table(columns)
+
+
+def _repeat(values: list[str], counts: np.ndarray) -> pa.Array:
+    """One text value per batch, repeated for its rows."""
+    return pa.array(np.repeat(np.array(values, dtype=object), counts), pa.string())
 
 
 def _numeric(values: np.ndarray, kind: str) -> pa.Array:
@@ -234,5 +243,5 @@ def _numeric(values: np.ndarray, kind: str) -> pa.Array:
 def _by_hour(batches: list[Batch]) -> dict[int, list[Batch]]:
     hours: dict[int, list[Batch]] = {}
     for batch in batches:
-        hours.setdefault(batch.ts_us - batch.ts_us % _US_PER_HOUR, []).append(batch)
+        hours.setdefault(batch[1] - batch[1] % _US_PER_HOUR, []).append(batch)
     return hours

@@ -74,8 +74,9 @@ def triton(server: TritonServer) -> Iterator[TritonClient]:
         yield client
 
 
-def _rows(registry: Registry, log_root: Path, ids: list[str], *, timeout: float = 15) -> pd.DataFrame:
-    """The logged rows with these request ids, once all have been flushed (every role)."""
+def _rows(registry: Registry, log_root: Path, ids: list[str], *, timeout: float = 15,
+          roles: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The logged rows with these request ids (every role), once all have been flushed (in each of ``roles``)."""
     deadline = time.monotonic() + timeout
     while True:
         now = pd.Timestamp.now(tz="UTC")
@@ -83,7 +84,8 @@ def _rows(registry: Registry, log_root: Path, ids: list[str], *, timeout: float 
                                          root=log_root, source="online",
                                          features={c.name: c.type for c in registry.config.dataset.features})
         found = frame[frame["request_id"].isin(ids)]
-        if set(found["request_id"]) >= set(ids) or time.monotonic() > deadline:
+        complete = all(set(found.loc[found["role"] == role, "request_id"]) >= set(ids) for role in roles)
+        if (set(found["request_id"]) >= set(ids) and complete) or time.monotonic() > deadline:
             return found.reset_index(drop=True)
         time.sleep(0.2)
 
@@ -199,7 +201,7 @@ def test_the_layout_is_the_one_monitoring_reads(log_root: Path) -> None:
 @pytest.fixture(scope="module")
 def in_shadow(triton: TritonClient, registry: Registry, repo: Path) -> Iterator[ModelConfig]:
     """Version 2 as the challenger in shadow; stopped at the end."""
-    config = _config(registry, "shadow", timeout_ms=2000)
+    config = _config(registry, "shadow", timeout_ms=100)
     shadow.start(registry.client, triton, repo, config, "2", actor="test", reason="shadow test")
     yield config
     shadow.stop(registry.client, triton, repo, config, actor="test", reason="shadow test done")
@@ -215,7 +217,7 @@ def test_in_shadow_the_caller_gets_the_champion_and_the_challenger_is_logged_bes
 
     answers = np.concatenate([triton.infer_with_ids(registry.name, rows.iloc[[i]], request_ids=[ids[i]])[0]
                               for i in range(len(rows))])
-    logged = _rows(registry, log_root, ids)
+    logged = _rows(registry, log_root, ids, roles=("live", "shadow"))
 
     np.testing.assert_allclose(answers, champion, atol=TOLERANCE)
     live = logged[logged["role"] == "live"].set_index("request_id").loc[ids]
@@ -315,8 +317,7 @@ def test_the_hour_compares_the_shadow_with_the_champion_and_the_gate_judges_it(
     rows = registry.holdout.iloc[140:200]
     ids = [f"gate-{i}" for i in range(len(rows))]
     triton.infer_with_ids(registry.name, rows, request_ids=ids)
-    _rows(registry, log_root, ids)
-    shadowed = _rows(registry, log_root, ids)
+    shadowed = _rows(registry, log_root, ids, roles=("live", "shadow"))
     assert (shadowed["role"] == "shadow").sum() == len(rows)
     hour = pd.Timestamp.now(tz="UTC").floor("h")
 
@@ -348,3 +349,20 @@ def test_the_hour_compares_the_shadow_with_the_champion_and_the_gate_judges_it(
     assert not failed.passed and "approval_rate worse than the champion's" in failed.detail
     assert not shadow_gate(waiting, found, champion="1").passed  # the deadline came before the evidence
     assert shadow_gate(strict, None, champion=None).passed  # no champion: nothing to compare with
+
+
+def test_plain_http_requests_are_shadowed_too(in_shadow, server: TritonServer, registry: Registry,
+                                              log_root: Path) -> None:
+    rows = registry.holdout.iloc[0:30]
+    ids = [f"json-shadow-{i}" for i in range(len(rows))]
+    for i, request_id in enumerate(ids):
+        response = httpx.post(f"{server.url}/v2/models/{registry.name}/infer",
+                              json=_json_request(rows.iloc[i], registry, request_id), timeout=30)
+        assert response.status_code == 200, response.text
+
+    logged = _rows(registry, log_root, ids, roles=("live", "shadow"))
+    shadowed = logged[logged["role"] == "shadow"].set_index("request_id")
+
+    assert sorted(shadowed.index) == sorted(ids) and set(shadowed["model_version"]) == {"2"}
+    np.testing.assert_allclose(shadowed.loc[ids, "prediction"].to_numpy(), registry.pyfunc("2").predict(rows)[:, 1],
+                               atol=TOLERANCE)
