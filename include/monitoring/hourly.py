@@ -121,6 +121,10 @@ def assess_window(
     assessment = assess(config, hour=start, frame=frame, version=version, drift_report=report, deployed_at=deployed,
                         baseline=baseline, baseline_source=source, data_quality=issues, personal_data=personal,
                         estimated=estimated)
+    if report is not None and report.drifted_columns:
+        note = important_drift_note(client, config, version, report.drifted_columns)
+        if note:
+            assessment.notes.append(note)
     history.log_hour(client, run_id, assessment, frame["latency_ms"], window_hours=windows.covered_hours(start, end))
     result = HourResult(assessment, run_id, challenger=compared)
     if compared is not None:
@@ -136,6 +140,25 @@ def assess_window(
         if result.report_path:
             result.report_uri = f"{client.get_run(run_id).info.artifact_uri}/{result.report_path}"
     return result
+
+
+def important_drift_note(client: MlflowClient, config: ModelConfig, version: str, drifted: list[str]) -> str | None:
+    """A note when features that drifted are among the version's most important (SHAP, tag ``shap.top_features``).
+
+    Drift on a feature the model hardly uses changes little; drift on its top features is where its
+    predictions move. None when none of the drifted features is in the top list (or the version has none).
+    """
+    from include.evaluation.explanations import top_features
+
+    try:
+        ranked = top_features(client, config.name, version)
+    except MlflowException:
+        return None
+    hit = [f"{name} (#{rank})" for rank, name in enumerate(ranked, start=1) if name in set(drifted)]
+    if not hit:
+        return None
+    return (f"drift on the model's most important features (SHAP rank of version {version}): {', '.join(hit)}; "
+            "its predictions move most with these")
 
 
 def screen_hour(config: ModelConfig, frame: pd.DataFrame) -> tuple[Finding | None, list[str]]:
