@@ -116,6 +116,35 @@ def _hour_of_traffic(config, triton_url: str, hour, *, seed: int, drift: float =
     log_labels(resolve_uri(config.monitoring.outcomes_uri), labels, arrived_at=hour + pd.Timedelta(minutes=59))
 
 
+def evidence_of(client, version: str) -> None:
+    """What a version carries besides its holdout metric: calibration, baseline, slices, fairness, SHAP."""
+    from include.config import get_model_config
+
+    mv = client.get_model_version(MODEL, version)
+    metrics = client.get_run(mv.run_id).data.metrics
+    tags = {**client.get_run(mv.run_id).data.tags, **(mv.tags or {})}
+    primary = get_model_config(MODEL).gates.primary_metric
+    say(f"   evidence of version {version}: {primary} {metrics.get(primary, float('nan')):.4f} vs simpler baseline "
+        f"{metrics.get('baseline.' + primary, float('nan')):.4f}; calibration ECE {metrics.get('calibration.ece', float('nan')):.4f} "
+        f"({tags.get('calibration.method', 'none')})")
+    slices = sorted((k, v) for k, v in metrics.items() if k.startswith("slice.") and k.endswith("." + primary))
+    if slices:
+        worst = min(slices, key=lambda kv: kv[1])
+        say(f"      {len(slices)} slice(s), worst {worst[0].removeprefix('slice.').removesuffix('.' + primary)} "
+            f"{worst[1]:.4f}")
+    fair = {k.removeprefix("fairness."): v for k, v in metrics.items() if k.startswith("fairness.")
+            and k.endswith("difference")}
+    if fair:
+        say("      fairness: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(fair.items())))
+    if tags.get("shap.top_features"):
+        say(f"      SHAP top features: {tags['shap.top_features']}")
+    if tags.get("gates.detail"):
+        import json
+
+        failed = [g["gate"] for g in json.loads(tags["gates.detail"]) if not g.get("passed")]
+        say(f"      gates: {tags.get('gates.result')}" + (f" (failed: {', '.join(failed)})" if failed else ""))
+
+
 def _assessed(dag_run) -> dict:
     """What the monitoring run's ``assess`` task returned (its XCom)."""
     return _xcom(dag_run, "assess") or {}
@@ -160,6 +189,7 @@ def monitor(config, run, bag, triton_url: str) -> bool:
     champion, previous = alias_version(client, MODEL, CHAMPION), alias_version(client, MODEL, PREVIOUS_CHAMPION)
     say(f"   -> @champion = version {champion.version}"
         + (f", @previous_champion = version {previous.version}" if previous else ""))
+    evidence_of(client, str(champion.version))
 
     drifted = hour + pd.Timedelta(hours=1)
     say(f"11. A drifted hour ({drifted:%H}:00): riskier applicants, and their loans go bad")
@@ -193,6 +223,7 @@ def monitor(config, run, bag, triton_url: str) -> bool:
     challenger = alias_version(client, MODEL, CHALLENGER)
     if states.get("register") == "success" and challenger and (not before or before.version != challenger.version):
         say(f"   -> version {challenger.version} registered as @{CHALLENGER}: the promotion DAG runs its gates next")
+        evidence_of(client, str(challenger.version))
     if challenger:
         return shadow_hour(config, run, bag, client, triton_url, str(challenger.version))
     return True
@@ -363,6 +394,7 @@ def main() -> int:
         say(f"   -> registered version {challenger.version} as @{CHALLENGER}")
         say("3. Promotion DAG: gates, then @champion")
         run(promote, dag_id(Stage.PROMOTE, MODEL))
+        evidence_of(client, str(challenger.version))
     else:
         say("3. No new @challenger to promote")
 
