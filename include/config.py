@@ -628,6 +628,9 @@ class ModelConfig(_Strict):
             for i, column in enumerate(columns):
                 if column not in known:
                     raise ValueError(f"evidence.{key}.{i}: {column!r} is neither a feature nor one of evidence.derived_columns")
+                if types.get(column) in ("int", "float"):
+                    raise ValueError(f"evidence.{key}.{i}: {column!r} is numeric: group by bands of it "
+                                     "(evidence.derived_columns: {name, from, bins})")
         return self
 
 

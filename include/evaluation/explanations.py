@@ -14,7 +14,9 @@ in the explainer's output units (below); only the ranking compares across estima
   forest is too large to explain exactly in seconds (more than :data:`EXACT_TREE_BUDGET` leaves x rows);
 * ``shap.LinearExplainer`` for linear models (``coef_``), against a training background;
 * otherwise ``shap.PermutationExplainer`` over the estimator's positive-class probability, on
-  ``agnostic_rows`` rows against a training background (model-agnostic, the slowest);
+  ``agnostic_rows`` rows against :data:`AGNOSTIC_BACKGROUND_ROWS` training rows, two antithetic
+  permutations per row (model-agnostic, the slowest: ``agnostic_rows`` x 2 x (2 x columns + 1) x 50 rows scored,
+  and shap's numba helpers compile on the first call in a process: ~10 s measured on a busy 2-core machine);
 * a pipeline whose preprocessing cannot be mapped back to features (not the one
   :func:`include.training.train.build_estimator` builds) gets scikit-learn's permutation importance of the
   whole pipeline on the raw features instead (drop in ROC AUC).
@@ -42,6 +44,7 @@ IMPORTANCE_ARTIFACT = "evidence/shap_importance.json"
 IMPORTANCE_PLOT = "evidence/shap_importance.png"
 EXACT_TREE_BUDGET = 2_000_000  # leaves x rows explained exactly; measured ~1.4 M in 0.2 s (boosting), 12.5 M in 9 s (forest)
 BACKGROUND_ROWS = 100
+AGNOSTIC_BACKGROUND_ROWS = 50  # the permutation explainer calls the model on every background row per evaluation
 
 
 def _unwrap(estimator: Any) -> Any:
@@ -155,8 +158,10 @@ def global_importance(model: Any, sample: pd.DataFrame, background: pd.DataFrame
             def positive_proba(rows: np.ndarray) -> np.ndarray:
                 return estimator.predict_proba(rows)[:, 1]
 
-            explainer = shap.PermutationExplainer(positive_proba, shap.maskers.Independent(z_background), seed=seed)
-            values = _positive(explainer(z, silent=True).values)
+            masker = shap.maskers.Independent(z_background[:AGNOSTIC_BACKGROUND_ROWS])
+            explainer = shap.PermutationExplainer(positive_proba, masker, seed=seed)
+            # two antithetic permutations per row: 2 x (2 x columns + 1) model calls on the background each
+            values = _positive(explainer(z, max_evals=4 * z.shape[1] + 2, silent=True).values)
             method, output = "shap.PermutationExplainer", "probability"
     per_feature = {f: np.zeros(len(z)) for f in features}
     for j, owner in enumerate(owners):

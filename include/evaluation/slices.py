@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 PREFIX = "slice."
 ROWS = "rows"
 SLICES_ARTIFACT = "evidence/slices.json"
+MAX_VALUES = 100  # slices per column: more is an identifier or a number, not a population segment
 
 
 def metric_key(column: str, value: str, metric: str) -> str:
@@ -30,7 +31,8 @@ def slice_report(groups: pd.DataFrame, y_true: Any, proba: Any, metric: str) -> 
     ``groups``: one column of group tokens per sliced column (:func:`include.evaluation.columns.group_frame`),
     aligned with ``y_true`` (0/1) and ``proba`` (positive-class probability). ``metric``: one of
     :func:`include.training.evaluate.classification_metrics`' names, computed as it computes it (threshold
-    0.5); None for a slice with a single class, where ROC AUC is undefined.
+    0.5); None for a slice with a single class, where ROC AUC is undefined. Raises ValueError for a column
+    with more than :data:`MAX_VALUES` values.
     """
     import numpy as np
 
@@ -41,6 +43,9 @@ def slice_report(groups: pd.DataFrame, y_true: Any, proba: Any, metric: str) -> 
     report: dict[str, dict[str, dict[str, Any]]] = {}
     for column in groups.columns:
         values = groups[column].to_numpy()
+        if len(set(values)) > MAX_VALUES:
+            raise ValueError(f"slice column {column!r} has {len(set(values))} values on the holdout (at most "
+                             f"{MAX_VALUES}): slice bands of it instead (evidence.derived_columns)")
         per_value = {}
         for value in sorted(set(values)):
             mask = values == value

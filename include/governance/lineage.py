@@ -95,14 +95,16 @@ def model_idempotency_key(config: ModelConfig, *, data_fingerprint: str, commit:
     Its parameters are everything in the configuration that changes the fitted model, not just the
     estimator's parameters: the whole ``model`` section, the declared column types and the target.
     The description, gates, batch, monitoring and the like do not change the model and are left out.
+    Calibration (``evidence.calibration``) does when it can apply: then it is part of the parameters (a
+    config without it keeps the keys it had).
     """
-    return idempotency_key(
-        data_fingerprint=data_fingerprint,
-        commit=commit,
-        estimator=config.model.estimator,
-        params={"model": config.model.model_dump(), "columns": config.dataset.column_types,
-                "target": config.dataset.target.name},
-    )
+    params = {"model": config.model.model_dump(), "columns": config.dataset.column_types,
+              "target": config.dataset.target.name}
+    calibration = config.evidence.calibration if config.evidence is not None else None
+    if calibration is not None and calibration.method != "none":
+        params["calibration"] = calibration.model_dump()
+    return idempotency_key(data_fingerprint=data_fingerprint, commit=commit, estimator=config.model.estimator,
+                           params=params)
 
 
 def training_run_tags() -> dict[str, str]:

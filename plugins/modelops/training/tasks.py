@@ -173,6 +173,9 @@ def register(model: str, batch: dict[str, str], metrics: dict[str, float], **con
         schema_hash=batch["schema_hash"], key=batch["idempotency_key"], run_tags=run.data.tags, metrics=metrics,
         airflow_ids=keys,
     )
+    from include.evaluation.evidence import version_tags
+
+    tags.update(version_tags(run.data.tags))  # shap.top_features, calibration.method: on the version from the start
     version = registry.register_challenger(
         client,
         name=config.registered_model_name,

@@ -280,3 +280,18 @@ def test_a_version_is_found_by_its_key_under_the_current_or_the_legacy_tag(clien
     assert lineage.find_version_with_key(client, name, "k-missing") is None
     newer = version(runs[2], idempotency_key="k-old")  # retrained with force: the newest version wins
     assert str(lineage.find_version_with_key(client, name, "k-old").version) == newer
+
+
+def test_calibration_is_part_of_a_models_key_only_when_it_can_apply() -> None:
+    assert CFG.evidence is not None and CFG.evidence.calibration.method == "sigmoid"
+    key = lineage.model_idempotency_key(CFG, data_fingerprint=FINGERPRINT, commit="abc")
+    calibration = CFG.evidence.calibration
+    stricter = CFG.model_copy(update={"evidence": CFG.evidence.model_copy(update={
+        "calibration": calibration.model_copy(update={"max_ece": 0.01})})})
+    off = CFG.model_copy(update={"evidence": CFG.evidence.model_copy(update={
+        "calibration": calibration.model_copy(update={"method": "none"})})})
+    without = CFG.model_copy(update={"evidence": None})
+
+    assert lineage.model_idempotency_key(stricter, data_fingerprint=FINGERPRINT, commit="abc") != key
+    assert lineage.model_idempotency_key(off, data_fingerprint=FINGERPRINT, commit="abc") == \
+        lineage.model_idempotency_key(without, data_fingerprint=FINGERPRINT, commit="abc") != key
