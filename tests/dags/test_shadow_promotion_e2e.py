@@ -100,6 +100,7 @@ def _live_traffic(env, stop: threading.Event) -> None:
     if stop.is_set():
         return
     rows = generate_batch(80, seed=int(time.time()) % 1000)[config.dataset.feature_names]
+    first = pd.Timestamp.now(tz="UTC").floor("h")
     for i, row in rows.iterrows():
         inputs = [{"name": c.name, "shape": [1, 1],
                    "datatype": {"category": "BYTES", "int": "INT64"}.get(c.type, "FP64"),
@@ -108,8 +109,8 @@ def _live_traffic(env, stop: threading.Event) -> None:
         httpx.post(f"{env['url']}/v2/models/{MODEL}/infer", json={"id": f"live-{time.time_ns()}-{i}",
                                                                    "inputs": inputs}, timeout=30).raise_for_status()
     time.sleep(2)  # the log's flush (0.5 s) for both versions' instances
-    hour = pd.Timestamp.now(tz="UTC").floor("h")
-    assess_window(env["client"], config, hour, hour + pd.Timedelta(hours=1), champion=_champion(env),
+    last = pd.Timestamp.now(tz="UTC").floor("h")  # the traffic may straddle an hour: one window over both
+    assess_window(env["client"], config, first, last + pd.Timedelta(hours=1), champion=_champion(env),
                   root=str(env["log"]), check_gaps=False)
 
 

@@ -141,12 +141,14 @@ class TritonPythonModel:
         """The inference log writer of this instance (:class:`request_log.RequestLog`), or None when ``off``."""
         if params.get("inference_log", "on") == "off":
             return None
-        root = os.environ.get("MODELOPS_INFERENCE_LOG")
+        sys.path.insert(0, str(here))  # request_log.py is beside this file (Triton appends the folder; be sure)
+        import request_log
+
+        # Triton's virtualenv has no project code: the variable is read here, named where include.settings names it
+        root = os.environ.get(request_log.ROOT_ENV)
         if not root:
             raise ValueError("the inference log is on but MODELOPS_INFERENCE_LOG is not set in tritonserver's "
                              "environment; set it to the log's folder, or set the parameter inference_log to off")
-        sys.path.insert(0, str(here))  # request_log.py is beside this file (Triton appends the folder; be sure)
-        import request_log
 
         types = {i["name"]: i["type"] for i in spec["inputs"]}
         return request_log.RequestLog(

@@ -83,9 +83,11 @@ def _fake_export(repo: Path, name: str, version: str) -> Path:
     folder.mkdir(parents=True)
     (folder / ONNX_FILE).write_bytes(b"an exported model")
     shutil.copyfile(repository.MODEL_SOURCE, folder / "model.py")
+    shutil.copyfile(repository.LOG_SOURCE, folder / repository.LOG_FILE)
     marker = {"format": repository.FORMAT, "key": {"exporter": "test"}, "inputs": [],
               "onnx_sha256": hashlib.sha256((folder / ONNX_FILE).read_bytes()).hexdigest(),
-              "model_py_sha256": hashlib.sha256((folder / "model.py").read_bytes()).hexdigest()}
+              "model_py_sha256": hashlib.sha256((folder / "model.py").read_bytes()).hexdigest(),
+              "request_log_sha256": hashlib.sha256((folder / repository.LOG_FILE).read_bytes()).hexdigest()}
     (folder / MARKER).write_text(json.dumps(marker))
     return folder
 

@@ -28,7 +28,8 @@ from include.demo.datagen import generate_batch
 from include.training.train import features_and_target, holdout_split, train
 
 ROOT = Path(__file__).resolve().parents[4]
-CONFIG = load_model_config(ROOT / "config" / "models" / "credit_approval.yaml")
+# Serving tests serve the estimator as configured: the evidence section (calibration, SHAP...) is evaluation's.
+CONFIG = load_model_config(ROOT / "config" / "models" / "credit_approval.yaml").model_copy(update={"evidence": None})
 
 
 @dataclass(frozen=True)

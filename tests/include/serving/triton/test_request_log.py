@@ -99,3 +99,9 @@ def test_the_partition_is_the_inference_logs() -> None:
         ts = pd.Timestamp(stamp)
         assert request_log.partition(root, "m", int(ts.timestamp() * 1e6)) == inference_log.partition_path(
             "m", "online", ts, root=root)
+
+
+def test_the_backend_reads_the_variable_the_settings_name() -> None:
+    from include import settings
+
+    assert request_log.ROOT_ENV == settings.INFERENCE_LOG.name

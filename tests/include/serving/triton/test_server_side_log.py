@@ -198,9 +198,9 @@ def test_the_layout_is_the_one_monitoring_reads(log_root: Path) -> None:
 # --- shadow and canary ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def in_shadow(triton: TritonClient, registry: Registry, repo: Path) -> Iterator[ModelConfig]:
-    """Version 2 as the challenger in shadow; stopped at the end."""
+    """Version 2 as the challenger in shadow, for one test (the canary test replaces it); stopped at the end."""
     config = _config(registry, "shadow", timeout_ms=100)
     shadow.start(registry.client, triton, repo, config, "2", actor="test", reason="shadow test")
     yield config
@@ -316,14 +316,21 @@ def test_the_hour_compares_the_shadow_with_the_champion_and_the_gate_judges_it(
 
     rows = registry.holdout.iloc[140:200]
     ids = [f"gate-{i}" for i in range(len(rows))]
+    first = pd.Timestamp.now(tz="UTC").floor("h")
     triton.infer_with_ids(registry.name, rows, request_ids=ids)
-    shadowed = _rows(registry, log_root, ids, roles=("live", "shadow"))
-    assert (shadowed["role"] == "shadow").sum() == len(rows)
-    hour = pd.Timestamp.now(tz="UTC").floor("h")
+    curl = httpx.post(f"{triton.url}/v2/models/{registry.name}/infer",
+                      json=_json_request(rows.iloc[0], registry, "monitored-curl"), timeout=30)
+    assert curl.status_code == 200
+    shadowed = _rows(registry, log_root, [*ids, "monitored-curl"], roles=("live", "shadow"))
+    assert (shadowed["role"] == "shadow").sum() == len(rows) + 1  # the curl request was shadowed too
+    hour, end = first, pd.Timestamp.now(tz="UTC").floor("h") + pd.Timedelta(hours=1)  # one window, even across an hour
 
-    result = assess_window(registry.client, in_shadow, hour, hour + pd.Timedelta(hours=1), champion="1",
-                           root=str(log_root), check_gaps=False)
+    result = assess_window(registry.client, in_shadow, hour, end, champion="1", root=str(log_root), check_gaps=False)
 
+    every = inference_log.read_range(registry.name, hour, end, root=log_root)
+    live, _ = inference_log.split_roles(every)
+    assert result.assessment.rows == len(live)  # every client's live rows, none of the shadow or verification ones
+    assert "monitored-curl" in set(live["request_id"])
     champion = registry.pyfunc("1").predict(rows)[:, 1]
     other = registry.pyfunc("2").predict(rows)[:, 1]
     assert result.challenger is not None and result.challenger.version == "2" and result.challenger.mode == "shadow"
