@@ -222,6 +222,8 @@ def airflow_env(stack: Stack) -> dict[str, str]:
         "MODELOPS_DATA_DIR": str(stack.dir / "data"),
         "MODELOPS_TRITON_URL": stack.triton_url,
         "MODELOPS_TRITON_REPOSITORY": str(stack.dir / "triton" / "models"),
+        # Triton writes it (every request it serves), the monitoring DAG reads it: one folder for both
+        "MODELOPS_INFERENCE_LOG": str(stack.dir / "inference_log"),
         "MODELOPS_LEDGER_URL": stack.database_url("ledger"),
         "MODELOPS_ARCHIVE_URI": f"s3://{ARCHIVE_BUCKET}/models",
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({

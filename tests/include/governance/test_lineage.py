@@ -283,9 +283,9 @@ def test_a_version_is_found_by_its_key_under_the_current_or_the_legacy_tag(clien
 
 
 def test_calibration_is_part_of_a_models_key_only_when_it_can_apply() -> None:
-    assert CFG.evidence is not None and CFG.evidence.calibration.method == "sigmoid"
-    key = lineage.model_idempotency_key(CFG, data_fingerprint=FINGERPRINT, commit="abc")
-    calibration = CFG.evidence.calibration
+    calibration = CFG.evidence.calibration.model_copy(update={"method": "sigmoid"})
+    calibrated = CFG.model_copy(update={"evidence": CFG.evidence.model_copy(update={"calibration": calibration})})
+    key = lineage.model_idempotency_key(calibrated, data_fingerprint=FINGERPRINT, commit="abc")
     stricter = CFG.model_copy(update={"evidence": CFG.evidence.model_copy(update={
         "calibration": calibration.model_copy(update={"max_ece": 0.01})})})
     off = CFG.model_copy(update={"evidence": CFG.evidence.model_copy(update={
