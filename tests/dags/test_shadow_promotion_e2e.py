@@ -92,6 +92,7 @@ def _champion(env) -> str:
 def _live_traffic(env, stop: threading.Event) -> None:
     """Once the challenger is on Triton: 80 plain HTTP requests, then the hour's assessment (as monitoring does)."""
     from include.config import get_model_config
+    from include.monitoring import inference_log
     from include.monitoring.hourly import assess_window
     from include.serving.triton.repository import challenger_name
 
@@ -102,15 +103,24 @@ def _live_traffic(env, stop: threading.Event) -> None:
         return
     rows = generate_batch(80, seed=int(time.time()) % 1000)[config.dataset.feature_names]
     first = pd.Timestamp.now(tz="UTC").floor("h")
-    for i, row in rows.iterrows():
+    ids = [f"live-{time.time_ns()}-{i}" for i in range(len(rows))]
+    for request_id, (_, row) in zip(ids, rows.iterrows(), strict=True):
         inputs = [{"name": c.name, "shape": [1, 1],
                    "datatype": {"category": "BYTES", "int": "INT64"}.get(c.type, "FP64"),
                    "data": [str(row[c.name]) if c.type == "category" else getattr(row[c.name], "item", lambda v=row[c.name]: v)()]}
                   for c in config.dataset.features]
-        httpx.post(f"{env['url']}/v2/models/{MODEL}/infer", json={"id": f"live-{time.time_ns()}-{i}",
-                                                                   "inputs": inputs}, timeout=30).raise_for_status()
-    time.sleep(2)  # the log's flush (0.5 s) for both versions' instances
+        httpx.post(f"{env['url']}/v2/models/{MODEL}/infer", json={"id": request_id, "inputs": inputs},
+                   timeout=30).raise_for_status()
+    # Monitoring assesses an hour after it ended; here: once both versions' rows of these requests are written
+    # (the shadow thread may lag the responses on a busy machine, and each instance flushes every 0.5 s).
     last = pd.Timestamp.now(tz="UTC").floor("h")  # the traffic may straddle an hour: one window over both
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not stop.is_set():
+        logged = inference_log.read_range(MODEL, first, last + pd.Timedelta(hours=1), root=env["log"])
+        sent = logged[logged["request_id"].isin(ids)]
+        if (sent["role"] == "shadow").sum() >= len(ids) and (sent["role"] == "live").sum() >= len(ids):
+            break
+        time.sleep(0.5)
     assess_window(env["client"], config, first, last + pd.Timedelta(hours=1), champion=_champion(env),
                   root=str(env["log"]), check_gaps=False)
 
