@@ -92,12 +92,20 @@ def _champion(env) -> str:
 def _live_traffic(env, stop: threading.Event) -> None:
     """Once the challenger is on Triton: 80 plain HTTP requests, then the hour's assessment (as monitoring does)."""
     from include.config import get_model_config
+    from include.governance import audit
     from include.monitoring import inference_log
     from include.monitoring.hourly import assess_window
+    from include.serving import shadow
     from include.serving.triton.repository import challenger_name
 
     config = get_model_config(MODEL)
-    while not stop.is_set() and not env["triton"].model_ready(challenger_name(MODEL)):
+    challenger = str(env["client"].get_model_version_by_alias(MODEL, "challenger").version)
+
+    def started() -> bool:  # recorded once the champion's model was reloaded with the challenger named
+        return any(r["action"] == shadow.START_ACTION and r["version"] == challenger
+                   for r in audit.read(env["client"], MODEL, challenger))
+
+    while not stop.is_set() and not (env["triton"].model_ready(challenger_name(MODEL)) and started()):
         time.sleep(0.5)
     if stop.is_set():
         return
