@@ -30,6 +30,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from include.config import ModelConfig
+from include.monitoring.history import _history, hour_step  # {step: latest value}: as the KPI baseline reads
 from include.monitoring.kpis import compute_kpis, valid_predictions
 from include.monitoring.log_schema import CANARY, PREDICTION, ROLE, SHADOW
 
@@ -125,8 +126,6 @@ def log_challenger_hour(client: MlflowClient, run_id: str, hour: pd.Timestamp, r
     new challenger in the same hour) is the latest write of the step, which :func:`evidence` reads."""
     import time
 
-    from include.monitoring.history import hour_step
-
     ts, step = int(time.time() * 1000), hour_step(pd.Timestamp(hour))
     client.log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in result.metrics().items()
                                       if np.isfinite(v)])
@@ -158,11 +157,7 @@ def evidence(client: MlflowClient, run_id: str | None, version: str) -> Evidence
         return Evidence(str(version), 0, 0, None, {}, 0)
 
     def history(key: str) -> dict[int, float]:
-        try:
-            points = client.get_metric_history(run_id, key)
-        except Exception:  # noqa: BLE001 - MLflow's generic error for a metric the run never had
-            return {}
-        return {p.step: p.value for p in sorted(points, key=lambda p: p.timestamp)}
+        return _history(client, run_id, key)
 
     steps = sorted(s for s, v in history(f"{PREFIX}version").items() if str(int(v)) == str(version))
     requests = history(f"{PREFIX}requests")

@@ -33,7 +33,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,7 +42,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from include import settings
 from include.data.dataset import local_path
@@ -65,6 +63,7 @@ from include.monitoring.log_schema import (
     read_file,
     utc,
 )
+from include.serving.triton.request_log import write_new_file  # one writer of log files, Triton's and ours
 
 log = logging.getLogger(__name__)
 
@@ -201,19 +200,6 @@ def _to_table(frame: pd.DataFrame) -> pa.Table:
             field = field.with_type(TS_TYPE)
         fields.append(field.remove_metadata())
     return table.cast(pa.schema(fields))
-
-
-def write_new_file(table: pa.Table, folder: Path) -> Path:
-    """Write ``table`` as a new, uniquely named file in ``folder``: temp dot-file, then rename."""
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"part-{time.time_ns()}-{uuid.uuid4().hex}.parquet"
-    target, temp = folder / name, folder / f".{name}.tmp"
-    try:
-        pq.write_table(table, temp)
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
-    return target
 
 
 # --- reading ---------------------------------------------------------------------------------
